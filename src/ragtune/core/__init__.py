@@ -1,0 +1,1 @@
+"""The small core every stage stands on: config, records, storage, errors, caches."""

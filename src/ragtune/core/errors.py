@@ -1,0 +1,23 @@
+"""Errors a user can act on.
+
+Every failure that reaches the CLI is a :class:`RagtuneError` whose message names the file, record
+or config key at fault, so the CLI can print one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class RagtuneError(Exception):
+    """An error with a message fit for one line of CLI output."""
+
+
+class ConfigError(RagtuneError):
+    """The configuration is invalid; the message names the key."""
+
+
+class InputError(RagtuneError):
+    """An input file or record is unusable; the message names it and says why."""
+
+
+class StorageError(RagtuneError):
+    """A storage location cannot be read or written."""

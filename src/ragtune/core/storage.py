@@ -1,0 +1,205 @@
+"""Where corpora, caches and artifacts live: a local folder or an S3/MinIO prefix.
+
+Both kinds answer the same small interface over keys relative to their root, so a stage never
+knows which it got. ``s3://bucket/prefix`` goes through the ``minio`` client (MinIO, AWS S3 or any
+S3-protocol server); anything else is a local path (``file://`` accepted).
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+from ragtune.core.config import StorageConfig
+from ragtune.core.errors import StorageError
+
+
+class Storage(ABC):
+    """Keys are POSIX-style paths relative to the storage root."""
+
+    uri: str
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys under ``prefix``, sorted."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    def uri_for(self, key: str) -> str:
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def read_text(self, key: str) -> str:
+        return self.read_bytes(key).decode("utf-8")
+
+    def write_text(self, key: str, text: str) -> None:
+        self.write_bytes(key, text.encode("utf-8"))
+
+    def download_dir(self, prefix: str, dest: Path) -> builtins.list[Path]:
+        """Copy every key under ``prefix`` into ``dest`` (used to hand artifacts to local tools)."""
+        written = []
+        for key in self.list(prefix):
+            relative = key[len(prefix) :].lstrip("/") if prefix else key
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.read_bytes(key))
+            written.append(target)
+        return written
+
+    def upload_dir(self, source: Path, prefix: str = "") -> builtins.list[str]:
+        """Copy every file under ``source`` to keys under ``prefix``."""
+        keys = []
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            key = (
+                str(PurePosixPath(prefix) / path.relative_to(source).as_posix())
+                if prefix
+                else path.relative_to(source).as_posix()
+            )
+            self.write_bytes(key, path.read_bytes())
+            keys.append(key)
+        return keys
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root.resolve() and self.root.resolve() not in path.parents:
+            raise StorageError(f"key {key!r} escapes storage root {self.root}")
+        return path
+
+    def list(self, prefix: str = "") -> list[str]:
+        if not self.root.exists():
+            return []
+        base = self._path(prefix) if prefix else self.root
+        if base.is_file():
+            return [prefix]
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{self.uri_for(key)}: not found") from None
+        except OSError as err:
+            raise StorageError(f"{self.uri_for(key)}: cannot read ({err.strerror})") from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+
+class S3Storage(Storage):
+    """An ``s3://bucket/prefix`` location through the ``minio`` client."""
+
+    def __init__(self, uri: str, config: StorageConfig) -> None:
+        from minio import Minio
+
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise StorageError(f"{uri}: expected s3://bucket/prefix")
+        self.uri = uri.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        endpoint = config.endpoint or "s3.amazonaws.com"
+        if "://" in endpoint:  # accept http://host:port for convenience
+            endpoint_url = urlparse(endpoint)
+            endpoint, secure = endpoint_url.netloc, endpoint_url.scheme == "https"
+        else:
+            secure = config.secure
+        self.client = Minio(
+            endpoint,
+            access_key=os.environ.get(config.access_key_env),
+            secret_key=os.environ.get(config.secret_key_env),
+            session_token=os.environ.get(config.session_token_env) or None,
+            secure=secure,
+            region=config.region,
+        )
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _fail(self, key: str, err: Exception) -> StorageError:
+        code = getattr(err, "code", None) or type(err).__name__
+        return StorageError(f"{self.uri_for(key)}: {code}")
+
+    def list(self, prefix: str = "") -> list[str]:
+        from minio.error import S3Error
+
+        full = self._name(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        try:
+            objects = self.client.list_objects(self.bucket, prefix=full, recursive=True)
+            names = [obj.object_name for obj in objects if obj.object_name and not obj.is_dir]
+        except S3Error as err:
+            raise self._fail(prefix, err) from None
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        return sorted(name[strip:] for name in names)
+
+    def read_bytes(self, key: str) -> bytes:
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(self.bucket, self._name(key))
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+        except S3Error as err:
+            raise self._fail(key, err) from None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        from minio.error import S3Error
+
+        try:
+            self.client.put_object(self.bucket, self._name(key), io.BytesIO(data), length=len(data))
+        except S3Error as err:
+            raise self._fail(key, err) from None
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, self._name(key))
+            return True
+        except S3Error as err:
+            if err.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
+                return False
+            raise self._fail(key, err) from None
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if missing (for caches and artifact prefixes we own)."""
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)
+
+
+def is_s3_uri(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def open_storage(uri: str, config: StorageConfig | None = None) -> Storage:
+    """Storage for ``uri``: ``s3://`` through MinIO's client, anything else a local folder."""
+    if is_s3_uri(uri):
+        return S3Storage(uri, config or StorageConfig())
+    if uri.startswith("file://"):
+        uri = urlparse(uri).path
+    return LocalStorage(uri)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragtune.core.config import config_from_json, env_overrides, load_config, parse_set_flags
+from ragtune.core.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "psychiatry" / "ragtune.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_choose_embedded_backends() -> None:
+    config = load_config(environ={})
+    assert config.parse.grobid_url is None
+    assert config.index.store.weaviate_url is None
+    assert config.llm.generator.base_url is None
+    assert config.cache_uri() == str(Path("runs") / "cache")
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE, environ={})
+    assert config.corpus.uri
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "index:\n  chunk_tokenz: 100\n")
+    with pytest.raises(ConfigError, match=r"index\.chunk_tokenz: unknown key"):
+        load_config(path, environ={})
+
+
+def test_bad_value_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "parse:\n  grobid_concurrency: lots\n")
+    with pytest.raises(ConfigError, match=r"parse\.grobid_concurrency"):
+        load_config(path, environ={})
+
+
+def test_cross_field_rule(tmp_path: Path) -> None:
+    path = write(tmp_path, "index:\n  chunk_tokens: 64\n  chunk_overlap: 64\n")
+    with pytest.raises(ConfigError, match=r"index\.chunk_overlap: .*smaller than chunk_tokens"):
+        load_config(path, environ={})
+
+
+def test_precedence_yaml_then_env_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "index:\n  chunk_tokens: 100\n  chunk_overlap: 10\nrun:\n  seed: 1\n")
+    environ = {"RAGTUNE_INDEX__CHUNK_TOKENS": "150", "RAGTUNE_RUN__SEED": "2", "RAGTUNE_TEST_WEAVIATE_URL": "x"}
+    flags = parse_set_flags(["run.seed=3"])
+    config = load_config(path, overrides=flags, environ=environ)
+    assert config.index.chunk_tokens == 150  # env beats YAML
+    assert config.run.seed == 3  # flag beats env
+    assert config.index.chunk_overlap == 10  # untouched YAML value survives
+
+
+def test_env_ignores_variables_without_section_separator() -> None:
+    assert env_overrides({"RAGTUNE_TEST_WEAVIATE_URL": "http://x", "RAGTUNE_PARSE__GROBID_URL": "http://g"}) == {
+        "parse.grobid_url": "http://g"
+    }
+
+
+def test_bad_set_flag() -> None:
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_set_flags(["no-equals-sign"])
+
+
+def test_unknown_key_from_env_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"parse\.nope: unknown key"):
+        load_config(environ={"RAGTUNE_PARSE__NOPE": "1"})
+
+
+def test_json_round_trip_for_components(tmp_path: Path) -> None:
+    config = load_config(overrides={"run.seed": 7, "parse.grobid_url": "http://grobid:8070"}, environ={})
+    again = config_from_json(config.to_json())
+    assert again == config
+
+
+def test_top_level_must_be_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"), environ={})

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragtune.core.cache import ContentCache, cache_key
+from ragtune.core.config import StorageConfig
+from ragtune.core.errors import StorageError
+from ragtune.core.storage import LocalStorage, S3Storage, open_storage
+from tests.conftest import S3Server
+
+
+def s3_config(server: S3Server) -> StorageConfig:
+    return StorageConfig(endpoint=server.endpoint, secure=False, region="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3_env: S3Server, request: pytest.FixtureRequest) -> str:
+    name = "corpus-" + request.node.name.replace("_", "-")[:40].lower()
+    storage = open_storage(f"s3://{name}", s3_config(s3_env))
+    assert isinstance(storage, S3Storage)
+    storage.ensure_bucket()
+    return name
+
+
+def test_local_round_trip_and_listing(tmp_path: Path) -> None:
+    storage = open_storage(f"file://{tmp_path}")
+    assert isinstance(storage, LocalStorage)
+    storage.write_text("a/b.md", "# hi")
+    storage.write_bytes("c.pdf", b"%PDF-1.4")
+    assert storage.list() == ["a/b.md", "c.pdf"]
+    assert storage.list("a") == ["a/b.md"]
+    assert storage.read_text("a/b.md") == "# hi"
+    assert storage.exists("c.pdf") and not storage.exists("missing")
+
+
+def test_local_refuses_keys_outside_root(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="escapes storage root"):
+        LocalStorage(tmp_path / "root").read_bytes("../secret")
+
+
+def test_local_missing_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"nope\.md: not found"):
+        LocalStorage(tmp_path).read_bytes("nope.md")
+
+
+def test_s3_corpus_round_trip(tmp_path: Path, s3_env: S3Server, bucket: str) -> None:
+    """A local corpus uploaded to S3 under a prefix comes back byte for byte."""
+    source = tmp_path / "corpus"
+    (source / "md").mkdir(parents=True)
+    (source / "md" / "anxiety.md").write_text("# Anxiety\n\nWorry.")
+    (source / "doc.pdf").write_bytes(bytes(range(256)) * 40)  # binary, > one small buffer
+    remote = open_storage(f"s3://{bucket}/team/corpus", s3_config(s3_env))
+    assert remote.upload_dir(source) == ["doc.pdf", "md/anxiety.md"]
+    assert remote.list() == ["doc.pdf", "md/anxiety.md"]
+    assert remote.list("md") == ["md/anxiety.md"]
+    assert remote.exists("doc.pdf") and not remote.exists("other.pdf")
+    back = tmp_path / "back"
+    remote.download_dir("", back)
+    for name in ["doc.pdf", "md/anxiety.md"]:
+        assert (back / name).read_bytes() == (source / name).read_bytes()
+    assert remote.uri_for("doc.pdf") == f"s3://{bucket}/team/corpus/doc.pdf"
+
+
+def test_s3_prefix_isolation(s3_env: S3Server, bucket: str) -> None:
+    config = s3_config(s3_env)
+    open_storage(f"s3://{bucket}/a", config).write_text("x.txt", "a")
+    open_storage(f"s3://{bucket}/ab", config).write_text("x.txt", "ab")
+    assert open_storage(f"s3://{bucket}/a", config).list() == ["x.txt"]
+    assert open_storage(f"s3://{bucket}/a", config).read_text("x.txt") == "a"
+
+
+def test_s3_missing_bucket_is_a_named_error(s3_env: S3Server) -> None:
+    storage = open_storage("s3://no-such-bucket/p", s3_config(s3_env))
+    with pytest.raises(StorageError, match="no-such-bucket"):
+        storage.read_bytes("x")
+
+
+def test_cache_on_s3_counts_hits(s3_env: S3Server, bucket: str) -> None:
+    cache = ContentCache(open_storage(f"s3://{bucket}/cache", s3_config(s3_env)), "unit")
+    key = cache_key("model", [1, 2], {"t": 0.5})
+    assert cache.get_json(key) is None
+    cache.put_json(key, {"answer": "ok"})
+    assert cache.get_json(key) == {"answer": "ok"}
+    assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_cache_key_is_order_insensitive_for_mappings() -> None:
+    assert cache_key({"a": 1, "b": 2}) == cache_key({"b": 2, "a": 1})
+    assert cache_key("x", 1) != cache_key("x", 2)
