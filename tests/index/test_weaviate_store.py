@@ -1,0 +1,373 @@
+"""The Weaviate adapter, against a stand-in for the client's collection API (no network), and
+against a real server when ``RAGTUNE_TEST_WEAVIATE_URL`` is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid as uuidlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import weaviate
+from weaviate.auth import _APIKey
+from weaviate.classes.config import VectorDistances, Vectorizers
+from weaviate.exceptions import WeaviateQueryError
+from weaviate.util import generate_uuid5
+
+from ragtune.core.config import VectorStoreConfig
+from ragtune.core.records import Chunk
+from ragtune.index import build_index, load_retriever
+from ragtune.index.embedder import SentenceTransformerEmbedder
+from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
+from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
+
+COLLECTION = "RagtuneAllMiniLML6V2D384"
+
+
+class FakeBatch:
+    def __init__(self, collection: FakeCollection) -> None:
+        self.collection = collection
+
+    def add_object(self, properties: dict[str, Any], vector: list[float], uuid: str) -> None:
+        self.collection.added.append({"properties": properties, "vector": vector, "uuid": uuid})
+        self.collection.objects[str(uuid)] = (properties, np.asarray(vector, dtype=np.float32))
+
+
+class FakeBatching:
+    def __init__(self, collection: FakeCollection) -> None:
+        self.collection = collection
+        self.failed_objects: list[Any] = []
+        self.sizes: list[int] = []
+
+    @contextmanager
+    def fixed_size(self, batch_size: int = 100, concurrent_requests: int = 2) -> Iterator[FakeBatch]:
+        self.sizes.append(batch_size)
+        yield FakeBatch(self.collection)
+
+
+class FakeQuery:
+    """Ranks the stored objects by cosine similarity, like a self-provided-vector collection."""
+
+    def __init__(self, collection: FakeCollection) -> None:
+        self.collection = collection
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail = False
+
+    def _ranked(self, vector: list[float], limit: int) -> list[tuple[dict[str, Any], float]]:
+        query = np.asarray(vector, dtype=np.float32)
+        scored = [(props, float(vec @ query)) for props, vec in self.collection.objects.values()]
+        return sorted(scored, key=lambda item: -item[1])[:limit]
+
+    def near_vector(self, near_vector: list[float], **kwargs: Any) -> Any:
+        self.calls.append(("near_vector", {"near_vector": near_vector, **kwargs}))
+        if self.fail:
+            raise WeaviateQueryError("connection refused", "gRPC")
+        objects = [
+            SimpleNamespace(
+                properties={"chunk_id": props["chunk_id"]},
+                metadata=SimpleNamespace(distance=1.0 - cos, score=None),
+            )
+            for props, cos in self._ranked(near_vector, kwargs["limit"])
+        ]
+        return SimpleNamespace(objects=objects)
+
+    def hybrid(self, query: str, **kwargs: Any) -> Any:
+        self.calls.append(("hybrid", {"query": query, **kwargs}))
+        objects = [
+            SimpleNamespace(
+                properties={"chunk_id": props["chunk_id"]},
+                metadata=SimpleNamespace(distance=None, score=0.5 + cos / 2),
+            )
+            for props, cos in self._ranked(kwargs["vector"], kwargs["limit"])
+        ]
+        return SimpleNamespace(objects=objects)
+
+
+class FakeCollection:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.objects: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+        self.added: list[dict[str, Any]] = []
+        self.batch = FakeBatching(self)
+        self.query = FakeQuery(self)
+
+
+class FakeCollections:
+    def __init__(self) -> None:
+        self.created: list[tuple[str, dict[str, Any]]] = []
+        self.by_name: dict[str, FakeCollection] = {}
+
+    def exists(self, name: str) -> bool:
+        return name in self.by_name
+
+    def create(self, name: str, **kwargs: Any) -> FakeCollection:
+        self.created.append((name, kwargs))
+        self.by_name[name] = FakeCollection(name)
+        return self.by_name[name]
+
+    def use(self, name: str) -> FakeCollection:
+        return self.by_name[name]
+
+
+class FakeClient:
+    """What ``weaviate.connect_to_custom`` returns, minus the network."""
+
+    def __init__(self) -> None:
+        self.collections = FakeCollections()
+        self.closed = 0
+        self.connect_kwargs: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.fixture
+def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
+    """Replace the client's network layer: every connect returns this one in-memory client."""
+    client = FakeClient()
+
+    def connect_to_custom(**kwargs: Any) -> FakeClient:
+        client.connect_kwargs = kwargs
+        return client
+
+    monkeypatch.setattr(weaviate, "connect_to_custom", connect_to_custom)
+    return client
+
+
+@pytest.fixture(scope="module")
+def topic_vectors(embedder: SentenceTransformerEmbedder) -> tuple[list[Chunk], np.ndarray]:
+    chunks = topic_chunks()
+    return chunks, embedder.encode([c.text for c in chunks])
+
+
+def test_connect_creates_the_collection_with_self_provided_vectors(
+    fake_client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_WEAVIATE_KEY", "wv-secret")
+    config = VectorStoreConfig(
+        weaviate_url="https://weaviate.example:8443",
+        weaviate_grpc_port=50052,
+        weaviate_api_key_env="TEST_WEAVIATE_KEY",
+    )
+    store = create_store(config, "all-MiniLM-L6-v2", 384)
+    assert isinstance(store, WeaviateStore) and store.name == COLLECTION
+
+    kwargs = fake_client.connect_kwargs
+    assert (kwargs["http_host"], kwargs["http_port"], kwargs["http_secure"]) == (
+        "weaviate.example",
+        8443,
+        True,
+    )
+    assert (kwargs["grpc_host"], kwargs["grpc_port"], kwargs["grpc_secure"]) == (
+        "weaviate.example",
+        50052,
+        True,
+    )
+    assert (
+        isinstance(kwargs["auth_credentials"], _APIKey) and kwargs["auth_credentials"].api_key == "wv-secret"
+    )
+
+    [(name, create_kwargs)] = fake_client.collections.created
+    assert name == COLLECTION
+    assert [p.name for p in create_kwargs["properties"]] == ["chunk_id", "doc_id", "section_path", "text"]
+    vector_config = create_kwargs["vector_config"]
+    assert vector_config.vectorizer.vectorizer == Vectorizers.NONE
+    assert vector_config.vectorIndexConfig.distance == VectorDistances.COSINE
+
+    # A second store for the same corpus and embedder reuses the collection.
+    create_store(config, "all-MiniLM-L6-v2", 384)
+    assert len(fake_client.collections.created) == 1
+
+
+def test_no_key_means_no_credentials(fake_client: FakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WEAVIATE_API_KEY", raising=False)
+    WeaviateStore.connect(VectorStoreConfig(weaviate_url="http://weaviate:8080"), "m", 4)
+    kwargs = fake_client.connect_kwargs
+    assert kwargs["auth_credentials"] is None
+    assert (kwargs["http_host"], kwargs["http_port"], kwargs["http_secure"], kwargs["grpc_port"]) == (
+        "weaviate",
+        8080,
+        False,
+        50051,
+    )
+
+
+def test_upsert_imports_our_vectors_idempotently(
+    fake_client: FakeClient, topic_vectors: tuple[list[Chunk], np.ndarray]
+) -> None:
+    chunks, vectors = topic_vectors
+    store = create_store(VectorStoreConfig(weaviate_url="http://weaviate:8080"), "all-MiniLM-L6-v2", 384)
+    store.upsert(chunks, vectors)
+    collection = fake_client.collections.by_name[COLLECTION]
+
+    assert len(collection.added) == len(chunks)
+    for chunk, vector, added in zip(chunks, vectors, collection.added, strict=True):
+        assert added["uuid"] == generate_uuid5(chunk.chunk_id)
+        assert added["properties"] == {
+            "chunk_id": chunk.chunk_id,
+            "doc_id": chunk.doc_id,
+            "section_path": chunk.section_path,
+            "text": chunk.text,
+        }
+        np.testing.assert_array_equal(np.asarray(added["vector"], dtype=np.float32), vector)
+
+    store.upsert(chunks, vectors)  # re-import: same uuids, so the same objects
+    assert len(collection.added) == 2 * len(chunks)
+    assert len(collection.objects) == len(chunks)
+
+
+def test_failed_objects_are_an_error(
+    fake_client: FakeClient, topic_vectors: tuple[list[Chunk], np.ndarray]
+) -> None:
+    chunks, vectors = topic_vectors
+    store = create_store(VectorStoreConfig(weaviate_url="http://weaviate:8080"), "all-MiniLM-L6-v2", 384)
+    collection = fake_client.collections.by_name[COLLECTION]
+    collection.batch.failed_objects = [SimpleNamespace(message="vector lengths don't match")]
+    with pytest.raises(VectorStoreError, match=r"1 of 15 objects failed to import \(first: vector lengths"):
+        store.upsert(chunks, vectors)
+
+
+def test_near_vector_and_hybrid_map_results_to_chunk_ids(
+    fake_client: FakeClient,
+    topic_vectors: tuple[list[Chunk], np.ndarray],
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    chunks, vectors = topic_vectors
+    store = WeaviateStore.connect(
+        VectorStoreConfig(weaviate_url="http://weaviate:8080"), "all-MiniLM-L6-v2", 384
+    )
+    store.upsert(chunks, vectors)
+    query = embedder.encode([TOPICS[9][2]])[0]  # refeeding paraphrase
+
+    hits = store.search(query, k=3)
+    name, call = store.ensure_collection().query.calls[-1]
+    assert name == "near_vector" and call["limit"] == 3
+    np.testing.assert_array_equal(np.asarray(call["near_vector"], dtype=np.float32), query)
+    assert call["return_properties"] == ["chunk_id"] and call["return_metadata"].distance
+    assert len(hits) == 3 and hits[0][0] == chunks[9].chunk_id
+    assert hits[0][1] == pytest.approx(float(vectors[9] @ query), abs=1e-5)  # score = 1 - cosine distance
+
+    hybrid = store.hybrid_search("refeeding phosphate", query, k=2, alpha=0.25)
+    name, call = store.ensure_collection().query.calls[-1]
+    assert (
+        name == "hybrid"
+        and call["query"] == "refeeding phosphate"
+        and call["alpha"] == 0.25
+        and call["limit"] == 2
+    )
+    np.testing.assert_array_equal(np.asarray(call["vector"], dtype=np.float32), query)
+    assert call["query_properties"] == ["text", "section_path"]
+    assert next(cid for cid, _ in hybrid) == chunks[9].chunk_id
+
+    store.ensure_collection().query.fail = True
+    with pytest.raises(VectorStoreError, match="near_vector search failed"):
+        store.search(query, k=3)
+
+
+def test_build_index_and_retriever_over_weaviate(
+    fake_client: FakeClient,
+    embedder: SentenceTransformerEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEAVIATE_API_KEY", "wv-very-secret")
+    config = make_config(
+        tmp_path,
+        **{
+            "index.store.weaviate_url": "http://weaviate:8080",
+            "index.chunk_tokens": 64,
+            "index.chunk_overlap": 8,
+        },
+    )
+    documents = write_documents(tmp_path / "documents.jsonl", [topics_document()])
+    report = build_index(config, documents, tmp_path / "out", embedder=embedder)
+    assert (
+        report.store_backend == "weaviate"
+        and report.store_location == f"http://weaviate:8080 collection {COLLECTION}"
+    )
+    assert fake_client.closed == 1  # build_index closes its connection
+
+    index_dir = tmp_path / "out" / "index"
+    assert sorted(p.name for p in index_dir.iterdir()) == ["store.json"]
+    pointer = json.loads((index_dir / "store.json").read_text())
+    assert (
+        pointer["backend"] == "weaviate"
+        and pointer["url"] == "http://weaviate:8080"
+        and pointer["collection"] == COLLECTION
+    )
+    assert fake_client.connect_kwargs["auth_credentials"].api_key == "wv-very-secret"
+    for written in (index_dir / "store.json", tmp_path / "out" / "index_report.json"):
+        assert "wv-very-secret" not in written.read_text()
+
+    # Another corpus shares the collection: its chunks are not ours, so the retriever skips them.
+    foreign = [
+        c.model_copy(update={"chunk_id": f"other-{i}", "doc_id": "other"})
+        for i, c in enumerate(topic_chunks())
+    ]
+    store = open_store(index_dir, config.index.store)
+    store.upsert(foreign, embedder.encode([c.text for c in foreign]))
+
+    with load_retriever(config, index_dir, embedder=embedder) as retriever:
+        results = retriever.search(TOPICS[13][2], k=3)
+        assert len(results) == 3 and all(r.chunk.doc_id == "topics-1" for r in results)
+        assert results[0].chunk.section_path == ["Psychiatry notes", "Tardive dyskinesia"]
+        hybrid = retriever.search(TOPICS[13][2], k=2, alpha=0.5)
+        assert hybrid[0].chunk.section_path[-1] == "Tardive dyskinesia"
+        assert [
+            r[0].chunk.section_path[-1] for r in retriever.search_many([TOPICS[0][2], TOPICS[6][2]], k=3)
+        ] == ["Lithium", "Alcohol withdrawal"]
+
+
+def test_missing_collection_is_reported(fake_client: FakeClient, tmp_path: Path) -> None:
+    (tmp_path / "store.json").write_text(
+        json.dumps(
+            {
+                "backend": "weaviate",
+                "url": "http://weaviate:8080",
+                "collection": "Gone",
+                "dim": 4,
+                "embedder": "m",
+            }
+        )
+    )
+    with pytest.raises(VectorStoreError, match=r"collection Gone .* does not exist"):
+        open_store(tmp_path)
+    assert fake_client.closed == 1
+
+
+WEAVIATE_URL = os.environ.get("RAGTUNE_TEST_WEAVIATE_URL")
+
+
+@pytest.mark.weaviate
+@pytest.mark.skipif(not WEAVIATE_URL, reason="needs a Weaviate server at RAGTUNE_TEST_WEAVIATE_URL")
+def test_real_weaviate_round_trip(
+    topic_vectors: tuple[list[Chunk], np.ndarray], embedder: SentenceTransformerEmbedder
+) -> None:
+    chunks, vectors = topic_vectors
+    grpc_port = int(os.environ.get("RAGTUNE_TEST_WEAVIATE_GRPC_PORT", "50051"))
+    config = VectorStoreConfig(
+        weaviate_url=WEAVIATE_URL,
+        weaviate_grpc_port=grpc_port,
+        collection_prefix=f"RagtuneTest{uuidlib.uuid4().hex[:8]}",
+    )
+    store = create_store(config, embedder.name, embedder.dim)
+    assert isinstance(store, WeaviateStore)
+    try:
+        store.upsert(chunks, vectors)
+        store.upsert(chunks, vectors)  # idempotent by chunk_id
+        total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
+        assert total == len(chunks)
+        query = embedder.encode([TOPICS[1][2]])[0]
+        assert chunks[1].chunk_id in [cid for cid, _ in store.search(query, k=3)]
+        assert chunks[1].chunk_id in [
+            cid for cid, _ in store.hybrid_search("neutrophil count antipsychotic", query, k=3, alpha=0.5)
+        ]
+    finally:
+        store.client.collections.delete(store.name)
+        store.close()
