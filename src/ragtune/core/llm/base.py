@@ -1,18 +1,53 @@
 """The one LLM interface every stage talks to, whichever backend answers.
 
 Backends (``openai_backend.OpenAIChat`` for any OpenAI-compatible server, ``local_backend.LocalChat``
-for the packaged SmolLM2) implement :meth:`ChatModel._complete`; everything around it — the
+for the packaged SmolLM2) implement :meth:`ChatModel._complete` (and may override
+:meth:`ChatModel._complete_batch` to answer several requests at once); everything around it — the
 persistent response cache, the token ledger and budget, structured output with one repair retry,
-bounded concurrency and progress — lives here once, so both backends behave the same.
+order-preserving bounded concurrency, progress and stats — lives here once, so both backends
+behave the same.
+
+Guarantees of :meth:`ChatModel.chat_many`: one result per request, in request order, each a
+:class:`ChatResponse` or an :class:`LLMFailure` with its reason; it never raises for a bad request.
+Each response is written to the cache as soon as it arrives, so a killed run repeats no finished
+call. Requests with the same cache key are sent once (vary ``seed`` for independent samples).
+Once the ledger's budget is reached no new request is sent: the rest end as
+``LLMFailure(reason="budget exhausted")`` while cached responses are still served.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import asyncio
+import concurrent.futures
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+from tqdm import tqdm
+
+from ragtune.core.cache import ContentCache, cache_key
+from ragtune.core.llm.jsonparse import parse_json_object
+from ragtune.core.llm.ledger import TokenLedger
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+
+BUDGET_EXHAUSTED = "budget exhausted"
+MALFORMED = "malformed output"
 
 
 class ChatRequest(BaseModel):
-    """One chat completion. ``prefill`` starts the assistant's reply (steers weak models to JSON)."""
+    """One chat completion. ``prefill`` starts the assistant's reply (steers weak models to JSON).
+
+    ``temperature`` and ``max_tokens`` left unset take the endpoint's configured values.
+    ``json_schema`` (``{"name": ..., "schema": {...}}``) is set by ``structured_many``; servers that
+    support it constrain the reply to the schema, others fall back to plain JSON mode.
+    """
 
     messages: list[dict[str, str]]
     max_tokens: int = 512
@@ -20,6 +55,7 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     prefill: str | None = None
     json_mode: bool = False
+    json_schema: dict[str, Any] | None = None
 
 
 class ChatResponse(BaseModel):
@@ -35,3 +71,347 @@ class LLMFailure(BaseModel):
 
     reason: str
     attempts: int = 1
+
+
+class LLMCallError(Exception):
+    """Raised by a backend's ``_complete`` for a request that failed for good (after its retries)."""
+
+    def __init__(self, reason: str, attempts: int = 1) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+def failure_from(err: BaseException) -> LLMFailure:
+    """The :class:`LLMFailure` recording an exception raised while answering a request."""
+    if isinstance(err, LLMCallError):
+        return LLMFailure(reason=err.reason, attempts=err.attempts)
+    message = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return LLMFailure(reason=f"{type(err).__name__}: {message}" if message else type(err).__name__)
+
+
+def run_sync(coro: Coroutine[Any, Any, R]) -> R:
+    """Run ``coro`` to completion from synchronous code, even when called inside a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # a loop is running: use a fresh one
+        return pool.submit(asyncio.run, coro).result()
+
+
+def validation_summary(err: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for item in err.errors()[:limit]:
+        where = ".".join(str(p) for p in item["loc"]) or "<object>"
+        parts.append(f"{where}: {item['msg']}")
+    more = len(err.errors()) - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def validate_reply(text: str, schema: type[T]) -> tuple[T | None, str]:
+    """Parse the first JSON object in ``text`` and validate it; ``(value, "")`` or ``(None, error)``."""
+    obj = parse_json_object(text)
+    if obj is None:
+        return None, "no complete JSON object found in the reply"
+    try:
+        return schema.model_validate(obj), ""
+    except ValidationError as err:
+        return None, validation_summary(err)
+
+
+class ChatModel(ABC):
+    """A chat model with caching, budget, structured output and bounded concurrency.
+
+    Subclasses set :attr:`concurrency` (batches in flight at once) and :attr:`batch_size` and
+    implement :meth:`_complete`; a batching backend overrides :meth:`_complete_batch` and
+    :meth:`_plan_batches`. :meth:`_session` brackets each run that sends requests (one event
+    loop), e.g. to create and close an HTTP client.
+    """
+
+    concurrency: int = 1
+    batch_size: int = 1
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cache: ContentCache | None = None,
+        ledger: TokenLedger | None = None,
+        seed: int = 0,
+        default_temperature: float | None = None,
+        default_max_tokens: int | None = None,
+    ) -> None:
+        self.name = name
+        self.cache = cache
+        self.ledger = ledger or TokenLedger(stage="llm")
+        self.seed = seed
+        self.default_temperature = default_temperature
+        self.default_max_tokens = default_max_tokens
+        self._stats = {
+            "requests": 0,  # requests handed to chat_many (repair requests included)
+            "cache_hits": 0,
+            "cache_misses": 0,
+            "calls": 0,  # completions sent to the backend (retries not counted)
+            "failures": 0,
+            "retries": 0,  # transport retries (429, 5xx, timeouts, connection errors)
+            "repairs": 0,  # structured-output repair requests
+            "malformed": 0,  # structured requests still invalid after the repair
+            "budget_skipped": 0,  # requests not sent because the budget was reached
+        }
+        self._budget_logged = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    # -- what a backend implements -------------------------------------------------------------
+
+    @abstractmethod
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        """Answer one request (with its retries); raise :class:`LLMCallError` when it fails for good."""
+
+    async def _complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMFailure]:
+        """Answer a batch planned by :meth:`_plan_batches`; default: each request on its own."""
+        outcomes = await asyncio.gather(*(self._complete(r) for r in requests), return_exceptions=True)
+        return [o if isinstance(o, ChatResponse) else failure_from(o) for o in outcomes]
+
+    def _plan_batches(self, requests: list[ChatRequest]) -> list[list[int]]:
+        """Group request positions into batches for :meth:`_complete_batch`; default: consecutive runs."""
+        size = max(1, self.batch_size)
+        return [list(range(i, min(i + size, len(requests)))) for i in range(0, len(requests), size)]
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[None]:
+        """Brackets each run that sends requests, inside its event loop (e.g. an HTTP client's life).
+
+        Runs may overlap (concurrent ``achat_many`` calls, several threads), so per-run state
+        belongs in a context variable, not on ``self``.
+        """
+        yield
+
+    # -- keys and cache ------------------------------------------------------------------------
+
+    def resolve(self, request: ChatRequest) -> ChatRequest:
+        """The request with the endpoint's defaults for unset temperature/max_tokens and the model seed."""
+        update: dict[str, Any] = {}
+        fields = request.model_fields_set
+        if "temperature" not in fields and self.default_temperature is not None:
+            update["temperature"] = self.default_temperature
+        if "max_tokens" not in fields and self.default_max_tokens is not None:
+            update["max_tokens"] = self.default_max_tokens
+        if request.seed is None:
+            update["seed"] = self.seed
+        return request.model_copy(update=update) if update else request
+
+    def request_key(self, request: ChatRequest) -> str:
+        """Cache key of a resolved request: everything that determines the reply."""
+        parts: list[Any] = [
+            self.name,
+            request.messages,
+            request.prefill,
+            request.max_tokens,
+            request.temperature,
+            request.seed,
+            request.json_mode,
+        ]
+        if request.json_schema is not None:
+            parts.append(request.json_schema)
+        return cache_key(*parts)
+
+    def _cache_get(self, key: str) -> ChatResponse | None:
+        if self.cache is None:
+            return None
+        try:
+            data = self.cache.get_json(key)
+            return None if data is None else ChatResponse.model_validate({**data, "cached": True})
+        except Exception as err:  # an unreadable entry is a miss, not a failed run
+            log.warning("llm cache entry %s unreadable (%s); asking the model again", key[:12], err)
+            return None
+
+    async def _cache_put(self, key: str, response: ChatResponse) -> None:
+        if self.cache is None:
+            return
+        try:
+            await asyncio.to_thread(self.cache.put_json, key, response.model_dump(exclude={"cached"}))
+        except Exception as err:
+            log.warning("could not write llm cache entry %s: %s", key[:12], err)
+
+    # -- many requests ---------------------------------------------------------------------------
+
+    def chat_many(
+        self, requests: Sequence[ChatRequest], desc: str = "llm"
+    ) -> list[ChatResponse | LLMFailure]:
+        """Answer every request; results in request order (see the module docstring)."""
+        return run_sync(self.achat_many(requests, desc))
+
+    async def achat_many(
+        self, requests: Sequence[ChatRequest], desc: str = "llm"
+    ) -> list[ChatResponse | LLMFailure]:
+        """Async form of :meth:`chat_many`."""
+        resolved = [self.resolve(r) for r in requests]
+        results: list[ChatResponse | LLMFailure | None] = [None] * len(resolved)
+        self._stats["requests"] += len(resolved)
+        quiet: dict[str, Any] = {} if resolved else {"disable": True}  # else tqdm's defaults (and TQDM_* env)
+        with tqdm(total=len(resolved), desc=desc, unit="req", mininterval=0.5, **quiet) as bar:
+            # cached answers first; identical uncached requests share one call
+            waiting: dict[str, list[int]] = {}
+            served: dict[str, ChatResponse] = {}
+            for index, request in enumerate(resolved):
+                key = self.request_key(request)
+                if key in waiting:
+                    waiting[key].append(index)
+                    continue
+                hit = served.get(key) or self._cache_get(key)
+                if hit is not None:
+                    served[key] = hit
+                    results[index] = hit
+                    self._stats["cache_hits"] += 1
+                    self.ledger.add_cached()
+                    bar.update(1)
+                    continue
+                if self.cache is not None:
+                    self._stats["cache_misses"] += 1
+                waiting[key] = [index]
+            if waiting:
+                await self._run_pending(resolved, waiting, results, bar)
+        final = [r if r is not None else LLMFailure(reason="not answered", attempts=0) for r in results]
+        failed = sum(isinstance(r, LLMFailure) for r in final)
+        self._stats["failures"] += failed
+        if failed:
+            reasons: dict[str, int] = {}
+            for r in final:
+                if isinstance(r, LLMFailure):
+                    reasons[r.reason] = reasons.get(r.reason, 0) + 1
+            top = ", ".join(
+                f"{n}x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+            )
+            log.warning("%s (%s): %d of %d requests failed: %s", desc, self.name, failed, len(final), top)
+        return final
+
+    async def _run_pending(
+        self,
+        resolved: list[ChatRequest],
+        waiting: dict[str, list[int]],
+        results: list[ChatResponse | LLMFailure | None],
+        bar: tqdm,
+    ) -> None:
+        keys = list(waiting)
+        unique = [resolved[waiting[key][0]] for key in keys]
+        semaphore = asyncio.Semaphore(max(1, self.concurrency))
+
+        async def run_batch(batch: list[int]) -> None:
+            async with semaphore:
+                reason = self.ledger.exhausted_reason()
+                if reason is not None:
+                    if not self._budget_logged:
+                        log.warning("%s: %s; sending no further requests", self.name, reason)
+                        self._budget_logged = True
+                    self._stats["budget_skipped"] += len(batch)
+                    outcomes: list[ChatResponse | LLMFailure] = [
+                        LLMFailure(reason=BUDGET_EXHAUSTED, attempts=0) for _ in batch
+                    ]
+                else:
+                    self._stats["calls"] += len(batch)
+                    try:
+                        outcomes = await self._complete_batch([unique[i] for i in batch])
+                        if len(outcomes) != len(batch):
+                            raise RuntimeError(f"backend answered {len(outcomes)} of {len(batch)} requests")
+                    except Exception as err:
+                        outcomes = [failure_from(err) for _ in batch]
+                # stored before the slot is freed: a killed run loses no answered request
+                for position, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, ChatResponse):
+                        self.ledger.add(outcome.prompt_tokens, outcome.completion_tokens)
+                        await self._cache_put(keys[position], outcome)
+                    for index in waiting[keys[position]]:
+                        results[index] = outcome
+                    bar.update(len(waiting[keys[position]]))
+            bar.set_postfix(cost=f"${self.ledger.cost_usd:.4f}", refresh=False)
+
+        async with self._session():
+            await asyncio.gather(*(run_batch(batch) for batch in self._plan_batches(unique)))
+
+    # -- structured output ---------------------------------------------------------------------
+
+    def structured_many(
+        self, requests: Sequence[ChatRequest], schema: type[T], desc: str = "llm"
+    ) -> list[T | LLMFailure]:
+        """Ask for JSON matching ``schema``; validate, repair once, else ``LLMFailure("malformed output: ...")``."""
+        return run_sync(self.astructured_many(requests, schema, desc))
+
+    async def astructured_many(
+        self, requests: Sequence[ChatRequest], schema: type[T], desc: str = "llm"
+    ) -> list[T | LLMFailure]:
+        """Async form of :meth:`structured_many`."""
+        first = [structured_request(r, schema) for r in requests]
+        replies = await self.achat_many(first, desc)
+        results: list[T | LLMFailure | None] = [None] * len(first)
+        to_repair: list[tuple[int, ChatRequest]] = []
+        for index, reply in enumerate(replies):
+            if isinstance(reply, LLMFailure):
+                results[index] = reply
+                continue
+            value, error = validate_reply(reply.text, schema)
+            if value is not None:
+                results[index] = value
+            else:
+                to_repair.append((index, repair_request(first[index], reply.text, error)))
+        if to_repair:
+            self._stats["repairs"] += len(to_repair)
+            second = await self.achat_many([r for _, r in to_repair], f"{desc} (repair)")
+            for (index, _), reply in zip(to_repair, second, strict=True):
+                if isinstance(reply, LLMFailure):
+                    results[index] = LLMFailure(reason=reply.reason, attempts=reply.attempts + 1)
+                    continue
+                value, error = validate_reply(reply.text, schema)
+                if value is None:
+                    self._stats["malformed"] += 1
+                    results[index] = LLMFailure(reason=f"{MALFORMED}: {error}", attempts=2)
+                else:
+                    results[index] = value
+        return [r if r is not None else LLMFailure(reason="not answered", attempts=0) for r in results]
+
+
+def _mentions_json(messages: list[dict[str, str]]) -> bool:
+    return any("json" in str(m.get("content", "")).lower() for m in messages)
+
+
+def structured_request(request: ChatRequest, schema: type[BaseModel]) -> ChatRequest:
+    """``request`` set up to ask for a JSON object matching ``schema``.
+
+    JSON mode is switched on and the schema attached (for servers that constrain output to it). If no
+    message mentions JSON, the last message gets a one-line instruction naming the keys (OpenAI's
+    JSON mode refuses prompts that never say "JSON").
+    """
+    update: dict[str, Any] = {"json_mode": True}
+    if request.json_schema is None:
+        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in schema.__name__)[:64] or "reply"
+        update["json_schema"] = {"name": name, "schema": schema.model_json_schema()}
+    if not _mentions_json(request.messages) and request.messages:
+        keys = ", ".join(f'"{k}"' for k in schema.model_fields)
+        messages = [dict(m) for m in request.messages]
+        messages[-1]["content"] = (
+            f"{messages[-1].get('content', '')}\n\nReply with one JSON object with the keys {keys}."
+        )
+        update["messages"] = messages
+    return request.model_copy(update=update)
+
+
+def repair_request(request: ChatRequest, bad_reply: str, error: str) -> ChatRequest:
+    """Follow-up asking the model to correct ``bad_reply`` (same settings, prefill kept)."""
+    messages = [
+        *request.messages,
+        {"role": "assistant", "content": bad_reply},
+        {
+            "role": "user",
+            "content": (
+                f"That reply is not valid: {error}. "
+                "Reply again with only the corrected JSON object, no other text."
+            ),
+        },
+    ]
+    return request.model_copy(update={"messages": messages})

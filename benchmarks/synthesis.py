@@ -1,0 +1,226 @@
+"""LLM request throughput and the synthesis stage's incremental reruns.
+
+* ``efficiency`` — ``chat_many`` of ``--requests`` distinct requests against a local
+  OpenAI-compatible server (``tests/llm/fake_openai.py`` in a child process: a thread per
+  connection, a fixed simulated latency of ``--latency-ms``) at 16-way concurrency: achieved requests/s divided by the ideal
+  ``concurrency / latency``. ``speedup`` — that throughput over the same run at concurrency 1.
+  Everything the real client does is in the path (``openai.AsyncOpenAI``, HTTP, JSON, retries
+  armed, ledger, progress); the response cache is off so every request is sent.
+* ``incremental_calls`` / ``incremental_time`` — ``ragtune.synth.synthesize`` on 20 generated
+  documents (index built with ``ragtune.index.build_index``, embeddings and chat from the same
+  fake server), then again, sharing the cache, after one document changed: the rerun's chat
+  requests and wall time as fractions of the full run's. ``nan`` (with a note) while
+  ``ragtune.synth`` or ``ragtune.index`` cannot be imported.
+
+Throughput runs are repeated ``--repeat`` times and the median counts; the table also shows the
+client's CPU time per request and the share of a core the process got (on a busy machine the
+client is CPU-starved and efficiency drops with it). Prints a table, then as its last line
+``key=value`` pairs.
+
+Usage::
+
+    python benchmarks/synthesis.py [--requests 200] [--latency-ms 50] [--documents 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars would garble the table
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # for tests.llm.fake_openai
+
+from ragtune.core.llm import ChatRequest, ChatResponse, open_chat_model  # noqa: E402
+from tests.llm.fake_openai import FakeOpenAIProcess, fake_openai_process  # noqa: E402
+
+TOPICS = [
+    "Anxiety",
+    "Depression",
+    "Sleep",
+    "Psychosis",
+    "Mania",
+    "Attention",
+    "Eating",
+    "Trauma",
+    "Obsessions",
+    "Personality",
+    "Substance use",
+    "Dementia",
+    "Delirium",
+    "Autism",
+    "Grief",
+    "Phobias",
+    "Somatic symptoms",
+    "Dissociation",
+    "Suicide risk",
+    "Psychopharmacology",
+]
+
+
+def measure_throughput(
+    server: FakeOpenAIProcess, concurrency: int, requests: int, tag: str
+) -> tuple[float, float]:
+    """(requests/s, client CPU ms per request) of one ``chat_many`` run: distinct prompts, no cache."""
+    model = open_chat_model(server.endpoint(concurrency=concurrency, timeout_s=30.0, max_retries=2))
+    batch = [
+        ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}]) for i in range(requests)
+    ]
+    started, cpu = time.perf_counter(), time.process_time()
+    results = model.chat_many(batch, desc=f"c={concurrency}")
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    failed = sum(not isinstance(r, ChatResponse) for r in results)
+    if failed:
+        raise SystemExit(f"{failed} of {requests} requests failed at concurrency {concurrency}")
+    return requests / elapsed, cpu / requests * 1000
+
+
+def cpu_share(seconds: float = 0.5) -> float:
+    """Fraction of one core this process gets right now (1.00 on an idle machine)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - started < seconds:
+        pass
+    return (time.process_time() - cpu) / (time.perf_counter() - started)
+
+
+def make_documents(count: int, changed: int | None = None) -> list[Any]:
+    from ragtune.core.records import Document, Section, sha256_hex
+
+    documents = []
+    for number in range(count):
+        topic = TOPICS[number % len(TOPICS)] + ("" if number < len(TOPICS) else f" {number}")
+        sections = [Section(section_id="s0", heading=topic, level=1, path=[], text="")]
+        for index, aspect in enumerate(["Overview", "Signs", "Course", "Care"], start=1):
+            text = (
+                f"{aspect} of {topic.lower()}: clinicians describe {topic.lower()} through its {aspect.lower()}, "
+                f"which varies between people and over time. Section {index} of document {number} explains "
+                f"how {aspect.lower()} is assessed, what families notice first, and which questions help."
+            )
+            if number == changed and aspect == "Signs":
+                text += " A new paragraph was added in the second version of this document."
+            sections.append(Section(section_id=f"s{index}", heading=aspect, level=2, path=[topic], text=text))
+        body = "".join(s.text for s in sections)
+        documents.append(
+            Document(
+                doc_id=f"doc-{number:02d}",
+                source_uri=f"memory://doc-{number:02d}.md",
+                sha256=sha256_hex(body),
+                title=topic,
+                parser="markdown",
+                sections=sections,
+            )
+        )
+    return documents
+
+
+def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path) -> tuple[float, float, str]:
+    """(calls fraction, time fraction, note) of a rerun after one of ``documents`` changed."""
+    try:
+        from ragtune.core.config import build_config
+        from ragtune.core.records import write_jsonl
+        from ragtune.index import build_index
+        from ragtune.synth import synthesize
+    except ImportError as err:
+        return math.nan, math.nan, f"synthesis stage not available ({err})"
+    try:
+        from tests.synth.responder import synth_responder
+
+        server.set(responder=synth_responder)
+    except ImportError:
+        pass  # the default responder answers JSON schemas too
+
+    endpoint = server.endpoint(concurrency=16, timeout_s=30.0, temperature=0.7, max_tokens=256)
+    config = build_config(
+        {
+            "run": {"root": str(workdir / "runs"), "seed": 0},
+            "cache": {"uri": str(workdir / "cache")},
+            "index": {"embedder": {"backend": "openai", "model": "fake-embed", "base_url": server.url}},
+            "llm": {"generator": endpoint.model_dump()},
+        }
+    )
+    runs = []
+    for version, changed in (("full", None), ("rerun", documents // 3)):
+        folder = workdir / version
+        folder.mkdir(parents=True)
+        docs_path = folder / "documents.jsonl"
+        write_jsonl(docs_path, make_documents(documents, changed))
+        build_index(config, docs_path, folder / "indexed")
+        before = server.chat_count
+        started = time.perf_counter()
+        synthesize(config, docs_path, folder / "indexed", folder / "synth")
+        runs.append((server.chat_count - before, time.perf_counter() - started))
+    (full_calls, full_time), (rerun_calls, rerun_time) = runs
+    print(f"{'synthesis, full run':<34}{full_calls:>10} calls {full_time:>9.2f} s")
+    print(f"{'synthesis, 1 document changed':<34}{rerun_calls:>10} calls {rerun_time:>9.2f} s")
+    if full_calls == 0:
+        return math.nan, rerun_time / full_time, "the full run made no LLM calls"
+    return rerun_calls / full_calls, rerun_time / full_time, ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--documents", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency; the median counts")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    latency = args.latency_ms / 1000
+
+    with fake_openai_process(latency_s=latency) as server:
+        measure_throughput(server, args.concurrency, 20, "warm-up")  # imports, first connections
+        share = cpu_share()
+        rows = []
+        for concurrency in (1, args.concurrency):
+            runs = [
+                measure_throughput(server, concurrency, args.requests, f"c{concurrency}-{n}")
+                for n in range(args.repeat)
+            ]
+            rate = statistics.median(r for r, _ in runs)
+            cpu_ms = statistics.median(c for _, c in runs)
+            rows.append((concurrency, rate, rate / (concurrency / latency), cpu_ms))
+        print(
+            f"latency {args.latency_ms:g} ms; this process gets {share:.2f} of a core (1.00 = idle machine)"
+        )
+        print(
+            f"{'concurrency':>11} {'requests':>9} {'req/s':>9} {'ideal req/s':>12} {'efficiency':>11}"
+            f" {'client CPU ms/req':>18}"
+        )
+        for concurrency, rate, eff, cpu_ms in rows:
+            print(
+                f"{concurrency:>11} {args.requests:>9} {rate:>9.1f} {concurrency / latency:>12.1f}"
+                f" {eff:>11.3f} {cpu_ms:>18.2f}"
+            )
+        efficiency = rows[-1][2]
+        speedup = rows[-1][1] / rows[0][1]
+
+        with tempfile.TemporaryDirectory(prefix="ragtune-bench-synth-") as tmp:
+            try:
+                inc_calls, inc_time, note = measure_incremental(server, args.documents, Path(tmp))
+            except Exception as err:  # another stage's bug must not hide the LLM numbers
+                traceback.print_exc()
+                inc_calls, inc_time, note = math.nan, math.nan, f"incremental run failed: {err}"
+    if note:
+        print(f"note: {note}")
+    print(
+        f"efficiency={efficiency:.3f} speedup={speedup:.2f} "
+        f"incremental_calls={inc_calls:.3f} incremental_time={inc_time:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
