@@ -213,7 +213,9 @@ class SynthConfig(Section):
     )
     min_question_chars: int = Field(15, ge=1, description="Shorter questions are rejected.")
     max_question_chars: int = Field(500, ge=1, description="Longer questions are rejected.")
-    min_answer_chars: int = Field(20, ge=1, description="Shorter answers are rejected.")
+    min_answer_chars: int = Field(
+        40, ge=1, description="Shorter answers are rejected (a training answer should be a sentence)."
+    )
     max_answer_chars: int = Field(2500, ge=1, description="Longer answers are rejected.")
     dedup_threshold: float = Field(
         0.92,
@@ -248,15 +250,193 @@ class SynthConfig(Section):
 
 
 class TrainConfig(Section):
-    """LoRA training (transformers + peft, DeepSpeed where available)."""
+    """LoRA training (transformers Trainer + peft; DeepSpeed ZeRO where CUDA is present or when asked)."""
+
+    base_model: str = Field(
+        "smollm2",
+        description=(
+            "Model to tune: 'smollm2' (the packaged SmolLM2-135M-Instruct), a local folder (e.g. a PVC "
+            "mount), an s3:// prefix holding a transformers folder (downloaded once through `storage` "
+            "into $RAGTUNE_MODEL_CACHE), or a hub id (token from `hf_token_env`). Cluster default: "
+            "mistralai/Mistral-7B-Instruct-v0.3 from the model cache."
+        ),
+    )
+    hf_token_env: str = Field("HF_TOKEN", description="Env var holding a Hugging Face token (gated hub ids).")
+    lora_r: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        min_length=1,
+        description="Module names that get LoRA adapters.",
+    )
+    epochs: float = Field(1.0, gt=0, description="Passes over train.jsonl (when max_steps is -1).")
+    max_steps: int = Field(
+        -1, ge=-1, description="Optimizer steps; -1 means run `epochs`. Keep it small for CPU demos."
+    )
+    learning_rate: float = Field(2e-4, gt=0, description="Peak AdamW learning rate (linear decay).")
+    warmup_steps: float = Field(
+        0.0, ge=0, description="Linear warmup: >=1 is a step count, below 1 a fraction of all steps."
+    )
+    per_device_batch_size: int = Field(4, ge=1, description="Sequences per step per process.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Batches accumulated per optimizer step.")
+    max_seq_len: int = Field(
+        256, ge=16, description="Tokens per example after the chat template; longer ones are truncated."
+    )
+    deepspeed: Literal["auto", "off", "zero2", "zero3"] = Field(
+        "auto",
+        description=(
+            "auto: ZeRO-2 when CUDA is present, off on CPU. zero2/zero3 run under the DeepSpeed launcher "
+            "(on CPU with DS_ACCELERATOR=cpu); off trains in-process."
+        ),
+    )
+    num_gpus: int | None = Field(
+        None,
+        ge=1,
+        description="DeepSpeed launcher processes (one per GPU); unset: all visible GPUs, 1 on CPU.",
+    )
+    qlora: bool = Field(
+        False, description="Load the base model in 4-bit NF4 (needs CUDA and bitsandbytes; else an error)."
+    )
+    merge_adapter: bool = Field(
+        False, description="Also write the base with the adapter merged in (merged/)."
+    )
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (a crashed run resumes from it).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints.")
+    eval_steps: int = Field(50, ge=1, description="eval_loss on eval.jsonl every N steps (and at start/end).")
+    logging_steps: int = Field(10, ge=1, description="Training loss logged every N steps (the loss curve).")
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, about 20-30% slower."
+    )
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "torch threads when training on CPU; unset: torch's default (one per core). 1 is several "
+            "times faster when other processes compete for a small CPU."
+        ),
+    )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (train by epochs) or a positive step count")
+        return value
+
+
+class ContenderConfig(Section):
+    """An extra model answering the eval questions through an OpenAI-compatible endpoint."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Label in the report, e.g. gpt-3.5-turbo; 'base' and 'tuned' are taken.",
+    )
+    base_url: str = Field(description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1.")
+    model: str = Field(description="Model name sent to the endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Env var holding the API key.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in {"base", "tuned"}:
+            raise ValueError("'base' and 'tuned' name the models under evaluation")
+        return value
 
 
 class EvaluateConfig(Section):
-    """Judged evaluation of base vs tuned model."""
+    """Judged evaluation of base vs tuned model (and optional extra contenders)."""
+
+    max_items: int | None = Field(
+        20,
+        ge=1,
+        description="Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them.",
+    )
+    max_new_tokens: int = Field(256, ge=1, description="Answer length cap for every contender.")
+    batch_size: int = Field(4, ge=1, description="Questions per batched generate() of a local model.")
+    contenders: list[ContenderConfig] = Field(
+        default_factory=list,
+        description="Extra models to compare with the tuned one, e.g. the paper's GPT-3.5 baseline.",
+    )
+    bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples for every CI.")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the bootstrap CIs.")
+    pairwise: bool = Field(
+        True, description="Also ask the judge to compare tuned with each other model, in both orders."
+    )
+    judge_max_tokens: int | None = Field(
+        None, ge=8, description="Token cap for each judge reply; unset means llm.judge.max_tokens."
+    )
+    judge_context_chars: int = Field(
+        6000, ge=0, description="Characters of the item's source context shown to the judge."
+    )
+
+    @field_validator("contenders")
+    @classmethod
+    def _unique_names(cls, value: list[ContenderConfig]) -> list[ContenderConfig]:
+        names = [c.name for c in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate contender names: {', '.join(duplicates)}")
+        return value
 
 
 class RegistryConfig(Section):
-    """MLflow tracking, registration and promotion."""
+    """MLflow tracking, registration and promotion (model registry aliases, not deprecated stages)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking/registry URI. Unset: a local sqlite store sqlite:///<run.root>/mlflow/mlflow.db"
+            " with artifacts under <run.root>/mlflow/artifacts. http(s)://host:port: an MLflow server;"
+            " artifacts then go through the server (e.g. to MinIO/S3). Credentials never go here:"
+            " MLflow reads MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN from the environment."
+        ),
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name; unset means run.name.")
+    model_name: str = Field(
+        "ragtune-adapter",
+        min_length=1,
+        description="Registered model name; each registration adds a version of it.",
+    )
+    promotion_margin: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "The tuned model's mean judge score must beat the champion's recorded mean (or the base"
+            " model's mean when there is no champion) by at least this much to become champion."
+        ),
+    )
+    require_ci_above_zero: bool = Field(
+        True,
+        description="Also require the lower bound of the paired tuned − base score difference CI to be above 0.",
+    )
+    champion_alias: str = Field(
+        "champion",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
+        description="Alias of the version to serve.",
+    )
+    challenger_alias: str = Field(
+        "challenger",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
+        description="Alias of the latest version that was registered but not promoted.",
+    )
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials_in_uri(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "must not hold credentials; set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"
+                " or MLFLOW_TRACKING_TOKEN in the environment"
+            )
+        return value or None
+
+    @field_validator("challenger_alias")
+    @classmethod
+    def _aliases_differ(cls, value: str, info: Any) -> str:
+        if value == info.data.get("champion_alias"):
+            raise ValueError("must differ from champion_alias")
+        return value
 
 
 class RagtuneConfig(Section):
@@ -375,9 +555,39 @@ def load_config(
     return build_config(data, merged, source)
 
 
-def config_from_json(text: str) -> RagtuneConfig:
-    """Inverse of :meth:`RagtuneConfig.to_json`, used inside KFP components."""
+def config_from_json(text: str, overrides: Mapping[str, Any] | None = None) -> RagtuneConfig:
+    """Inverse of :meth:`RagtuneConfig.to_json`, used inside KFP components.
+
+    ``overrides`` are the pipeline parameters a person filled in the Kubeflow UI (dotted keys);
+    empty values mean "keep the config's value", which is what an untouched UI field sends.
+    """
     try:
-        return RagtuneConfig.model_validate_json(text or "{}")
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, "pipeline parameter config_json")) from None
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"pipeline parameter config_json is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("pipeline parameter config_json must be a JSON object")
+    chosen = {key: value for key, value in (overrides or {}).items() if value not in (None, "")}
+    return build_config(data, chosen, "pipeline parameter config_json")
+
+
+def _absolute(value: str, base: Path) -> str:
+    if "://" in value and not value.startswith("file://"):
+        return value
+    path = Path(value.removeprefix("file://")).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def with_absolute_paths(config: RagtuneConfig, base: Path | None = None) -> RagtuneConfig:
+    """Resolve relative local locations against ``base`` (default: cwd) before the config travels.
+
+    Pipeline tasks may run in another working directory (a pod, a subprocess); a path that meant
+    something where the user typed it must mean the same there. Remote URIs are left alone.
+    """
+    base = base or Path.cwd()
+    updated = config.model_copy(deep=True)
+    updated.run.root = _absolute(updated.run.root, base)
+    updated.corpus.uri = _absolute(updated.corpus.uri, base)
+    if updated.cache.uri:
+        updated.cache.uri = _absolute(updated.cache.uri, base)
+    return updated

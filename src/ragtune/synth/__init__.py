@@ -1,0 +1,13 @@
+"""The synthesis stage: questions per table-of-contents category, RAG answers, filters, dataset.
+
+:func:`synthesize` reads ``documents.jsonl`` and a built index and writes ``train.jsonl``,
+``eval.jsonl``, their Alpaca twins, ``rejected.jsonl``, a dataset card ``README.md`` and
+``synth_report.json``. The pieces: :mod:`.categories` (categories and question slots),
+:mod:`.templates` (versioned Jinja2 prompts), :mod:`.prompts` (requests and reply schemas),
+:mod:`.filters`, :mod:`.split`, :mod:`.dataset` and :mod:`.pipeline` (the steps in order).
+"""
+
+from ragtune.synth.pipeline import generator_endpoint, synthesize
+from ragtune.synth.report import RejectedItem, SynthReport
+
+__all__ = ["RejectedItem", "SynthReport", "generator_endpoint", "synthesize"]

@@ -1,0 +1,570 @@
+"""The synthesis stage: documents + index in, an instruction dataset out.
+
+Steps (each slot — one chunk, one question type — ends kept or rejected with its stage and reason):
+
+1. categories from the table of contents, and the quota of question slots per category
+   (:mod:`.categories`);
+2. one question per slot from its chunk (``question`` template, JSON with prefill);
+   rejected: LLM failure, malformed, budget, refusal, pointing at its source ("the passage"),
+   length, not a question; then exact and near-duplicate
+   questions (the first kept) — before answering, so duplicates cost no answer call;
+3. retrieval of ``top_k`` chunks over the whole corpus per question;
+4. one answer per question from that context only (``answer`` template), with citations;
+   rejected: LLM failure, refusal / "not in the context", pointing at its source, length;
+5. groundedness — an LLM judge with the ``judge_grounded`` rubric where ``llm.judge.base_url`` is
+   set, else lexical overlap + embedding similarity — and question–answer relevance;
+6. a split stratified by category with no source chunk or near-duplicate on both sides, then
+   ``train.jsonl``, ``eval.jsonl`` (chat), Alpaca twins, ``rejected.jsonl``, ``README.md`` (the
+   dataset card) and ``synth_report.json``.
+
+Every LLM response is cached as it arrives (see :mod:`ragtune.core.llm`), and requests depend only
+on their inputs (:mod:`.prompts`), so a rerun or a restart after a crash makes no call twice, and
+after a document changes only the requests that read it miss the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from ragtune.core.cache import ContentCache
+from ragtune.core.config import LLMEndpoint, RagtuneConfig
+from ragtune.core.errors import RagtuneError
+from ragtune.core.llm import (
+    BUDGET_EXHAUSTED,
+    MALFORMED,
+    ChatModel,
+    ChatRequest,
+    LLMFailure,
+    TokenLedger,
+    open_chat_model,
+)
+from ragtune.core.records import (
+    Chunk,
+    ContextChunk,
+    Document,
+    InstructionItem,
+    read_jsonl,
+    sha256_hex,
+    write_jsonl,
+)
+from ragtune.index import Retriever, load_retriever
+from ragtune.index.build import embedding_cache
+from ragtune.index.embedder import embed_cached
+from ragtune.synth import filters
+from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
+from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
+from ragtune.synth.prompts import (
+    AnswerReply,
+    JudgeReply,
+    QuestionReply,
+    answer_request,
+    judge_request,
+    question_request,
+    resolve_citations,
+)
+from ragtune.synth.report import CategoryCounts, RejectedItem, SynthReport
+from ragtune.synth.split import SplitItem, split_eval
+from ragtune.synth.templates import TemplateSet
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE = "train.jsonl"
+EVAL_FILE = "eval.jsonl"
+REJECTED_FILE = "rejected.jsonl"
+TRAIN_ALPACA_FILE = "train.alpaca.jsonl"
+EVAL_ALPACA_FILE = "eval.alpaca.jsonl"
+CARD_FILE = "README.md"
+REPORT_FILE = "synth_report.json"
+LLM_CACHE_NAMESPACE = "llm"
+LOCAL_GROUNDEDNESS = "local:lexical+embedding"
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class SynthInvariantError(RagtuneError):
+    """A slot was lost or counted twice (a bug, never bad input)."""
+
+
+def generator_endpoint(config: RagtuneConfig) -> LLMEndpoint:
+    """The endpoint that writes questions and answers (see ``SynthConfig.mode``).
+
+    teacher: ``llm.generator`` as configured. self: ``llm.generator`` when it has a ``base_url``
+    (serve the model to be tuned there), else the local backend running ``train.base_model``
+    (the packaged 'smollm2', a local folder or a hub id; serve an ``s3://`` base model instead).
+    """
+    generator = config.llm.generator
+    if config.synth.mode == "teacher" or generator.base_url:
+        return generator
+    return generator.model_copy(update={"model": config.train.base_model})
+
+
+@dataclass
+class Candidate:
+    """One slot on its way through the stage."""
+
+    slot: Slot
+    question: str = ""
+    answer: str = ""
+    contexts: list[Chunk] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    rejected: RejectedItem | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.rejected is None
+
+
+def _failure_reason(failure: LLMFailure) -> str:
+    if failure.reason == BUDGET_EXHAUSTED:
+        return filters.BUDGET
+    if failure.reason.startswith(MALFORMED):
+        return filters.MALFORMED
+    return filters.LLM_FAILURE
+
+
+class _Synthesis:
+    """One run's state; each method is one step of the module docstring."""
+
+    def __init__(self, config: RagtuneConfig, retriever: Retriever) -> None:
+        self.config = config
+        self.settings = config.synth
+        self.retriever = retriever
+        self.templates = TemplateSet(self.settings.templates_dir)
+        self.question_template = self.templates.get("question")
+        self.answer_template = self.templates.get("answer")
+        self.system_prompt = self.templates.get("system").render()
+        self.embedding_cache = embedding_cache(config)
+        llm_cache = ContentCache(self.embedding_cache.storage, LLM_CACHE_NAMESPACE)
+        self.endpoint = generator_endpoint(config)
+        self.generator: ChatModel = open_chat_model(
+            self.endpoint,
+            llm_cache,
+            TokenLedger("synth", self.endpoint),
+            local_threads=config.llm.local_threads,
+            seed=config.run.seed,
+        )
+        self.judge: ChatModel | None = None
+        if config.llm.judge.base_url:
+            self.judge = open_chat_model(
+                config.llm.judge,
+                llm_cache,
+                TokenLedger("synth-judge", config.llm.judge),
+                local_threads=config.llm.local_threads,
+                seed=config.run.seed,
+            )
+            self.judge_template = self.templates.get("judge_grounded")
+        self.groundedness_method = (
+            f"judge:{self.judge.name}" if self.judge is not None else LOCAL_GROUNDEDNESS
+        )
+        self.prompt_refs = self.templates.refs()  # the prompts; the card template is loaded next
+        self.card_template = self.templates.get("card.md")
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return embed_cached(self.retriever.embedder, texts, self.embedding_cache, progress=False)
+
+    def reject(
+        self,
+        candidate: Candidate,
+        stage: str,
+        reason: str,
+        detail: str = "",
+        raw: str | None = None,
+        duplicate_of: str | None = None,
+    ) -> None:
+        slot = candidate.slot
+        if candidate.rejected is not None:
+            raise SynthInvariantError(
+                f"synth: slot {slot.slot_id} rejected twice ({stage} after {candidate.rejected.stage})"
+            )
+        candidate.rejected = RejectedItem(
+            slot_id=slot.slot_id,
+            stage=stage,
+            reason=reason,
+            detail=detail,
+            category=slot.category,
+            question_type=slot.question_type,
+            doc_id=slot.chunk.doc_id,
+            section_path=slot.chunk.section_path,
+            source_chunk_id=slot.chunk.chunk_id,
+            question=candidate.question or None,
+            answer=candidate.answer or None,
+            raw=raw,
+            context_chunk_ids=[c.chunk_id for c in candidate.contexts],
+            duplicate_of=duplicate_of,
+            scores=dict(candidate.scores),
+            generator_model=self.generator.name,
+            templates=self.prompt_refs,
+        )
+
+    def structured(
+        self,
+        model: ChatModel,
+        candidates: list[Candidate],
+        requests: list[ChatRequest],
+        schema: type[S],
+        stage: str,
+        desc: str,
+    ) -> list[tuple[Candidate, S]]:
+        """Ask ``model``; reject failures (with the raw reply where the cache has it); pair the rest."""
+        replies = model.structured_many(requests, schema, desc=desc)
+        answered: list[tuple[Candidate, S]] = []
+        for candidate, request, reply in zip(candidates, requests, replies, strict=True):
+            if isinstance(reply, LLMFailure):
+                reason = _failure_reason(reply)
+                raw = cached_raw_reply(model, request, schema) if reason == filters.MALFORMED else None
+                self.reject(candidate, stage, reason, detail=reply.reason, raw=raw)
+            else:
+                answered.append((candidate, reply))
+        return answered
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def ask_questions(self, candidates: list[Candidate]) -> None:
+        s = self.settings
+        requests = [
+            question_request(
+                self.question_template,
+                c.slot.chunk,
+                c.slot.question_type,
+                seed=self.config.run.seed + c.slot.repeat,
+                temperature=self.endpoint.temperature,
+                max_tokens=min(s.question_max_tokens, self.endpoint.max_tokens),
+            )
+            for c in candidates
+        ]
+        for candidate, reply in self.structured(
+            self.generator, candidates, requests, QuestionReply, "question", "synth: questions"
+        ):
+            candidate.question = " ".join(reply.question.split())
+            phrase = filters.refusal_phrase(candidate.question)
+            reference = filters.source_reference(candidate.question)
+            problem = filters.length_problem(candidate.question, s.min_question_chars, s.max_question_chars)
+            if phrase is not None:
+                self.reject(candidate, "question", filters.REFUSAL, detail=phrase)
+            elif reference is not None:
+                self.reject(candidate, "question", filters.MENTIONS_SOURCE, detail=reference)
+            elif problem is not None:
+                self.reject(candidate, "question", problem, detail=f"{len(candidate.question)} characters")
+            elif not filters.is_question(candidate.question):
+                self.reject(
+                    candidate, "question", filters.NOT_A_QUESTION, detail="no '?' and no question word"
+                )
+
+    def drop_duplicates(self, candidates: list[Candidate]) -> dict[str, np.ndarray]:
+        """Reject exact and near-duplicate questions; return the question vectors of those kept."""
+        alive = [c for c in candidates if c.alive]
+        vectors = self.embed([c.question for c in alive])
+        found = filters.find_duplicates([c.question for c in alive], vectors, self.settings.dedup_threshold)
+        kept: dict[str, np.ndarray] = {}
+        for candidate, vector, duplicate in zip(alive, vectors, found, strict=True):
+            if duplicate is None:
+                kept[candidate.slot.slot_id] = vector
+                continue
+            original = alive[duplicate.index]
+            candidate.scores["question_similarity"] = duplicate.similarity
+            self.reject(
+                candidate,
+                "dedup",
+                duplicate.reason,
+                detail=f"cosine {duplicate.similarity} with {original.question!r}",
+                duplicate_of=original.slot.slot_id,
+            )
+        return kept
+
+    def retrieve(self, candidates: list[Candidate]) -> None:
+        alive = [c for c in candidates if c.alive]
+        results = self.retriever.search_many([c.question for c in alive], self.settings.top_k)
+        for candidate, hits in zip(alive, results, strict=True):
+            candidate.contexts = [hit.chunk for hit in hits]
+            candidate.scores["retrieval_top"] = round(hits[0].score, 4) if hits else 0.0
+            if not hits:
+                self.reject(candidate, "retrieval", filters.NO_CONTEXT, detail="the index returned no chunk")
+
+    def answer(self, candidates: list[Candidate]) -> None:
+        s = self.settings
+        alive = [c for c in candidates if c.alive]
+        requests = [
+            answer_request(
+                self.answer_template,
+                c.question,
+                c.contexts,
+                seed=self.config.run.seed,
+                temperature=s.answer_temperature,
+                max_tokens=self.endpoint.max_tokens,
+            )
+            for c in alive
+        ]
+        for candidate, reply in self.structured(
+            self.generator, alive, requests, AnswerReply, "answer", "synth: answers"
+        ):
+            candidate.answer = reply.answer.strip()
+            candidate.citations = resolve_citations(reply.citations, candidate.contexts)
+            phrase = filters.refusal_phrase(candidate.answer)
+            reference = filters.source_reference(candidate.answer)
+            problem = filters.length_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
+            if phrase is not None:
+                self.reject(candidate, "answer", filters.REFUSAL, detail=phrase)
+            elif reference is not None:
+                self.reject(candidate, "answer", filters.MENTIONS_SOURCE, detail=reference)
+            elif problem is not None:
+                self.reject(candidate, "answer", problem, detail=f"{len(candidate.answer)} characters")
+
+    def check_grounding(self, candidates: list[Candidate]) -> None:
+        alive = [c for c in candidates if c.alive]
+        if not alive:
+            return
+        threshold = self.settings.groundedness_threshold
+        if self.judge is not None:
+            requests = [judge_request(self.judge_template, c.question, c.answer, c.contexts) for c in alive]
+            for candidate, verdict in self.structured(
+                self.judge, alive, requests, JudgeReply, "grounding", "synth: judge"
+            ):
+                score = filters.judge_groundedness(round(verdict.score))
+                candidate.scores["groundedness"] = score
+                if score < threshold:
+                    self.reject(
+                        candidate,
+                        "grounding",
+                        filters.UNGROUNDED,
+                        detail=f"judge score {verdict.score:g}/5 ({score} < {threshold}): {verdict.reason}",
+                    )
+            return
+        answer_vectors = self.embed([c.answer for c in alive])
+        for candidate, vector in zip(alive, answer_vectors, strict=True):
+            texts = [chunk.text for chunk in candidate.contexts]
+            score = filters.local_groundedness(candidate.answer, texts, vector, self.embed(texts))
+            candidate.scores["groundedness"] = score
+            if score < threshold:
+                self.reject(
+                    candidate,
+                    "grounding",
+                    filters.UNGROUNDED,
+                    detail=f"lexical+embedding support {score} < {threshold}",
+                )
+
+    def check_relevance(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
+        alive = [c for c in candidates if c.alive]
+        if not alive:
+            return
+        threshold = self.settings.relevance_threshold
+        answer_vectors = self.embed([c.answer for c in alive])
+        for candidate, vector in zip(alive, answer_vectors, strict=True):
+            score = filters.cosine(question_vectors[candidate.slot.slot_id], vector)
+            candidate.scores["relevance"] = score
+            if score < threshold:
+                self.reject(
+                    candidate,
+                    "relevance",
+                    filters.IRRELEVANT,
+                    detail=f"question–answer cosine {score} < {threshold}",
+                )
+
+    def item(self, candidate: Candidate) -> InstructionItem:
+        contexts = [
+            ContextChunk(chunk_id=c.chunk_id, sha256=sha256_hex(c.text), text=c.text)
+            for c in candidate.contexts
+        ]
+        return make_item(
+            candidate.slot,
+            candidate.question,
+            candidate.answer,
+            contexts,
+            self.system_prompt,
+            self.generator.name,
+            self.prompt_refs,
+        )
+
+
+def cached_raw_reply(model: ChatModel, request: ChatRequest, schema: type[BaseModel]) -> str | None:
+    """The reply that failed validation, read back from the response cache (no call is made)."""
+    try:
+        from ragtune.core.llm.base import repair_request, structured_request, validate_reply
+
+        if model.cache is None:
+            return None
+        first = structured_request(request, schema)
+        replies: list[str] = []
+        data = model.cache.get_json(model.request_key(model.resolve(first)))
+        if not isinstance(data, dict) or "text" not in data:
+            return None
+        replies.append(str(data["text"]))
+        _, error = validate_reply(replies[0], schema)
+        repaired = model.cache.get_json(
+            model.request_key(model.resolve(repair_request(first, replies[0], error)))
+        )
+        if isinstance(repaired, dict) and "text" in repaired:
+            replies.append(str(repaired["text"]))
+        return "\n--- repair reply ---\n".join(replies)
+    except Exception as err:  # the raw text is a diagnostic nicety, never a reason to fail
+        log.debug("cannot read back the raw reply: %s", err)
+        return None
+
+
+def synthesize(config: RagtuneConfig, documents_path: Path, index_dir: Path, out_dir: Path) -> SynthReport:
+    """Generate, filter and split an instruction dataset into ``out_dir`` (see the module docstring)."""
+    started = time.perf_counter()
+    documents_path, index_dir, out_dir = Path(documents_path), Path(index_dir), Path(out_dir)
+    documents = read_jsonl(documents_path, Document)
+    retriever = load_retriever(config, index_dir)
+    try:
+        run = _Synthesis(config, retriever)
+        s = config.synth
+        categories = build_categories(documents, retriever.chunks.values(), s.toc_depth)
+        slots = plan_slots(
+            categories, s.questions_per_category, s.question_types, config.run.seed, s.max_chunks_per_category
+        )
+        log.info(
+            "synth: %d categories, %d question slots, generator %s, groundedness %s",
+            len(categories),
+            len(slots),
+            run.generator.name,
+            run.groundedness_method,
+        )
+        candidates = [Candidate(slot) for slot in slots]
+        run.ask_questions(candidates)
+        question_vectors = run.drop_duplicates(candidates)
+        run.retrieve(candidates)
+        run.answer(candidates)
+        run.check_grounding(candidates)
+        run.check_relevance(candidates, question_vectors)
+        return _write_outputs(run, categories, candidates, question_vectors, out_dir, started)
+    finally:
+        retriever.close()
+
+
+def _check_every_slot_accounted(
+    candidates: Sequence[Candidate], kept: Sequence[Candidate], rejected: Sequence[RejectedItem]
+) -> None:
+    slot_ids = [c.slot.slot_id for c in candidates]
+    kept_ids = {c.slot.slot_id for c in kept}
+    rejected_ids = {r.slot_id for r in rejected}
+    problems = []
+    if len(set(slot_ids)) != len(slot_ids):
+        problems.append("slot ids are not unique")
+    if len(kept) + len(rejected) != len(slot_ids):
+        problems.append(f"{len(kept)} kept + {len(rejected)} rejected != {len(slot_ids)} slots")
+    if kept_ids & rejected_ids:
+        problems.append(f"{len(kept_ids & rejected_ids)} slots both kept and rejected")
+    if kept_ids | rejected_ids != set(slot_ids):
+        problems.append("some slots are neither kept nor rejected")
+    if problems:
+        raise SynthInvariantError("synth: " + "; ".join(problems))
+
+
+def _write_outputs(
+    run: _Synthesis,
+    categories: Sequence[Category],
+    candidates: Sequence[Candidate],
+    question_vectors: dict[str, np.ndarray],
+    out_dir: Path,
+    started: float,
+) -> SynthReport:
+    config, s = run.config, run.settings
+    kept = [c for c in candidates if c.alive]
+    rejected = [c.rejected for c in candidates if c.rejected is not None]
+    _check_every_slot_accounted(candidates, kept, rejected)
+
+    items = [run.item(c) for c in kept]
+    answer_vectors = run.embed([c.answer for c in kept])
+    question_matrix = (
+        np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
+    )
+    is_eval = split_eval(
+        [SplitItem(i.item_id, i.category, i.provenance.source_chunk_id) for i in items],
+        [question_matrix, answer_vectors] if kept else [],
+        s.dedup_threshold,
+        s.eval_fraction,
+        config.run.seed,
+    )
+    train = [item for item, held in zip(items, is_eval, strict=True) if not held]
+    evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / TRAIN_FILE, train)
+    write_jsonl(out_dir / EVAL_FILE, evaluation)
+    write_jsonl(out_dir / REJECTED_FILE, rejected)
+    write_alpaca(out_dir / TRAIN_ALPACA_FILE, train)
+    write_alpaca(out_dir / EVAL_ALPACA_FILE, evaluation)
+
+    per_category = {c.name: CategoryCounts(chunks=len(c.chunks)) for c in categories if c.chunks}
+    for candidate in candidates:
+        per_category[candidate.slot.category].slots += 1
+    for item in train:
+        per_category[item.category].kept += 1
+        per_category[item.category].train += 1
+    for item in evaluation:
+        per_category[item.category].kept += 1
+        per_category[item.category].eval += 1
+    for rejection in rejected:
+        per_category[rejection.category].rejected += 1
+
+    counter_name, count_tokens = token_counter_for(run.endpoint)
+    models = {"generator": run.generator} | ({"judge": run.judge} if run.judge is not None else {})
+    stats = {role: model.stats for role, model in models.items()}
+    report = SynthReport(
+        generator_model=run.generator.name,
+        mode=s.mode,
+        groundedness_method=run.groundedness_method,
+        relevance_method=f"cosine:{run.retriever.embedder.name}",
+        embedder=run.retriever.embedder.name,
+        categories=len(categories),
+        empty_categories=[c.name for c in categories if not c.chunks],
+        generated=len(candidates),
+        kept=len(items),
+        train=len(train),
+        eval=len(evaluation),
+        rejected=len(rejected),
+        rejected_by_reason=dict(Counter(r.reason for r in rejected).most_common()),
+        rejected_by_stage=dict(Counter(r.stage for r in rejected).most_common()),
+        per_category=per_category,
+        answers_citing_context=sum(bool(c.citations) for c in kept),
+        cache_hits=sum(st.get("cache_hits", 0) for st in stats.values()),
+        cache_misses=sum(st.get("cache_misses", 0) for st in stats.values()),
+        llm_stats=stats,
+        ledger={role: model.ledger.to_dict() for role, model in models.items()},
+        templates=run.templates.refs(),
+        token_counter=counter_name,
+        question_tokens=token_stats([count_tokens(i.question) for i in items]),
+        answer_tokens=token_stats([count_tokens(i.answer) for i in items]),
+        files={
+            "train": TRAIN_FILE,
+            "eval": EVAL_FILE,
+            "rejected": REJECTED_FILE,
+            "train_alpaca": TRAIN_ALPACA_FILE,
+            "eval_alpaca": EVAL_ALPACA_FILE,
+            "card": CARD_FILE,
+        },
+        elapsed_s=round(time.perf_counter() - started, 3),
+    )
+    card = run.card_template.render(
+        front_matter=card_front_matter(bool(train), bool(evaluation)),
+        name=config.run.name,
+        r=report,
+        s=s,
+        rejections=Counter((r.stage, r.reason) for r in rejected).most_common(),
+    )
+    (out_dir / CARD_FILE).write_text(card + "\n", encoding="utf-8")
+    (out_dir / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    log.info(
+        "synth: %d slots -> %d train, %d eval, %d rejected (%s); LLM cache %d hits, %d misses",
+        report.generated,
+        report.train,
+        report.eval,
+        report.rejected,
+        ", ".join(f"{n} {reason}" for reason, n in report.rejected_by_reason.items()) or "none",
+        report.cache_hits,
+        report.cache_misses,
+    )
+    return report

@@ -1,0 +1,125 @@
+"""The requests the synthesis stage sends, and the JSON replies it expects.
+
+Every request is a pure function of its inputs — the chunk (for a question), the question and its
+retrieved chunks (for an answer), the template and the sampling parameters — and never of run ids
+or timestamps, so the LLM response cache answers any request already made by an earlier or
+interrupted run, and a changed document only changes the requests that read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from ragtune.core.llm import ChatRequest
+from ragtune.core.records import Chunk
+from ragtune.synth.categories import SEPARATOR
+from ragtune.synth.templates import PromptTemplate
+
+QUESTION_PREFILL = '{"question": "'
+ANSWER_PREFILL = '{"answer": "'
+JUDGE_PREFILL = '{"score": '
+
+
+class QuestionReply(BaseModel):
+    question: str
+
+
+class AnswerReply(BaseModel):
+    answer: str
+    citations: list[str] = Field(default_factory=list)
+
+    @field_validator("citations", mode="before")
+    @classmethod
+    def _as_string_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str | int):
+            value = [value]
+        if isinstance(value, list):
+            return [str(item) for item in value if isinstance(item, str | int)]
+        return value
+
+
+class JudgeReply(BaseModel):
+    score: float = Field(ge=1, le=5)
+    reason: str = ""
+
+
+def heading_path(chunk: Chunk) -> str:
+    return SEPARATOR.join(chunk.section_path)
+
+
+def _context_values(chunks: Sequence[Chunk]) -> list[dict[str, str]]:
+    return [{"id": c.chunk_id, "heading_path": heading_path(c), "text": c.text} for c in chunks]
+
+
+def question_request(
+    template: PromptTemplate,
+    chunk: Chunk,
+    question_type: str,
+    seed: int,
+    temperature: float,
+    max_tokens: int,
+) -> ChatRequest:
+    prompt = template.render(
+        chunk_text=chunk.text, heading_path=heading_path(chunk), question_type=question_type
+    )
+    return ChatRequest(
+        messages=[{"role": "user", "content": prompt}],
+        prefill=QUESTION_PREFILL,
+        json_mode=True,
+        seed=seed,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+
+
+def answer_request(
+    template: PromptTemplate,
+    question: str,
+    contexts: Sequence[Chunk],
+    seed: int,
+    temperature: float,
+    max_tokens: int,
+) -> ChatRequest:
+    prompt = template.render(question=question, contexts=_context_values(contexts))
+    return ChatRequest(
+        messages=[{"role": "user", "content": prompt}],
+        prefill=ANSWER_PREFILL,
+        json_mode=True,
+        seed=seed,
+        temperature=temperature,
+        max_tokens=max_tokens,
+    )
+
+
+def judge_request(
+    template: PromptTemplate, question: str, answer: str, contexts: Sequence[Chunk]
+) -> ChatRequest:
+    """Temperature and max_tokens are left to the judge endpoint's configuration."""
+    prompt = template.render(question=question, answer=answer, contexts=_context_values(contexts))
+    return ChatRequest(
+        messages=[{"role": "user", "content": prompt}], prefill=JUDGE_PREFILL, json_mode=True, seed=0
+    )
+
+
+def resolve_citations(citations: Sequence[str], contexts: Sequence[Chunk]) -> list[str]:
+    """Chunk ids the citations name: a full id, an id prefix of 6+ characters, or a 1-based position."""
+    ids = [c.chunk_id for c in contexts]
+    found: list[str] = []
+    for raw in citations:
+        token = raw.strip().strip("[]()<>#").strip()
+        match: str | None = None
+        if token in ids:
+            match = token
+        elif token.isdigit() and 1 <= int(token) <= len(ids):
+            match = ids[int(token) - 1]
+        elif len(token) >= 6:
+            prefixed = [i for i in ids if i.startswith(token)]
+            match = prefixed[0] if len(prefixed) == 1 else None
+        if match is not None and match not in found:
+            found.append(match)
+    return found

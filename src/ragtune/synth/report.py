@@ -1,0 +1,83 @@
+"""What the synthesis stage writes besides the dataset: rejected slots and the stage report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RejectedItem(BaseModel):
+    """One slot that did not become a dataset item, with why (a line of ``rejected.jsonl``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slot_id: str = Field(description="source_chunk_id:question_type:repeat — unique per run.")
+    stage: str = Field(description="question, dedup, retrieval, answer, grounding or relevance.")
+    reason: str = Field(description="Short reason code, counted in the report and the card.")
+    detail: str = Field("", description="Human-readable detail (LLM failure text, matched phrase, score).")
+    category: str
+    question_type: str
+    doc_id: str
+    section_path: list[str]
+    source_chunk_id: str
+    question: str | None = None
+    answer: str | None = None
+    raw: str | None = Field(None, description="The model's raw reply where it could not be used as is.")
+    context_chunk_ids: list[str] = Field(default_factory=list)
+    duplicate_of: str | None = Field(None, description="slot_id of the kept item this one duplicates.")
+    scores: dict[str, float] = Field(default_factory=dict)
+    generator_model: str
+    templates: dict[str, str] = Field(default_factory=dict)
+
+
+class CategoryCounts(BaseModel):
+    slots: int = 0
+    kept: int = 0
+    train: int = 0
+    eval: int = 0
+    rejected: int = 0
+    chunks: int = 0
+
+
+class TokenStats(BaseModel):
+    count: int = 0
+    mean: float = 0.0
+    median: float = 0.0
+    min: int = 0
+    max: int = 0
+
+
+class SynthReport(BaseModel):
+    """Counts and provenance of one synthesis run; written to ``synth_report.json``."""
+
+    generator_model: str
+    mode: str
+    groundedness_method: str = Field(description="'judge:<model>' or 'local:lexical+embedding'.")
+    relevance_method: str
+    embedder: str
+    categories: int
+    empty_categories: list[str] = Field(
+        default_factory=list, description="TOC categories without any text to ask about."
+    )
+    generated: int = Field(description="Question slots planned (= kept + rejected).")
+    kept: int
+    train: int
+    eval: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    rejected_by_stage: dict[str, int]
+    per_category: dict[str, CategoryCounts]
+    answers_citing_context: int = Field(
+        0, description="Kept answers whose citations name at least one of their context chunks."
+    )
+    cache_hits: int
+    cache_misses: int
+    llm_stats: dict[str, dict[str, int]] = Field(description="ChatModel.stats per role (generator, judge).")
+    ledger: dict[str, dict[str, Any]]
+    templates: dict[str, str]
+    token_counter: str = Field(description="How token statistics were counted.")
+    question_tokens: TokenStats
+    answer_tokens: TokenStats
+    files: dict[str, str]
+    elapsed_s: float
