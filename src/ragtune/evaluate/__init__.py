@@ -1,0 +1,26 @@
+"""The evaluate stage: the tuned model judged against its base (and optional extra contenders).
+
+:func:`evaluate` reads ``eval.jsonl``, has every contender answer each question alone, asks the LLM
+judge for a 1–10 score per answer (against the reference answer and its context) and for pairwise
+verdicts in both orders, and writes ``scores.jsonl``, ``pairwise.jsonl``, ``metrics.json`` and
+``report.html``. The modules each do one job: ``generators`` (who answers), ``prompts`` and
+``templates/`` (the rubric), ``parsing`` (reading the judge), ``judge`` (asking it), ``stats`` (the
+bootstrap and pairwise arithmetic), ``similarity`` (ROUGE-L, cosine), ``metrics``, ``plots``,
+``report`` and ``run`` (the stage function).
+"""
+
+from ragtune.evaluate.parsing import JudgeScore, PairVerdict, parse_judge_score, parse_pairwise_verdict
+from ragtune.evaluate.run import evaluate
+from ragtune.evaluate.schema import EvalMetrics, EvalReport, PairRow, ScoreRow
+
+__all__ = [
+    "EvalMetrics",
+    "EvalReport",
+    "JudgeScore",
+    "PairRow",
+    "PairVerdict",
+    "ScoreRow",
+    "evaluate",
+    "parse_judge_score",
+    "parse_pairwise_verdict",
+]

@@ -1,0 +1,276 @@
+"""Who answers the eval questions: the base model, the tuned model, and any extra contenders.
+
+Every answerer is a :class:`~ragtune.core.llm.ChatModel`, so all of them get the same response
+cache (namespace ``eval-answers``, keyed by the model's identity, the prompt and the decoding
+parameters), failure recording, budget and progress bar from the LLM layer. Base and tuned are a
+:class:`HFChat` around a transformers model and tokenizer, loaded lazily — a rerun whose answers
+are all cached never loads them — and released once their answers are in. Contenders are
+OpenAI-compatible endpoints through :func:`ragtune.core.llm.open_chat_model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ragtune.core.cache import ContentCache
+from ragtune.core.config import LLMEndpoint, RagtuneConfig
+from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse, LLMFailure, TokenLedger, open_chat_model
+from ragtune.core.records import InstructionItem
+from ragtune.evaluate.schema import BASE, TUNED
+
+log = logging.getLogger(__name__)
+
+ANSWER_CACHE_NAMESPACE = "eval-answers"
+
+ModelLoader = Callable[[], tuple[Any, Any]]
+"""Returns ``(model, tokenizer)``: a transformers causal LM (or a peft model around one) and its tokenizer."""
+
+
+def answer_messages(item: InstructionItem) -> list[dict[str, str]]:
+    """The prompt every contender answers: the item's chat messages before the reference answer.
+
+    That is the question alone (no retrieved context), with the dataset's system message if it has
+    one, i.e. exactly what the tuned model saw in training.
+    """
+    prompt: list[dict[str, str]] = []
+    for message in item.messages:
+        if message.get("role") == "assistant":
+            break
+        prompt.append({"role": str(message.get("role", "")), "content": str(message.get("content", ""))})
+    if not any(m["role"] == "user" for m in prompt):
+        prompt = [m for m in prompt if m["role"] == "system"] + [{"role": "user", "content": item.question}]
+    return prompt
+
+
+def answer_request(messages: list[dict[str, str]], max_new_tokens: int, seed: int) -> ChatRequest:
+    """Greedy decoding (temperature 0) for every contender, so answers are reproducible."""
+    return ChatRequest(messages=messages, max_tokens=max_new_tokens, temperature=0.0, seed=seed)
+
+
+class HFChat(ChatModel):
+    """A transformers causal LM answering chat requests with batched greedy generation.
+
+    ``identity`` names the exact weights (it is the cache key's model part); ``load`` returns the
+    model and tokenizer and runs on first use. Works wherever the model was loaded (CPU by default).
+    """
+
+    def __init__(
+        self,
+        identity: str,
+        load: ModelLoader,
+        *,
+        cache: ContentCache | None = None,
+        batch_size: int = 4,
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(identity, cache=cache, seed=seed)
+        self._load = load
+        self._loaded: tuple[Any, Any] | None = None
+        self.load_error: str | None = None
+        self._lock = threading.Lock()
+        self.batch_size = batch_size
+        self.concurrency = 1  # one batch at a time: the model is one
+        self.threads = threads
+
+    def _model(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._loaded is None:
+                log.info("loading %s", self.name)
+                try:
+                    model, tokenizer = self._load()
+                except Exception as err:  # kept for the caller: a model that cannot load is fatal
+                    self.load_error = f"{type(err).__name__}: {err}"
+                    raise
+                model.eval()
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                self._loaded = (model, tokenizer)
+            return self._loaded
+
+    def release(self) -> None:
+        """Drop the model so the next one fits in memory; it is reloaded if asked again."""
+        with self._lock:
+            self._loaded = None
+        gc.collect()
+
+    def _plan_batches(self, requests: list[ChatRequest]) -> list[list[int]]:
+        """Batches of similar prompt length and equal ``max_tokens`` (less padding, one generate each)."""
+
+        def length(i: int) -> int:
+            return sum(len(m.get("content", "")) for m in requests[i].messages)
+
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].max_tokens, length(i)))
+        batches: list[list[int]] = []
+        for i in order:
+            last = batches[-1] if batches else None
+            if (
+                last is not None
+                and len(last) < self.batch_size
+                and requests[last[0]].max_tokens == requests[i].max_tokens
+            ):
+                last.append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        (outcome,) = await self._complete_batch([request])
+        if isinstance(outcome, LLMFailure):
+            raise RuntimeError(outcome.reason)
+        return outcome
+
+    async def _complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMFailure]:
+        return list(await asyncio.to_thread(self.generate_batch, requests))
+
+    def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """Greedy answers to ``requests`` (one ``generate`` call; all share ``max_tokens``)."""
+        model, tokenizer = self._model()
+        import torch
+        from transformers import GenerationConfig
+
+        prompts = [
+            str(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
+            for r in requests
+        ]
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
+        prompt_len = encoded["input_ids"].shape[1]
+        eos = model.generation_config.eos_token_id
+        stop_ids = set(eos if isinstance(eos, list) else [eos]) | {
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+        }
+        stop_ids.discard(None)
+        generation = GenerationConfig(
+            max_new_tokens=max(r.max_tokens for r in requests),
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
+        )
+        with torch.inference_mode():
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            output = model.generate(**encoded, generation_config=generation)
+        responses = []
+        for row in range(len(requests)):
+            tokens = output[row, prompt_len:].tolist()
+            length = next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
+            responses.append(
+                ChatResponse(
+                    text=tokenizer.decode(tokens[:length], skip_special_tokens=True).strip(),
+                    model=self.name,
+                    prompt_tokens=int(encoded["attention_mask"][row].sum()),
+                    completion_tokens=length,
+                )
+            )
+        return responses
+
+
+def adapter_fingerprint(adapter_dir: Path) -> str:
+    """SHA-256 over every file of an adapter folder (names and bytes): a retrained adapter differs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(adapter_dir).as_posix().encode("utf-8") + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_base(name: str, config: RagtuneConfig) -> Any:
+    """The base model resolved and loaded exactly as training loads it (same folder, same dtype)."""
+    from ragtune.core.models import load_causal_lm
+    from ragtune.train.model import compute_dtype, resolve_base_model
+
+    return load_causal_lm(resolve_base_model(name, config), dtype=compute_dtype())
+
+
+def _load_tuned(adapter_dir: Path, config: RagtuneConfig) -> Any:
+    from ragtune.train import load_tuned_model
+
+    return load_tuned_model(adapter_dir, config)
+
+
+def model_answerers(
+    config: RagtuneConfig, adapter_dir: Path | None, cache: ContentCache | None
+) -> tuple[dict[str, ChatModel], list[str]]:
+    """``base`` and, given an adapter, ``tuned`` — both loaded lazily — plus warnings.
+
+    Without an adapter the base is ``train.base_model``. With one, it is the base the adapter was
+    trained on (its ``ragtune_adapter.json``), so the comparison isolates what tuning changed.
+    """
+    from ragtune.train.model import read_adapter_meta
+
+    warnings: list[str] = []
+    options: dict[str, Any] = {
+        "cache": cache,
+        "batch_size": config.evaluate.batch_size,
+        "threads": config.llm.local_threads,
+        "seed": config.run.seed,
+    }
+    name = config.train.base_model
+    tuned: HFChat | None = None
+    if adapter_dir is not None:
+        adapter_dir = Path(adapter_dir)
+        meta = read_adapter_meta(adapter_dir)  # an InputError naming the file if it is not an adapter
+        if meta.base_model != name:
+            warnings.append(
+                f"the adapter was trained on {meta.base_model!r}, not train.base_model {name!r}: "
+                f"{meta.base_model!r} is evaluated as the base"
+            )
+            name = meta.base_model
+        identity = f"adapter:{adapter_fingerprint(adapter_dir)[:32]}"
+        tuned = HFChat(identity, lambda: _load_tuned(adapter_dir, config), **options)
+    answerers: dict[str, ChatModel] = {
+        BASE: HFChat(f"hf:{name}", lambda: _load_base(name, config), **options)
+    }
+    if tuned is not None:
+        answerers[TUNED] = tuned
+    for warning in warnings:
+        log.warning(warning)
+    return answerers, warnings
+
+
+def contender_endpoint(config: RagtuneConfig, index: int) -> LLMEndpoint:
+    contender = config.evaluate.contenders[index]
+    return LLMEndpoint(
+        base_url=contender.base_url,
+        model=contender.model,
+        api_key_env=contender.api_key_env,
+        temperature=0.0,
+        max_tokens=config.evaluate.max_new_tokens,
+    )
+
+
+def contender_answerers(config: RagtuneConfig, cache: ContentCache | None) -> dict[str, ChatModel]:
+    """The extra OpenAI-compatible contenders of ``evaluate.contenders``, by name, each with its ledger."""
+    answerers = {}
+    for i, contender in enumerate(config.evaluate.contenders):
+        endpoint = contender_endpoint(config, i)
+        ledger = TokenLedger(f"evaluate:{contender.name}", endpoint)
+        answerers[contender.name] = open_chat_model(
+            endpoint, cache=cache, ledger=ledger, seed=config.run.seed
+        )
+    return answerers
+
+
+def load_error(answerer: ChatModel) -> str | None:
+    """Why a local model could not be loaded (its answers then all failed), else ``None``."""
+    error = getattr(answerer, "load_error", None)
+    return error if isinstance(error, str) else None
+
+
+def release(answerer: ChatModel) -> None:
+    """Free a local model's memory (no-op for endpoint-backed answerers)."""
+    free = getattr(answerer, "release", None)
+    if callable(free):
+        free()

@@ -1,0 +1,161 @@
+"""From per-item rows to the numbers in ``metrics.json`` (sums, means with CIs, delta, win rates)."""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from ragtune.evaluate.schema import (
+    BASE,
+    TUNED,
+    CategoryScore,
+    ContenderSummary,
+    EvalMetrics,
+    PairRow,
+    PairwiseSummary,
+    ScoreRow,
+)
+from ragtune.evaluate.stats import (
+    bootstrap_mean_ci,
+    mean_or_none,
+    paired_bootstrap_ci,
+    score_sum,
+    tally_outcomes,
+)
+
+
+class JudgeInfo(BaseModel):
+    model: str
+    base_url: str | None
+    is_weak: bool
+    templates: dict[str, str]
+
+
+class MetricSettings(BaseModel):
+    seed: int
+    bootstrap_samples: int
+    confidence: float
+    max_new_tokens: int
+
+
+def _rng(seed: int, purpose: str) -> np.random.Generator:
+    """A generator per purpose, so adding a contender does not change another one's interval."""
+    return np.random.default_rng([seed, zlib.crc32(purpose.encode("utf-8"))])
+
+
+def summarize_contender(name: str, rows: Sequence[ScoreRow], settings: MetricSettings) -> ContenderSummary:
+    scores = [r.score for r in rows]
+    scored = [s for s in scores if s is not None]
+    interval = bootstrap_mean_ci(
+        scored,
+        samples=settings.bootstrap_samples,
+        confidence=settings.confidence,
+        rng=_rng(settings.seed, f"mean:{name}"),
+    )
+    categories = sorted({r.category for r in rows})
+    per_category = {}
+    for category in categories:
+        in_category = [r.score for r in rows if r.category == category and r.score is not None]
+        per_category[category] = CategoryScore(
+            n_scored=len(in_category), score_mean=mean_or_none(in_category)
+        )
+    answered = [r for r in rows if r.answer is not None]
+    return ContenderSummary(
+        name=name,
+        model=rows[0].model if rows else "",
+        n_items=len(rows),
+        n_answered=len(answered),
+        n_scored=len(scored),
+        answer_failures=len(rows) - len(answered),
+        judge_failures=sum(1 for r in answered if r.score is None),
+        score_sum=score_sum(scores),
+        score_mean=interval.mean if interval else None,
+        score_ci_low=interval.low if interval else None,
+        score_ci_high=interval.high if interval else None,
+        rouge_l_mean=mean_or_none([r.rouge_l for r in rows]),
+        cosine_mean=mean_or_none([r.cosine for r in rows]),
+        per_category=per_category,
+    )
+
+
+def compute_metrics(
+    rows: Sequence[ScoreRow],
+    pairs: Sequence[PairRow],
+    *,
+    contender_names: Sequence[str],
+    judge: JudgeInfo,
+    settings: MetricSettings,
+    llm_usage: dict[str, dict[str, object]] | None = None,
+    warnings: Sequence[str] = (),
+) -> EvalMetrics:
+    """Every number of ``metrics.json`` from the rows (one per item × contender) and pair rows."""
+    by_contender = {name: [r for r in rows if r.contender == name] for name in contender_names}
+    summaries = {name: summarize_contender(name, by_contender[name], settings) for name in contender_names}
+    item_ids = list(dict.fromkeys(r.item_id for r in rows))
+    score_of = {(r.item_id, r.contender): r.score for r in rows}
+
+    common = [i for i in item_ids if all(score_of.get((i, name)) is not None for name in contender_names)]
+    sums_common = {name: score_sum([score_of[(i, name)] for i in common]) for name in contender_names}
+
+    delta = None
+    delta_n = 0
+    if BASE in contender_names and TUNED in contender_names:
+        both = [
+            i
+            for i in item_ids
+            if score_of.get((i, BASE)) is not None and score_of.get((i, TUNED)) is not None
+        ]
+        delta_n = len(both)
+        delta = paired_bootstrap_ci(
+            [float(score_of[(i, TUNED)] or 0) for i in both],
+            [float(score_of[(i, BASE)] or 0) for i in both],
+            samples=settings.bootstrap_samples,
+            confidence=settings.confidence,
+            rng=_rng(settings.seed, "delta:tuned-base"),
+        )
+
+    pairwise = {}
+    for name in contender_names:
+        outcomes = [p.outcome for p in pairs if p.contender == name]
+        if outcomes:
+            pairwise[name] = PairwiseSummary(contender=name, **tally_outcomes(outcomes).model_dump())
+
+    failures = {
+        "answers": {name: s.answer_failures for name, s in summaries.items()},
+        "judge_scores": {name: s.judge_failures for name, s in summaries.items()},
+        "judge_pairwise": {name: p.failures for name, p in pairwise.items()},
+    }
+    parse_counts = Counter(r.parsed_from for r in rows if r.parsed_from is not None)
+    return EvalMetrics(
+        judge_model=judge.model,
+        judge_base_url=judge.base_url,
+        judge_is_weak=judge.is_weak,
+        judge_templates=judge.templates,
+        n_items=len(item_ids),
+        categories=sorted({r.category for r in rows}),
+        contender_names=list(contender_names),
+        seed=settings.seed,
+        bootstrap_samples=settings.bootstrap_samples,
+        confidence=settings.confidence,
+        max_new_tokens=settings.max_new_tokens,
+        contenders=summaries,
+        means={name: s.score_mean for name, s in summaries.items()},
+        sums={name: s.score_sum for name, s in summaries.items()},
+        n_common=len(common),
+        sums_common=sums_common,
+        delta_mean=delta.mean if delta else None,
+        delta_ci_low=delta.low if delta else None,
+        delta_ci_high=delta.high if delta else None,
+        delta_n=delta_n,
+        delta_prob_positive=delta.prob_positive if delta else None,
+        pairwise=pairwise,
+        failures=failures,
+        failures_total=sum(sum(group.values()) for group in failures.values()),
+        judge_parse={key: parse_counts.get(key, 0) for key in ("json", "partial_json", "text")},
+        llm_usage=llm_usage or {},
+        warnings=list(warnings),
+    )

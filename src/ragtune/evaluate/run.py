@@ -1,0 +1,307 @@
+"""The evaluate stage: answers from every contender, judged, compared, summarized and reported."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ragtune.core.cache import ContentCache
+from ragtune.core.config import RagtuneConfig
+from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.llm import ChatModel, ChatResponse, LLMFailure, TokenLedger, open_chat_model
+from ragtune.core.records import InstructionItem, read_jsonl, write_jsonl
+from ragtune.core.storage import open_storage
+from ragtune.evaluate.generators import (
+    ANSWER_CACHE_NAMESPACE,
+    answer_messages,
+    answer_request,
+    contender_answerers,
+    load_error,
+    model_answerers,
+    release,
+)
+from ragtune.evaluate.judge import Case, Judge, JudgeFailure, is_weak_judge
+from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
+from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, template_id
+from ragtune.evaluate.report import render_report
+from ragtune.evaluate.schema import TUNED, EvalMetrics, EvalReport, PairRow, ScoreRow
+from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
+
+log = logging.getLogger(__name__)
+
+EVAL_FILE = "eval.jsonl"
+SCORES_FILE = "scores.jsonl"
+PAIRWISE_FILE = "pairwise.jsonl"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+JUDGE_CACHE_NAMESPACE = "llm"
+
+
+def select_items(
+    items: Sequence[InstructionItem], max_items: int | None, seed: int
+) -> tuple[list[InstructionItem], list[str]]:
+    """At most ``max_items`` items, spread over categories, in file order; plus warnings.
+
+    A seeded shuffle within each category, then one item per category in turn, so a small cap
+    still covers every category it can. Repeated ``item_id`` values are skipped with a warning.
+    """
+    warnings: list[str] = []
+    unique: dict[str, int] = {}
+    for position, item in enumerate(items):
+        if item.item_id in unique:
+            warnings.append(f"skipped repeated item_id {item.item_id} (line {position + 1} of {EVAL_FILE})")
+        else:
+            unique[item.item_id] = position
+    positions = list(unique.values())
+    if max_items is None or len(positions) <= max_items:
+        return [items[p] for p in positions], warnings
+    rng = np.random.default_rng(seed)
+    by_category: dict[str, list[int]] = {}
+    for p in positions:
+        by_category.setdefault(items[p].category, []).append(p)
+    queues = [list(rng.permutation(group)) for _, group in sorted(by_category.items())]
+    chosen: list[int] = []
+    while len(chosen) < max_items:
+        for queue in queues:
+            if queue and len(chosen) < max_items:
+                chosen.append(int(queue.pop(0)))
+    return [items[p] for p in sorted(chosen)], warnings
+
+
+def load_eval_items(dataset_dir: Path) -> list[InstructionItem]:
+    path = dataset_dir / EVAL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no evaluation set (the synth stage writes {EVAL_FILE})")
+    return read_jsonl(path, InstructionItem)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _collect_answers(
+    answerers: Mapping[str, ChatModel], items: Sequence[InstructionItem], max_new_tokens: int, seed: int
+) -> dict[str, list[ChatResponse | LLMFailure]]:
+    """Every contender's answer to every item, one contender at a time (local models are released)."""
+    requests = [answer_request(answer_messages(item), max_new_tokens, seed) for item in items]
+    answers: dict[str, list[ChatResponse | LLMFailure]] = {}
+    for name, answerer in answerers.items():
+        try:
+            answers[name] = answerer.chat_many(requests, desc=f"answers: {name}")
+        finally:
+            release(answerer)
+        error = load_error(answerer)
+        if error is not None:
+            raise RagtuneError(f"evaluate: the {name} model could not be loaded: {error}")
+    return answers
+
+
+def _score_rows(
+    items: Sequence[InstructionItem],
+    answers: Mapping[str, list[ChatResponse | LLMFailure]],
+    models: Mapping[str, str],
+    judge: Judge,
+    encoder: TextEncoder | None,
+) -> list[ScoreRow]:
+    cases = [
+        Case(question=i.question, reference=i.answer, context=[c.text for c in i.context]) for i in items
+    ]
+    rows = [
+        ScoreRow(
+            item_id=item.item_id,
+            category=item.category,
+            contender=name,
+            model=models[name],
+            answer=reply.text if isinstance(reply, ChatResponse) else None,
+            answer_error=reply.reason if isinstance(reply, LLMFailure) else None,
+        )
+        for name, replies in answers.items()
+        for item, reply in zip(items, replies, strict=True)
+    ]
+    index = {item.item_id: position for position, item in enumerate(items)}
+    answered = [row for row in rows if row.answer is not None]
+    verdicts = judge.score([(cases[index[row.item_id]], row.answer or "") for row in answered])
+    references = [items[index[row.item_id]].answer for row in answered]
+    candidates = [row.answer or "" for row in answered]
+    rouges = rouge_l(references, candidates)
+    cosines = cosine_similarities(encoder, references, candidates) if encoder is not None and answered else []
+    for position, (row, verdict) in enumerate(zip(answered, verdicts, strict=True)):
+        row.rouge_l = rouges[position]
+        row.cosine = cosines[position] if cosines else None
+        if isinstance(verdict, JudgeFailure):
+            row.judge_error, row.judge_raw = verdict.reason, verdict.raw
+        else:
+            row.score, row.reason, row.parsed_from = verdict.score, verdict.reason, verdict.parsed_from
+    return rows
+
+
+def _pair_rows(
+    items: Sequence[InstructionItem], answers: Mapping[str, list[ChatResponse | LLMFailure]], judge: Judge
+) -> list[PairRow]:
+    """Tuned against every other contender on every item, each asked in both orders."""
+    if TUNED not in answers:
+        return []
+    rows: list[PairRow] = []
+    jobs: list[tuple[Case, str, str]] = []
+    asked: list[PairRow] = []
+    for name in (n for n in answers if n != TUNED):
+        for position, item in enumerate(items):
+            tuned, other = answers[TUNED][position], answers[name][position]
+            row = PairRow(
+                item_id=item.item_id,
+                category=item.category,
+                contender=name,
+                verdict_tuned_first=None,
+                verdict_tuned_second=None,
+                outcome=None,
+            )
+            rows.append(row)
+            missing = [n for n, a in ((TUNED, tuned), (name, other)) if isinstance(a, LLMFailure)]
+            if missing:
+                row.error = f"no answer from {' and '.join(missing)}"
+                continue
+            assert isinstance(tuned, ChatResponse) and isinstance(other, ChatResponse)
+            case = Case(question=item.question, reference=item.answer, context=[c.text for c in item.context])
+            jobs.append((case, tuned.text, other.text))
+            asked.append(row)
+    for row, judgement in zip(asked, judge.compare(jobs), strict=True):
+        row.verdict_tuned_first = judgement.first_as_a
+        row.verdict_tuned_second = judgement.first_as_b
+        row.outcome = judgement.outcome
+        row.error = judgement.error
+    return rows
+
+
+def evaluate(
+    config: RagtuneConfig,
+    dataset_dir: Path,
+    adapter_dir: Path | None,
+    out_dir: Path,
+    *,
+    answerers: Mapping[str, ChatModel] | None = None,
+    judge_model: ChatModel | None = None,
+    encoder: TextEncoder | None = None,
+) -> EvalReport:
+    """Judge the base and tuned models (and ``evaluate.contenders``) on ``dataset_dir/eval.jsonl``.
+
+    Writes ``scores.jsonl`` (item × contender), ``pairwise.jsonl`` (tuned vs each other contender,
+    both orders), ``metrics.json`` (:class:`~ragtune.evaluate.schema.EvalMetrics`) and
+    ``report.html`` into ``out_dir``.
+
+    ``answerers`` replaces the local models: ``None`` loads ``base`` from ``train.base_model`` and,
+    when ``adapter_dir`` is given, ``tuned`` from the adapter; the configured contenders are added
+    either way. ``judge_model`` replaces the ``llm.judge`` endpoint and ``encoder`` the
+    ``index.embedder`` (for cosine similarity); both default to what the config names.
+    """
+    cfg = config.evaluate
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    items, warnings = select_items(load_eval_items(dataset_dir), cfg.max_items, config.run.seed)
+    if not items:
+        raise InputError(f"{dataset_dir / EVAL_FILE}: holds no evaluation items")
+    log.info("evaluating %d items", len(items))
+
+    storage = open_storage(config.cache_uri(), config.storage)
+    answer_cache = ContentCache(storage, ANSWER_CACHE_NAMESPACE)
+    if answerers is not None:
+        local = dict(answerers)
+    else:
+        local, model_warnings = model_answerers(config, adapter_dir, answer_cache)
+        warnings += model_warnings
+    extra = contender_answerers(config, answer_cache)
+    clash = sorted(set(local) & set(extra))
+    if clash:
+        raise ConfigError(f"evaluate.contenders: name(s) {', '.join(clash)} already taken")
+    everyone: dict[str, ChatModel] = {**local, **extra}
+    if TUNED not in everyone:
+        warnings.append(
+            "no tuned model evaluated (no adapter): no tuned − base delta and no pairwise comparison"
+        )
+
+    answers = _collect_answers(everyone, items, cfg.max_new_tokens, config.run.seed)
+    models = {name: answerer.name for name, answerer in everyone.items()}
+
+    judge_ledger = TokenLedger("evaluate:judge", config.llm.judge)
+    judge_chat = judge_model or open_chat_model(
+        config.llm.judge,
+        cache=ContentCache(storage, JUDGE_CACHE_NAMESPACE),
+        ledger=judge_ledger,
+        local_threads=config.llm.local_threads,
+        seed=config.run.seed,
+    )
+    weak = is_weak_judge(config.llm.judge)
+    if weak:
+        log.warning("the judge is the small local model: its scores are a smoke test, not a verdict")
+    judge = Judge(
+        judge_chat,
+        weak=weak,
+        max_tokens=cfg.judge_max_tokens,
+        context_chars=cfg.judge_context_chars,
+        seed=config.run.seed,
+    )
+    has_answers = any(isinstance(a, ChatResponse) for replies in answers.values() for a in replies)
+    encoder = encoder if encoder is not None or not has_answers else load_encoder(config)
+    rows = _score_rows(items, answers, models, judge, encoder)
+    pairs = _pair_rows(items, answers, judge) if cfg.pairwise else []
+
+    usage: dict[str, dict[str, object]] = {"judge": judge_chat.ledger.to_dict()}
+    usage.update({name: answerer.ledger.to_dict() for name, answerer in extra.items()})
+    metrics: EvalMetrics = compute_metrics(
+        rows,
+        pairs,
+        contender_names=list(everyone),
+        judge=JudgeInfo(
+            model=judge_chat.name,
+            base_url=config.llm.judge.base_url,
+            is_weak=weak,
+            templates={
+                "score": template_id(SCORE_TEMPLATE),
+                "pairwise": template_id(PAIRWISE_TEMPLATE),
+                "report": template_id(REPORT_TEMPLATE),
+            },
+        ),
+        settings=MetricSettings(
+            seed=config.run.seed,
+            bootstrap_samples=cfg.bootstrap_samples,
+            confidence=cfg.confidence,
+            max_new_tokens=cfg.max_new_tokens,
+        ),
+        llm_usage=usage,
+        warnings=warnings,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores_path, pairwise_path = out_dir / SCORES_FILE, out_dir / PAIRWISE_FILE
+    metrics_path, report_path = out_dir / METRICS_FILE, out_dir / REPORT_FILE
+    write_jsonl(scores_path, rows)
+    write_jsonl(pairwise_path, pairs)
+    _write_text(
+        metrics_path, json.dumps(metrics.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    )
+    _write_text(report_path, render_report(metrics, items, rows, pairs))
+    if metrics.failures_total:
+        log.warning("evaluate: %d failures recorded (see %s)", metrics.failures_total, metrics_path)
+    return EvalReport(
+        judge_model=metrics.judge_model,
+        judge_is_weak=metrics.judge_is_weak,
+        n_items=metrics.n_items,
+        contenders=metrics.contender_names,
+        means=metrics.means,
+        sums=metrics.sums,
+        delta_mean=metrics.delta_mean,
+        delta_ci_low=metrics.delta_ci_low,
+        delta_ci_high=metrics.delta_ci_high,
+        delta_n=metrics.delta_n,
+        pairwise=metrics.pairwise,
+        failures_total=metrics.failures_total,
+        warnings=metrics.warnings,
+        scores_path=scores_path,
+        pairwise_path=pairwise_path,
+        metrics_path=metrics_path,
+        report_path=report_path,
+    )
