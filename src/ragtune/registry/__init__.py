@@ -1,0 +1,44 @@
+"""Registry stage: MLflow tracking of a pipeline run, model registration with lineage, promotion.
+
+>>> decision = register_and_promote(config, train_dir, eval_dir, dataset_dir, lineage, run_id, out_dir)
+>>> decision.alias, decision.reason
+('champion', 'Promoted: mean judge score 6.200 vs 5.100 for the base model: +1.100 (margin 0.000); ...')
+
+The default store is a local sqlite MLflow under ``<run.root>/mlflow``; ``registry.tracking_uri``
+points at an MLflow server instead. Promotion uses registry aliases (``champion``/``challenger``).
+"""
+
+from __future__ import annotations
+
+from ragtune.registry.evalsummary import EvalSummary
+from ragtune.registry.pipeline import register_and_promote
+from ragtune.registry.promote import PromotionDecision, promote, promote_version
+from ragtune.registry.pyfunc_model import AdapterModel
+from ragtune.registry.register import (
+    ModelVersionInfo,
+    get_version,
+    git_revision,
+    load_registered_model,
+    model_uri,
+    register_model,
+)
+from ragtune.registry.tracking import config_params, log_stage, start_pipeline_run, tracking_uri
+
+__all__ = [
+    "AdapterModel",
+    "EvalSummary",
+    "ModelVersionInfo",
+    "PromotionDecision",
+    "config_params",
+    "get_version",
+    "git_revision",
+    "load_registered_model",
+    "log_stage",
+    "model_uri",
+    "promote",
+    "promote_version",
+    "register_and_promote",
+    "register_model",
+    "start_pipeline_run",
+    "tracking_uri",
+]

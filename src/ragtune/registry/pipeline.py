@@ -1,0 +1,237 @@
+"""The registry stage of the pipeline: track the run, register the adapter, decide its alias.
+
+:func:`register_and_promote` is the one entry the pipeline component (and ``ragtune run``) calls.
+It logs the dataset, train and evaluate stages into the pipeline's MLflow run (params, metrics with
+the loss curve as step metrics, and their files: dataset card, train metrics, eval report, scores
+and metrics), registers the adapter as a new model version with its lineage, applies the promotion
+rule and writes ``decision.json`` to ``out_dir``. Rerunning it for the same pipeline run reuses the
+MLflow run and the model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragtune.core.config import RagtuneConfig
+from ragtune.core.errors import InputError
+from ragtune.evaluate.run import METRICS_FILE as EVAL_METRICS_FILE
+from ragtune.evaluate.run import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
+from ragtune.registry.evalsummary import EvalSummary
+from ragtune.registry.promote import PromotionDecision, promote
+from ragtune.registry.register import register_model
+from ragtune.registry.tracking import (
+    MetricValue,
+    client_for,
+    display_uri,
+    experiment_name,
+    log_stage,
+    numeric_leaves,
+    set_run_tags,
+    start_pipeline_run,
+    tracking_uri,
+)
+from ragtune.train.model import read_adapter_meta
+from ragtune.train.report import ADAPTER_DIR, ADAPTER_META_FILE
+from ragtune.train.report import METRICS_FILE as TRAIN_METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+DECISION_FILE = "decision.json"
+_CURVE_KEYS = ("loss_curve", "curve", "history", "log_history")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not readable JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return data
+
+
+def train_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
+    """Train ``metrics.json`` as MLflow metrics: the scalars, and the loss curve as step series.
+
+    The curve is a list of points such as ``{"step": 10, "loss": 1.9, "eval_loss": 2.1}``; every
+    numeric field other than ``step`` becomes a series named after it.
+    """
+    metrics: dict[str, MetricValue] = dict(numeric_leaves(data))
+    for key in _CURVE_KEYS:
+        curve = data.get(key)
+        if not isinstance(curve, list):
+            continue
+        series: dict[str, list[tuple[int, float]]] = {}
+        for point in curve:
+            if not isinstance(point, Mapping) or not isinstance(point.get("step"), int | float):
+                continue
+            for name, value in numeric_leaves(point).items():
+                if name != "step" and name != "epoch":
+                    series.setdefault(name, []).append((int(point["step"]), value))
+        for name, points in series.items():
+            metrics[name if name not in metrics else f"curve/{name}"] = points
+        break
+    return metrics
+
+
+def eval_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
+    """Eval ``metrics.json`` as MLflow metrics: every number in it, by slash-joined path."""
+    return dict(numeric_leaves(data))
+
+
+def dataset_system_prompt(dataset_dir: Path) -> str | None:
+    """The system message of the dataset's first training item (what the model was tuned with)."""
+    path = Path(dataset_dir) / "train.jsonl"
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                return None
+            for message in item.get("messages") or []:
+                if isinstance(message, Mapping) and message.get("role") == "system":
+                    return str(message.get("content", "")) or None
+            return None
+    return None
+
+
+def _count_lines(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+def _existing(paths: Sequence[Path]) -> list[Path]:
+    return [p for p in paths if p.exists()]
+
+
+def register_and_promote(
+    config: RagtuneConfig,
+    train_dir: Path,
+    eval_dir: Path,
+    dataset_dir: Path,
+    lineage: Mapping[str, Any],
+    pipeline_run_id: str,
+    out_dir: Path,
+    force: bool = False,
+) -> PromotionDecision:
+    """Log the run's stages to MLflow, register the adapter, promote it; write ``out_dir/decision.json``.
+
+    Reads ``train_dir/adapter/`` and ``train_dir/metrics.json`` (train stage),
+    ``eval_dir/metrics.json``, ``report.html``, ``scores.jsonl`` and ``pairwise.jsonl`` (evaluate stage), and
+    ``dataset_dir/README.md`` (the dataset card) and ``train.jsonl``/``eval.jsonl`` (for counts and
+    the system message). ``lineage`` holds at least ``corpus_hash`` and ``dataset_hash``.
+    """
+    train_dir, eval_dir, dataset_dir, out_dir = (
+        Path(train_dir),
+        Path(eval_dir),
+        Path(dataset_dir),
+        Path(out_dir),
+    )
+    adapter_dir = train_dir / ADAPTER_DIR
+    manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")  # fail before anything is logged
+    eval_path = eval_dir / EVAL_METRICS_FILE
+    eval_data = _read_json(eval_path)
+    summary = EvalSummary.from_metrics(eval_data)
+
+    run_id = start_pipeline_run(config, pipeline_run_id)
+
+    counts = {
+        f"{split}_items": n
+        for split in ("train", "eval", "rejected")
+        if (n := _count_lines(dataset_dir / f"{split}.jsonl")) is not None
+    }
+    log_stage(
+        config,
+        run_id,
+        "dataset",
+        params={"lineage": dict(lineage)} if lineage else None,
+        metrics=counts,
+        artifacts=_existing([dataset_dir / "README.md", *sorted(dataset_dir.glob("*.json"))]),
+    )
+
+    train_path = train_dir / TRAIN_METRICS_FILE
+    train_data = _read_json(train_path) if train_path.is_file() else {}
+    if not train_data:
+        log.warning("%s: no train metrics; the train stage is logged without them", train_path)
+    log_stage(
+        config,
+        run_id,
+        "train",
+        params=manifest,
+        metrics=train_metrics(train_data),
+        artifacts=_existing(
+            [
+                train_path,
+                adapter_dir / ADAPTER_META_FILE,
+                adapter_dir / "adapter_config.json",
+                *sorted(train_dir.glob("*.png")),
+            ]
+        ),
+    )
+
+    log_stage(
+        config,
+        run_id,
+        "evaluate",
+        metrics=eval_metrics(eval_data),
+        artifacts=_existing(
+            [
+                eval_path,
+                eval_dir / REPORT_FILE,
+                eval_dir / SCORES_FILE,
+                eval_dir / PAIRWISE_FILE,
+                *sorted(eval_dir.glob("*.png")),
+            ]
+        ),
+    )
+
+    info = register_model(
+        config,
+        run_id,
+        adapter_dir,
+        eval_path,
+        lineage,
+        system_prompt=dataset_system_prompt(dataset_dir),
+    )
+    decision = promote(config, info, summary, force=force)
+
+    client = client_for(config)
+    set_run_tags(
+        config,
+        run_id,
+        {
+            "ragtune.promotion": decision.alias,
+            "ragtune.promotion_reason": decision.reason,
+        },
+    )
+    client.set_terminated(run_id)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        **decision.model_dump(mode="json"),
+        "model_version": info.model_dump(mode="json"),
+        "mlflow": {
+            "tracking_uri": display_uri(tracking_uri(config)),
+            "experiment": experiment_name(config),
+            "run_id": run_id,
+            "pipeline_run_id": pipeline_run_id,
+        },
+        "eval": summary.model_dump(mode="json"),
+    }
+    target = out_dir / DECISION_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return decision

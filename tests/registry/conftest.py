@@ -1,0 +1,293 @@
+"""Registry fixtures: a real ``mlflow server`` on moto S3, a tiny peft adapter, stage outputs.
+
+The MLflow server is started once per test session (sqlite backend in a temp folder, artifacts
+proxied to ``s3://<bucket>/mlflow`` on the moto server of ``tests.conftest.s3_server``). Tests keep
+out of each other's way by using their own registered model name and experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragtune.core.config import RagtuneConfig, build_config
+from tests.conftest import S3Server, free_port
+
+BUCKET = "mlflow-artifacts"
+ARTIFACT_PREFIX = "mlflow"
+SERVER_START_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    bucket: str
+    prefix: str
+    s3: S3Server
+
+
+def _s3_client(s3: S3Server) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+        region_name="us-east-1",
+    )
+
+
+def bucket_keys(server: MlflowServer) -> list[str]:
+    """Every object key in the artifact bucket (paginated)."""
+    client = _s3_client(server.s3)
+    keys: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=server.bucket):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return keys
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class _ServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+
+@pytest.fixture(scope="session")
+def _mlflow_process(
+    s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_ServerProcess]:
+    """Start ``mlflow server`` without waiting, so it boots while other fixtures run."""
+    _s3_client(s3_server).create_bucket(Bucket=BUCKET)
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_S3_ENDPOINT_URL": s3_server.url,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    env.pop("AWS_SESSION_TOKEN", None)
+    log_path = root / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        f"s3://{BUCKET}/{ARTIFACT_PREFIX}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
+    try:
+        yield _ServerProcess(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    _mlflow_process: _ServerProcess, s3_server: S3Server, tiny_adapter: TinyModel
+) -> MlflowServer:
+    """``mlflow server`` (sqlite + S3 artifacts on moto) for the whole session; skipped if it cannot start.
+
+    It depends on ``tiny_adapter`` only so that the model is built while the server boots.
+    """
+    server = _mlflow_process
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not _healthy(server.url):
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            tail = server.log_path.read_text(errors="replace")[-1500:]
+            pytest.skip(f"mlflow server did not start (exit {server.process.poll()}): {tail}")
+        time.sleep(0.3)
+    return MlflowServer(url=server.url, bucket=BUCKET, prefix=ARTIFACT_PREFIX, s3=s3_server)
+
+
+# -- a tiny peft adapter -------------------------------------------------------------------------
+
+WORDS = [
+    "<unk>",
+    "<pad>",
+    "<s>",
+    "</s>",
+    "what",
+    "is",
+    "are",
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "anxiety",
+    "depression",
+    "panic",
+    "disorder",
+    "treatment",
+    "therapy",
+    "criteria",
+    "symptoms",
+    "diagnosis",
+    "?",
+    ".",
+    ",",
+]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+    "{% if add_generation_prompt %}assistant : {% endif %}"
+)
+DATASET_HASH = "d" * 64
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    base_dir: Path
+    adapter_dir: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A random 1-layer Llama (32 wide) with a word-level tokenizer and a LoRA adapter on it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny")
+    base_dir, adapter_dir = root / "base", root / "adapter"
+    backend = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=1,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(adapter_dir)
+    manifest = {  # ragtune.train.model.AdapterMeta
+        "base_model": str(base_dir),
+        "base_model_path": str(base_dir),
+        "lora_r": 2,
+        "lora_alpha": 4,
+        "lora_dropout": 0.0,
+        "target_modules": ["q_proj", "v_proj"],
+        "qlora": False,
+        "max_seq_len": 64,
+        "dataset_sha256": DATASET_HASH,
+        "global_step": 3,
+        "dtype": "float32",
+        "deepspeed": "off",
+    }
+    (adapter_dir / "ragtune_adapter.json").write_text(json.dumps(manifest))
+    return TinyModel(base_dir=base_dir, adapter_dir=adapter_dir)
+
+
+# -- stage outputs and configs ---------------------------------------------------------------------
+
+
+def eval_metrics(tuned: float, base: float, ci_low: float, ci_high: float, n: int = 20) -> dict[str, Any]:
+    """An evaluate-stage ``metrics.json`` (the fields the registry reads, in the stage's layout)."""
+
+    def contender(name: str, mean: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "model": f"hf:{name}",
+            "n_items": n,
+            "n_scored": n,
+            "score_sum": round(mean * n),
+            "score_mean": mean,
+            "score_ci_low": mean - 0.5,
+            "score_ci_high": mean + 0.5,
+            "per_category": {"Anxiety › Panic disorder": {"n_scored": n, "score_mean": mean}},
+        }
+
+    return {
+        "schema_version": 1,
+        "judge_model": "gpt-4o",
+        "judge_templates": {"score": "judge_score@1"},
+        "confidence": 0.95,
+        "n_items": n,
+        "contenders": {"tuned": contender("tuned", tuned), "base": contender("base", base)},
+        "means": {"tuned": tuned, "base": base},
+        "sums": {"tuned": round(tuned * n), "base": round(base * n)},
+        "delta_mean": tuned - base,
+        "delta_ci_low": ci_low,
+        "delta_ci_high": ci_high,
+        "delta_n": n,
+        "failures_total": 0,
+    }
+
+
+def write_eval(directory: Path, tuned: float, base: float, ci_low: float, ci_high: float) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "metrics.json"
+    path.write_text(json.dumps(eval_metrics(tuned, base, ci_low, ci_high)))
+    (directory / "report.html").write_text("<html><body><h1>tuned vs base</h1></body></html>")
+    (directory / "scores.jsonl").write_text(
+        json.dumps({"item_id": "i1", "contender": "tuned", "score": 7}) + "\n"
+    )
+    return path
+
+
+def make_config(tmp_path: Path, name: str, tracking_uri: str | None, **registry: Any) -> RagtuneConfig:
+    """A config with its own run root, experiment and registered model name."""
+    data: dict[str, Any] = {
+        "run": {"name": f"exp-{name}", "root": str(tmp_path / "runs")},
+        "registry": {"tracking_uri": tracking_uri, "model_name": f"model-{name}", **registry},
+    }
+    return build_config(data)
+
+
+LINEAGE = {"corpus_hash": "c" * 64, "dataset_hash": DATASET_HASH}

@@ -1,0 +1,130 @@
+"""The registry's pure parts: eval summaries, the promotion rule, params without secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ragtune.core.config import build_config
+from ragtune.core.errors import ConfigError
+from ragtune.registry.evalsummary import EvalSummary
+from ragtune.registry.pipeline import train_metrics
+from ragtune.registry.promote import decide
+from ragtune.registry.register import git_revision, lineage_tags
+from ragtune.registry.tracking import REDACTED, config_params, flatten, tracking_uri
+from tests.registry.conftest import eval_metrics
+
+
+def test_summary_reads_the_evaluate_stage_metrics_and_round_trips_through_tags() -> None:
+    summary = EvalSummary.from_metrics(eval_metrics(tuned=6.5, base=5.25, ci_low=0.4, ci_high=2.1))
+    assert (summary.tuned_mean, summary.base_mean) == (6.5, 5.25)
+    assert (summary.delta_mean, summary.delta_ci_low, summary.delta_ci_high) == (1.25, 0.4, 2.1)
+    assert summary.delta_n == 20 and summary.judge_templates == "judge_score@1"
+    assert EvalSummary.from_tags(summary.to_tags()) == summary
+    assert EvalSummary.from_tags({"other": "x"}) is None
+
+
+def test_summary_falls_back_to_contender_entries() -> None:
+    data = eval_metrics(tuned=4.0, base=3.0, ci_low=0.1, ci_high=1.9)
+    del data["means"]
+    summary = EvalSummary.from_metrics(data)
+    assert (summary.tuned_mean, summary.base_mean) == (4.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("registry", "tuned", "base", "low", "promoted", "words"),
+    [
+        ({}, 6.0, 5.0, 0.2, True, ["6.000 vs 5.000", "+1.000", "[0.200, 2.000] lies above 0"]),
+        ({"promotion_margin": 1.5}, 6.0, 5.0, 0.2, False, ["+1.000 (margin 1.500)", "below the margin"]),
+        ({}, 6.0, 5.0, 0.0, False, ["[0.000, 2.000] does not lie above 0"]),
+        ({"require_ci_above_zero": False}, 6.0, 5.0, -0.3, True, ["6.000 vs 5.000"]),
+        ({}, 5.0, 5.0, 0.1, False, ["+0.000", "not above it"]),
+    ],
+)
+def test_rule_against_the_base(
+    registry: dict[str, object], tuned: float, base: float, low: float, promoted: bool, words: list[str]
+) -> None:
+    config = build_config({"registry": registry})
+    summary = EvalSummary(tuned_mean=tuned, base_mean=base, delta_ci_low=low, delta_ci_high=2.0)
+    ok, reason, reference, reference_mean = decide(config, summary, None, None)
+    assert ok is promoted
+    assert reference == "base" and reference_mean == base
+    for word in words:
+        assert word in reason
+
+
+def test_rule_compares_with_the_champion_and_explains_missing_numbers() -> None:
+    config = build_config({})
+    champion = EvalSummary(tuned_mean=7.0, base_mean=5.0)
+    summary = EvalSummary(tuned_mean=6.5, base_mean=5.0, delta_ci_low=0.5, delta_ci_high=2.0)
+    ok, reason, reference, _ = decide(config, summary, 3, champion)
+    assert (
+        not ok and reference == "champion" and "champion (version 3)" in reason and "6.500 vs 7.000" in reason
+    )
+    ok, reason, _, _ = decide(config, EvalSummary(tuned_mean=None, base_mean=5.0), None, None)
+    assert not ok and "no mean judge score" in reason and "no CI" in reason
+
+
+def test_params_hold_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-123")
+    monkeypatch.setenv("MY_JUDGE_KEY", "judge-secret-456")
+    config = build_config(
+        {
+            "llm": {"judge": {"api_key_env": "MY_JUDGE_KEY", "model": "judge-secret-456"}},
+            "registry": {"tracking_uri": "https://mlflow.example:5000/"},
+        }
+    )
+    params = config_params(config)
+    assert params["llm.judge.api_key_env"] == "MY_JUDGE_KEY"  # the variable's name is fine to log
+    assert params["llm.judge.model"] == REDACTED  # a secret value pasted into the config is not
+    assert not any("sk-test-secret" in v or "judge-secret" in v for v in params.values())
+    assert params["registry.tracking_uri"] == "https://mlflow.example:5000/"
+    assert flatten({"a": {"api_key": "x", "token": "y", "db_password": "z", "n": 1}}) == {"a.n": "1"}
+
+
+def test_tracking_uri_defaults_to_local_sqlite_and_refuses_credentials(tmp_path: Path) -> None:
+    config = build_config({"run": {"root": str(tmp_path / "r")}})
+    assert tracking_uri(config) == f"sqlite:///{(tmp_path / 'r' / 'mlflow' / 'mlflow.db').resolve()}"
+    with pytest.raises(ConfigError, match=r"registry\.tracking_uri: .*MLFLOW_TRACKING_USERNAME"):
+        build_config({"registry": {"tracking_uri": "https://user:pw@mlflow.example"}})
+    with pytest.raises(ConfigError, match=r"registry\.challenger_alias: .*differ"):
+        build_config({"registry": {"challenger_alias": "champion"}})
+
+
+def test_loss_curve_becomes_step_series() -> None:
+    metrics = train_metrics(
+        {
+            "train_loss": 1.5,
+            "eval_loss": 1.7,
+            "loss_curve": [
+                {"step": 1, "loss": 2.0, "eval_loss": None},
+                {"step": 2, "loss": 1.6, "eval_loss": 1.8},
+            ],
+        }
+    )
+    assert metrics["train_loss"] == 1.5 and metrics["eval_loss"] == 1.7
+    assert metrics["loss"] == [(1, 2.0), (2, 1.6)]
+    assert metrics["curve/eval_loss"] == [(2, 1.8)]
+
+
+def test_git_revision_falls_back_to_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGTUNE_GIT_REVISION", "abc123")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    assert git_revision(tmp_path) == "abc123"
+    monkeypatch.delenv("RAGTUNE_GIT_REVISION")
+    assert git_revision(tmp_path) == "unknown"
+
+
+def test_lineage_tags_name_well_known_keys_and_flag_a_dataset_mismatch() -> None:
+    tags = lineage_tags(
+        {"corpus_hash": "c1", "dataset_hash": "d1", "run_by": "ci"},
+        {"dataset_sha256": "d2"},
+        pipeline_run_id="pipe-7",
+        base_model="smollm2",
+    )
+    assert tags["ragtune.corpus_hash"] == "c1" and tags["ragtune.lineage.run_by"] == "ci"
+    assert tags["ragtune.pipeline_run_id"] == "pipe-7" and tags["ragtune.base_model"] == "smollm2"
+    assert tags["ragtune.lineage_warning"] == "adapter trained on dataset d2, lineage names d1"
+    tags = lineage_tags({}, {"dataset_sha256": "d2"}, pipeline_run_id=None, base_model="smollm2")
+    assert tags["ragtune.dataset_hash"] == "d2" and "ragtune.lineage_warning" not in tags
