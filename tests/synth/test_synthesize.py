@@ -330,3 +330,30 @@ def test_deeper_toc_gives_one_category_per_section(
         "Anxiety Disorders › Approaches to care",
     }
     assert report.generated == 3
+
+
+def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
+    built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """The cluster fan-out: disjoint shards make the calls; the merge run makes none."""
+    from ragtune.synth.pipeline import in_shard
+
+    config = make_config(tmp_path, synth_server.endpoint())
+    generated = []
+    rejected_slots: list[set[str]] = []
+    for index in range(3):
+        out = tmp_path / f"shard-{index}"
+        report = synthesize(config, built_corpus.documents, built_corpus.index_dir, out, shard=(index, 3))
+        generated.append(report.generated)
+        rejected_slots.append({r["slot_id"] for r in read_lines(out / "rejected.jsonl")})
+    calls_after_shards = synth_server.chat_count
+
+    merged = synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "merged")
+    assert synth_server.chat_count == calls_after_shards  # every call was made by a shard
+    assert merged.cache_misses == 0 and merged.cache_hits > 0
+    assert sum(generated) == merged.generated == CATEGORIES * 4  # the shards cover every slot once
+    assert all(not (rejected_slots[i] & rejected_slots[j]) for i in range(3) for j in range(i + 1, 3))
+    assert sum(1 for g in generated if g) >= 2  # the hash really spreads the slots
+    assert in_shard("any-slot", None)
+    with pytest.raises(ValueError, match="shard must be"):
+        synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "bad", shard=(3, 3))

@@ -412,8 +412,30 @@ def cached_raw_reply(model: ChatModel, request: ChatRequest, schema: type[BaseMo
         return None
 
 
-def synthesize(config: RagtuneConfig, documents_path: Path, index_dir: Path, out_dir: Path) -> SynthReport:
-    """Generate, filter and split an instruction dataset into ``out_dir`` (see the module docstring)."""
+def in_shard(slot_id: str, shard: tuple[int, int] | None) -> bool:
+    """Whether a slot belongs to shard ``(index, count)``: a stable hash, so shards never overlap."""
+    if shard is None:
+        return True
+    index, count = shard
+    return int(sha256_hex(slot_id)[:8], 16) % count == index
+
+
+def synthesize(
+    config: RagtuneConfig,
+    documents_path: Path,
+    index_dir: Path,
+    out_dir: Path,
+    shard: tuple[int, int] | None = None,
+) -> SynthReport:
+    """Generate, filter and split an instruction dataset into ``out_dir`` (see the module docstring).
+
+    ``shard=(i, n)`` runs only the i-th of n disjoint parts of the question slots. That is how the
+    cluster pipeline fans out: shards make the LLM calls in parallel and fill the shared response
+    cache; a final unsharded run then finds every call cached and does what needs the whole
+    dataset at once (cross-shard near-duplicate removal, the stratified split, the card).
+    """
+    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     started = time.perf_counter()
     documents_path, index_dir, out_dir = Path(documents_path), Path(index_dir), Path(out_dir)
     documents = read_jsonl(documents_path, Document)
@@ -432,7 +454,7 @@ def synthesize(config: RagtuneConfig, documents_path: Path, index_dir: Path, out
             run.generator.name,
             run.groundedness_method,
         )
-        candidates = [Candidate(slot) for slot in slots]
+        candidates = [Candidate(slot) for slot in slots if in_shard(slot.slot_id, shard)]
         run.ask_questions(candidates)
         question_vectors = run.drop_duplicates(candidates)
         run.retrieve(candidates)
