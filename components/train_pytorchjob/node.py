@@ -1,0 +1,115 @@
+"""Entry point of every PyTorchJob pod: ``python -m components.train_pytorchjob.node --work-uri URI -- torchrun ...``.
+
+1. reads the resolved config from ``$RAGTUNE_JOB_CONFIG_JSON`` into ``<workdir>/config.json``;
+2. copies ``<work-uri>/dataset/`` into ``<workdir>/dataset`` (each node has its own disk);
+3. runs the launcher command given after ``--`` (torchrun on ``ragtune.train.launch``), forwarding
+   SIGTERM/SIGINT to it so a deleted job stops training;
+4. on node rank 0 (``$RANK``, set by the operator), whose global rank 0 writes the outputs, copies
+   ``<workdir>/out`` (without ``checkpoints/``) to ``<work-uri>/output/`` when training succeeded,
+   and ``train_error.txt`` there when it did not.
+
+Storage goes through ``ragtune.core.storage`` (S3/MinIO with the config's ``storage`` section and
+the credentials in the env vars it names).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+from components.train_pytorchjob.job import CONFIG_ENV, WORKDIR
+from ragtune.core.config import config_from_json
+from ragtune.core.errors import RagtuneError
+from ragtune.core.storage import Storage, open_storage
+
+DATASET_PREFIX = "dataset/"
+OUTPUT_PREFIX = "output/"
+SKIP_OUTPUTS = ("checkpoints",)  # per-node, large, and only useful to resume inside this pod
+ERROR_FILE = "train_error.txt"  # ragtune.train.distributed.ERROR_FILE
+
+
+def _run(command: list[str]) -> int:
+    """Run ``command``, passing SIGTERM/SIGINT on to it; its exit code."""
+    child = subprocess.Popen(command)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def push_outputs(out_dir: Path, storage: Storage) -> list[str]:
+    """Copy the training outputs (not checkpoints) to ``output/`` in ``storage``."""
+    keys: list[str] = []
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        relative = path.relative_to(out_dir)
+        if relative.parts[0] in SKIP_OUTPUTS:
+            continue
+        key = OUTPUT_PREFIX + relative.as_posix()
+        storage.write_bytes(key, path.read_bytes())
+        keys.append(key)
+    return keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in args:
+        print(
+            "usage: python -m components.train_pytorchjob.node --work-uri URI [--workdir DIR] -- COMMAND...",
+            file=sys.stderr,
+        )
+        return 2
+    split = args.index("--")
+    parser = argparse.ArgumentParser(prog="python -m components.train_pytorchjob.node", description=__doc__)
+    parser.add_argument(
+        "--work-uri", required=True, help="s3:// prefix holding dataset/ and receiving output/."
+    )
+    parser.add_argument("--workdir", type=Path, default=Path(WORKDIR), help="Local folder of this node.")
+    options = parser.parse_args(args[:split])
+    command = args[split + 1 :]
+    if not command:
+        parser.error("no launcher command after --")
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        config = config_from_json(os.environ.get(CONFIG_ENV, "{}"))
+        storage = open_storage(options.work_uri, config.storage)
+        workdir: Path = options.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json(), encoding="utf-8")
+        files = storage.download_dir(DATASET_PREFIX, workdir / "dataset")
+        if not files:
+            raise RagtuneError(
+                f"{storage.uri_for(DATASET_PREFIX)}: no dataset files (the component stages them there)"
+            )
+        print(f"node {rank}: {len(files)} dataset file(s) from {storage.uri_for(DATASET_PREFIX)}", flush=True)
+    except RagtuneError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    code = _run(command)
+    if rank != 0:
+        return code
+    out_dir = workdir / "out"
+    try:
+        if code == 0:
+            keys = push_outputs(out_dir, storage)
+            print(f"node 0: {len(keys)} output file(s) -> {storage.uri_for(OUTPUT_PREFIX)}", flush=True)
+        elif (out_dir / ERROR_FILE).is_file():
+            storage.write_bytes(OUTPUT_PREFIX + ERROR_FILE, (out_dir / ERROR_FILE).read_bytes())
+    except RagtuneError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return code or 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

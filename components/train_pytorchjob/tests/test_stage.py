@@ -1,0 +1,240 @@
+"""Data staging around the PyTorchJob: node.py in each pod, and the component-side ``train_on_cluster``.
+
+The S3 side is real protocol (moto's server from tests/conftest.py, through ragtune's minio-based
+storage). The cluster is not: the FAKE CustomObjectsApi "runs" the job by calling ``node.main``
+in this process with the job's own arguments, with a small Python stand-in for torchrun +
+``ragtune.train.launch`` (training itself is tested in tests/train).
+"""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.train_pytorchjob import node
+from components.train_pytorchjob.job import CONFIG_ENV
+from components.train_pytorchjob.stage import (
+    ClusterTraining,
+    current_namespace,
+    deepspeed_stage,
+    job_env,
+    job_name,
+    label_value,
+    train_on_cluster,
+    work_uri,
+)
+from components.train_pytorchjob.tests.fakes import FakeCore, FakeCustomObjects, condition, pod, status
+from ragtune.core.config import RagtuneConfig, build_config
+from ragtune.core.errors import ConfigError, InputError
+from ragtune.core.storage import S3Storage, open_storage
+from tests.conftest import S3Server
+
+# Stands in for `torchrun ... -m ragtune.train.launch --config-json C --dataset D --out O --stage S`:
+# checks what node.py staged, then writes what rank 0 of the real launcher writes.
+FAKE_TRAINING = """
+import json, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+assert json.loads((work / "config.json").read_text())["run"]["name"]
+assert (work / "dataset" / "train.jsonl").read_text().startswith('{"instruction"')
+out = work / "out"
+(out / "adapter").mkdir(parents=True, exist_ok=True)
+(out / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+(out / "metrics.json").write_text(json.dumps({"adapter_dir": str(out / "adapter"), "global_step": 3}))
+(out / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+(out / "checkpoints" / "checkpoint-3" / "optimizer.pt").write_bytes(b"big")
+if len(sys.argv) > 2:
+    (out / "train_error.txt").write_text(sys.argv[2])
+    sys.exit(2)
+"""
+
+
+def _dataset(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text('{"instruction": "q", "output": "a"}\n')
+    (folder / "eval.jsonl").write_text('{"instruction": "q2", "output": "a2"}\n')
+    return folder
+
+
+def _node(work: str, workdir: Path, *launcher_args: str) -> int:
+    return node.main(
+        [
+            "--work-uri",
+            work,
+            "--workdir",
+            str(workdir),
+            "--",
+            sys.executable,
+            "-c",
+            FAKE_TRAINING,
+            str(workdir),
+            *launcher_args,
+        ]
+    )
+
+
+@pytest.fixture
+def node_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CONFIG_ENV, RagtuneConfig().to_json())
+
+
+def test_node_0_stages_the_dataset_and_pushes_outputs_without_checkpoints(
+    tmp_path: Path, node_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    _dataset(work / "dataset")
+    monkeypatch.setenv("RANK", "0")
+
+    assert _node(str(work), tmp_path / "node0") == 0
+
+    outputs = sorted(
+        p.relative_to(work / "output").as_posix() for p in (work / "output").rglob("*") if p.is_file()
+    )
+    assert outputs == ["adapter/adapter_model.safetensors", "metrics.json"]
+    assert (tmp_path / "node0" / "dataset" / "eval.jsonl").is_file()
+
+
+def test_other_nodes_train_but_push_nothing(
+    tmp_path: Path, node_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    _dataset(work / "dataset")
+    monkeypatch.setenv("RANK", "1")
+
+    assert _node(str(work), tmp_path / "node1") == 0
+
+    assert (tmp_path / "node1" / "out" / "adapter").is_dir()
+    assert not (work / "output").exists()
+
+
+def test_node_returns_the_launcher_failure_and_uploads_its_error(
+    tmp_path: Path, node_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    _dataset(work / "dataset")
+    monkeypatch.setenv("RANK", "0")
+
+    assert _node(str(work), tmp_path / "node0", "base model not found") == 2
+
+    assert (work / "output" / "train_error.txt").read_text() == "base model not found"
+    assert not (work / "output" / "adapter").exists()
+
+
+def test_node_without_a_staged_dataset_fails_before_training(
+    tmp_path: Path, node_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _node(str(tmp_path / "empty"), tmp_path / "node0") == 2
+    assert "no dataset files" in capsys.readouterr().err
+    assert not (tmp_path / "node0" / "out").exists()
+
+
+@pytest.fixture
+def s3_config(s3_env: S3Server) -> RagtuneConfig:
+    config = build_config(
+        {
+            "run": {"name": "psychiatry demo"},
+            "storage": {"endpoint": s3_env.endpoint, "secure": False},
+            "cache": {"uri": "s3://ragtune-cache/"},
+        }
+    )
+    storage = open_storage("s3://ragtune-cache/", config.storage)
+    assert isinstance(storage, S3Storage)
+    storage.ensure_bucket()
+    return config
+
+
+def test_train_on_cluster_stages_the_dataset_runs_the_job_and_fetches_the_adapter(
+    s3_config: RagtuneConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = job_name("minio://mlpipeline/v2/artifacts/ragtune/run-1/synth/dataset")
+    pods: dict[str, Any] = {}
+
+    def run_master(job: dict[str, Any]) -> None:
+        """The fake operator: run node 0 with the Master's own command, env and a stand-in launcher."""
+        (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+        pods["job"] = job
+        for entry in container["env"]:
+            if "value" in entry:
+                monkeypatch.setenv(entry["name"], entry["value"])
+        monkeypatch.setenv("RANK", "0")
+        args = container["command"][3:]
+        at = args.index("--workdir") + 1
+        args[at] = str(tmp_path / "master")
+        args = [*args[: args.index("--") + 1], sys.executable, "-c", FAKE_TRAINING, str(tmp_path / "master")]
+        assert node.main(args) == 0
+
+    api = FakeCustomObjects(
+        [status(condition("Running")), status(condition("Succeeded"))], on_create=run_master
+    )
+    core = FakeCore([([pod(f"{name}-master-0")], "training\n")])
+    options = ClusterTraining(
+        image="ragtune-train:test", namespace="ragtune", num_nodes=2, gpus_per_node=8, poll_s=0
+    )
+    out = tmp_path / "adapter-artifact"
+
+    result = train_on_cluster(
+        s3_config,
+        _dataset(tmp_path / "dataset"),
+        out,
+        options,
+        name,
+        api=api,
+        core=core,
+        log_line=lambda _: None,
+    )
+
+    assert result == "Succeeded"
+    assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert json.loads((out / "metrics.json").read_text())["adapter_dir"] == str(out / "adapter")
+    assert not (out / "checkpoints").exists()
+    staged = open_storage(work_uri(s3_config, name), s3_config.storage)
+    assert staged.list("dataset/") == ["dataset/eval.jsonl", "dataset/train.jsonl"]
+    (container,) = pods["job"]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert command[command.index("--work-uri") + 1] == f"s3://ragtune-cache/pytorchjobs/{name}"
+    assert "--nnodes=2" in command and "--nproc_per_node=8" in command
+    assert command[command.index("--stage") + 1] == "zero2"  # auto on GPU nodes
+    assert pods["job"]["metadata"]["labels"]["ragtune.io/run"] == "psychiatry-demo"
+
+
+def test_train_on_cluster_needs_an_s3_cache(tmp_path: Path) -> None:
+    config = build_config({"cache": {"uri": str(tmp_path / "cache")}})
+    options = ClusterTraining(image="i", namespace="ragtune")
+    with pytest.raises(ConfigError, match=r"needs an s3:// cache\.uri"):
+        train_on_cluster(config, _dataset(tmp_path / "d"), tmp_path / "o", options, "ragtune-train-x")
+    with pytest.raises(InputError, match="dataset artifact is empty"):
+        (tmp_path / "empty").mkdir()
+        train_on_cluster(config, tmp_path / "empty", tmp_path / "o", options, "ragtune-train-x")
+
+
+def test_the_pods_get_config_and_credentials_by_secret_reference() -> None:
+    config = build_config({"storage": {"access_key_env": "MINIO_KEY"}, "train": {"hf_token_env": "HF_TOKEN"}})
+    options = ClusterTraining(image="i", namespace="n", gpus_per_node=0, s3_secret="s3", hf_secret="hf")
+
+    env = {e["name"]: e for e in job_env(config, options)}
+
+    assert json.loads(env[CONFIG_ENV]["value"]) == json.loads(config.to_json())
+    assert env["MINIO_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3", "key": "MINIO_KEY"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert env["DS_ACCELERATOR"]["value"] == "cpu"
+    assert all(
+        "value" not in e for n, e in env.items() if n not in (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR")
+    )
+
+
+def test_small_helpers(tmp_path: Path) -> None:
+    train = build_config({"train": {"deepspeed": "auto"}}).train
+    assert (deepspeed_stage(train, 4), deepspeed_stage(train, 0)) == ("zero2", "off")
+    assert deepspeed_stage(build_config({"train": {"deepspeed": "zero3"}}).train, 4) == "zero3"
+    assert job_name("a") == job_name("a") != job_name("b")
+    assert len(job_name("a")) <= 40 and job_name("a").startswith("ragtune-train-")
+    assert label_value("Psychiatry demo (v2)!") == "Psychiatry-demo-v2"
+    (tmp_path / "ns").write_text("ragtune\n")
+    assert current_namespace(tmp_path / "ns") == "ragtune"
+    with pytest.raises(ConfigError, match="no namespace given"):
+        current_namespace(tmp_path / "missing")
