@@ -167,3 +167,9 @@ class InstructionItem(Record):
         description="Chat format: system?, user (question), assistant (answer)."
     )
     provenance: Provenance
+
+
+def documents_fingerprint(documents_path: str | Path) -> str:
+    """Hash of a parsed corpus: which documents, with which bytes (lineage for registered models)."""
+    pairs = sorted((doc.doc_id, doc.sha256) for doc in iter_jsonl(documents_path, Document))
+    return sha256_hex(json.dumps(pairs))

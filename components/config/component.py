@@ -1,0 +1,50 @@
+"""KFP component: resolve the run's config once, from the YAML-derived JSON and the UI's fields."""
+
+from kfp import dsl
+
+from components.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def resolve_config(
+    config_json: str,
+    corpus_uri: str,
+    base_model: str,
+    questions_per_category: int,
+    lora_r: int,
+    lora_alpha: int,
+    max_steps: int,
+    generator_base_url: str,
+    generator_model: str,
+    judge_base_url: str,
+    judge_model: str,
+    promotion_margin: float,
+) -> str:
+    """Validate the config with the parameters a person set in the Kubeflow UI applied on top.
+
+    Every later task reads this task's output, so a bad value fails the run here, once, with the
+    dotted key named, instead of deep inside a GPU task.
+
+    Args:
+        config_json: The ragtune config as JSON (``ragtune submit``/``run`` fill it from YAML).
+        corpus_uri: corpus.uri, a folder or s3://bucket/prefix.
+        base_model: train.base_model, the model to tune.
+        questions_per_category: synth.questions_per_category, the paper's per-category quota.
+        lora_r: train.lora_r.
+        lora_alpha: train.lora_alpha.
+        max_steps: train.max_steps (-1 = by epochs).
+        generator_base_url: llm.generator.base_url; empty = the config's (or the local model).
+        generator_model: llm.generator.model.
+        judge_base_url: llm.judge.base_url; empty = the config's (or the weak local judge).
+        judge_model: llm.judge.model.
+        promotion_margin: registry.promotion_margin, the judge-score margin to become champion.
+
+    Returns:
+        The resolved config as JSON (no secrets: only the names of the env vars that hold them).
+    """
+    from components.config.fields import CONFIG_PARAMETERS
+    from ragtune.core.config import config_from_json
+
+    given = locals()
+    overrides = {dotted: given[name] for name, dotted in CONFIG_PARAMETERS.items()}
+    return config_from_json(config_json, overrides).to_json()

@@ -1,0 +1,241 @@
+"""The one ragtune graph: the only place where stages are wired together.
+
+``ragtune run`` executes it with KFP's local runner; ``ragtune compile`` writes the YAML that a
+Kubeflow Pipelines cluster runs (committed in ``compiled/``). Both see exactly this function.
+
+Platform settings (GPU node pool, secrets, /dev/shm) are kfp-kubernetes annotations: they land in
+the compiled platform spec and the local runner ignores them.
+"""
+
+from kfp import dsl, kubernetes
+
+from components.config.component import resolve_config
+from components.evaluate.component import evaluate_adapter
+from components.index.component import index_documents
+from components.parse.component import parse_documents
+from components.register.component import register_model
+from components.synthesize.component import shard_indexes, synthesize_dataset, synthesize_shard
+from components.train.component import train_adapter
+from components.train_pytorchjob.component import train_pytorchjob
+from pipelines.parameters import parameters_from_config
+from ragtune.core.config import RagtuneConfig
+
+PIPELINE_NAME = "ragtune"
+_DEFAULTS = parameters_from_config(RagtuneConfig())
+
+# Kubernetes Secrets (see manifests/base/kustomization.yaml): secret name -> {key: env var}.
+SECRETS: dict[str, dict[str, str]] = {
+    "ragtune-s3": {
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+    },
+    "ragtune-llm": {"OPENAI_API_KEY": "OPENAI_API_KEY"},
+    "ragtune-weaviate": {"WEAVIATE_API_KEY": "WEAVIATE_API_KEY"},
+}
+TRAIN_SECRETS: dict[str, dict[str, str]] = {"ragtune-hf": {"HF_TOKEN": "HF_TOKEN"}}
+# In-cluster endpoints as RAGTUNE_* overrides (ConfigMap ragtune-endpoints, same keys as env vars).
+ENDPOINT_KEYS = [
+    "MLFLOW_TRACKING_URI",
+    "RAGTUNE_REGISTRY__TRACKING_URI",
+    "RAGTUNE_STORAGE__ENDPOINT",
+    "RAGTUNE_STORAGE__SECURE",
+    "RAGTUNE_CACHE__URI",
+    "RAGTUNE_PARSE__GROBID_URL",
+    "RAGTUNE_INDEX__STORE__BACKEND",
+    "RAGTUNE_INDEX__STORE__WEAVIATE_URL",
+    "RAGTUNE_INDEX__STORE__WEAVIATE_GRPC_PORT",
+]
+
+
+def _in_cluster(
+    task: dsl.PipelineTask, cpu: str, memory: str, secrets: dict[str, dict[str, str]] = SECRETS
+) -> dsl.PipelineTask:
+    """Resources, secrets as env (optional: absent ones leave the embedded defaults) and endpoints."""
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+    for name, keys in secrets.items():
+        kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
+    kubernetes.use_config_map_as_env(
+        task,
+        config_map_name="ragtune-endpoints",
+        config_map_key_to_env={k: k for k in ENDPOINT_KEYS},
+        optional=True,
+    )
+    return task
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Documents -> RAG-grounded instruction dataset -> LoRA fine-tune -> judged evaluation -> MLflow registry.",
+)
+def ragtune_pipeline(
+    config_json: str = _DEFAULTS["config_json"],
+    corpus_uri: str = _DEFAULTS["corpus_uri"],
+    base_model: str = _DEFAULTS["base_model"],
+    questions_per_category: int = _DEFAULTS["questions_per_category"],
+    lora_r: int = _DEFAULTS["lora_r"],
+    lora_alpha: int = _DEFAULTS["lora_alpha"],
+    max_steps: int = _DEFAULTS["max_steps"],
+    generator_base_url: str = _DEFAULTS["generator_base_url"],
+    generator_model: str = _DEFAULTS["generator_model"],
+    judge_base_url: str = _DEFAULTS["judge_base_url"],
+    judge_model: str = _DEFAULTS["judge_model"],
+    promotion_margin: float = _DEFAULTS["promotion_margin"],
+    synth_shards: int = 1,
+    gpu_type: str = "nvidia.com/gpu",
+    gpu_count: int = 1,
+    gpu_node_selector: dict = {},  # noqa: B006
+    gpu_tolerations: list = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],  # noqa: B006
+    distributed_nodes: int = 1,
+    train_namespace: str = "",
+    git_revision: str = "",
+) -> None:
+    """Run ragtune end to end.
+
+    Args:
+        config_json: The ragtune config as JSON (``ragtune submit`` fills it from your YAML).
+        corpus_uri: Folder or s3://bucket/prefix of the documents.
+        base_model: Model to LoRA-tune (the local default is the packaged SmolLM2).
+        questions_per_category: Questions per table-of-contents category (the paper used 60-100).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA alpha.
+        max_steps: Training steps (-1 = the configured epochs).
+        generator_base_url: OpenAI-compatible endpoint that writes the data; empty = the config's.
+        generator_model: Model name at that endpoint.
+        judge_base_url: OpenAI-compatible endpoint of the judge (GPT-4-class); empty = the config's.
+        judge_model: Model name at that endpoint.
+        promotion_margin: Judge-score margin the new version needs over the champion.
+        synth_shards: Parallel synthesis tasks sharing the LLM response cache (1 = one task).
+        gpu_type: Accelerator resource of the train task (e.g. nvidia.com/gpu).
+        gpu_count: GPUs for the train task (one pod; DeepSpeed across them).
+        gpu_node_selector: Node selector of the GPU pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+        gpu_tolerations: Tolerations for the GPU pool's taints.
+        distributed_nodes: Nodes for training; above 1, a PyTorchJob (Training Operator) trains instead.
+        train_namespace: Namespace for that PyTorchJob (empty = the pipeline's).
+        git_revision: The git revision this run was submitted for (an MLflow tag; set by GitOps).
+    """
+    config = _in_cluster(
+        resolve_config(
+            config_json=config_json,
+            corpus_uri=corpus_uri,
+            base_model=base_model,
+            questions_per_category=questions_per_category,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            max_steps=max_steps,
+            generator_base_url=generator_base_url,
+            generator_model=generator_model,
+            judge_base_url=judge_base_url,
+            judge_model=judge_model,
+            promotion_margin=promotion_margin,
+        ).set_display_name("config"),
+        "250m",
+        "512Mi",
+    )
+    resolved = config.output
+
+    parsed = _in_cluster(parse_documents(config_json=resolved, corpus_uri=""), "1", "4Gi")
+    parsed.set_display_name("parse").set_retry(num_retries=2, backoff_duration="30s")
+    parsed.set_caching_options(False)  # it reads the corpus, which can change under the same URI
+
+    indexed = _in_cluster(
+        index_documents(config_json=resolved, documents=parsed.outputs["documents"]), "2", "8Gi"
+    )
+    indexed.set_display_name("index").set_retry(num_retries=2, backoff_duration="30s")
+
+    shards = shard_indexes(shard_count=synth_shards).set_display_name("synth-shards")
+    with dsl.ParallelFor(shards.output, parallelism=8, name="synth-fan-out") as shard:
+        shard_task = _in_cluster(
+            synthesize_shard(
+                config_json=resolved,
+                documents=parsed.outputs["documents"],
+                index=indexed.outputs["index"],
+                shard_index=shard,
+                shard_count=synth_shards,
+            ),
+            "2",
+            "8Gi",
+        )
+        shard_task.set_display_name("synthesize-shard").set_retry(num_retries=2, backoff_duration="60s")
+    synthesized = _in_cluster(
+        synthesize_dataset(
+            config_json=resolved, documents=parsed.outputs["documents"], index=indexed.outputs["index"]
+        ),
+        "2",
+        "8Gi",
+    )
+    synthesized.set_display_name("synthesize").after(shard_task)
+
+    with dsl.If(distributed_nodes <= 1, name="train-in-pod"):
+        trained = train_adapter(config_json=resolved, dataset=synthesized.outputs["dataset"])
+        _in_cluster(trained, "8", "64Gi", {**SECRETS, **TRAIN_SECRETS})
+        trained.set_display_name("train").set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)
+        kubernetes.add_node_selector_json(trained, gpu_node_selector)
+        kubernetes.add_toleration_json(trained, gpu_tolerations)
+        kubernetes.empty_dir_mount(
+            trained, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="16Gi"
+        )
+        trained.set_retry(num_retries=1, backoff_duration="120s")  # resumes from its checkpoints
+
+        evaluated = _in_cluster(
+            evaluate_adapter(
+                config_json=resolved, dataset=synthesized.outputs["dataset"], model=trained.outputs["model"]
+            ),
+            "4",
+            "16Gi",
+        )
+        evaluated.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
+        kubernetes.add_node_selector_json(evaluated, gpu_node_selector)
+        kubernetes.add_toleration_json(evaluated, gpu_tolerations)
+
+        registered = _in_cluster(
+            register_model(
+                config_json=resolved,
+                documents=parsed.outputs["documents"],
+                dataset=synthesized.outputs["dataset"],
+                model=trained.outputs["model"],
+                evaluation=evaluated.outputs["evaluation"],
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                git_revision=git_revision,
+            ),
+            "1",
+            "4Gi",
+        )
+        registered.set_display_name("register").set_caching_options(False)
+
+    with dsl.If(distributed_nodes > 1, name="train-pytorchjob"):
+        job = train_pytorchjob(
+            config_json=resolved,
+            dataset=synthesized.outputs["dataset"],
+            num_nodes=distributed_nodes,
+            gpus_per_node=gpu_count,
+            node_selector=gpu_node_selector,
+            tolerations=gpu_tolerations,
+            namespace=train_namespace,
+            service_account="ragtune-pipeline",
+            hf_secret="ragtune-hf",
+        )
+        _in_cluster(job, "250m", "1Gi").set_display_name("train-pytorchjob").set_caching_options(False)
+        job_eval = _in_cluster(
+            evaluate_adapter(
+                config_json=resolved, dataset=synthesized.outputs["dataset"], model=job.outputs["adapter"]
+            ),
+            "4",
+            "16Gi",
+        )
+        job_eval.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
+        kubernetes.add_node_selector_json(job_eval, gpu_node_selector)
+        kubernetes.add_toleration_json(job_eval, gpu_tolerations)
+        job_registered = _in_cluster(
+            register_model(
+                config_json=resolved,
+                documents=parsed.outputs["documents"],
+                dataset=synthesized.outputs["dataset"],
+                model=job.outputs["adapter"],
+                evaluation=job_eval.outputs["evaluation"],
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                git_revision=git_revision,
+            ),
+            "1",
+            "4Gi",
+        )
+        job_registered.set_display_name("register").set_caching_options(False)

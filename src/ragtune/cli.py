@@ -1,0 +1,347 @@
+"""The ``ragtune`` command: run the whole graph locally, or one stage on its own.
+
+Errors a user can act on print as one line naming the file, record or key (exit 1); ``--debug``
+shows the traceback instead. ``ragtune parse`` exits 3 when some files failed but others parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
+from ragtune.core.errors import RagtuneError
+
+EXIT_PARTIAL = 3
+
+app = typer.Typer(
+    name="ragtune",
+    help="Documents in, a RAG-grounded instruction dataset, a judged LoRA adapter and an MLflow model version out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+_state: dict[str, bool] = {"debug": False}
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (see examples/psychiatry/ragtune.yaml).", show_default=False
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a config key: --set index.chunk_tokens=128 (repeatable).", show_default=False
+    ),
+]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=debug)],
+        force=True,
+    )
+    for noisy in ("httpx", "urllib3", "filelock", "sentence_transformers", "faiss"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
+    return load_config(path, overrides=parse_set_flags(flags or []))
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    corpus: Annotated[str, typer.Option(help="Corpus folder or s3:// URI (overrides corpus.uri).")] = "",
+) -> None:
+    """Run the whole pipeline locally through KFP's local runner; outputs go under run.root."""
+    from pipelines.local_run import run_locally
+
+    result = run_locally(_config(config, set_))
+    console.print(
+        f"\n[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]"
+    )
+    for name, path in result.outputs.items():
+        console.print(f"  {name:<32} {path}")
+
+
+@app.command()
+def parse(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to parse.", show_default=False)],
+    out: OutOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Parse documents into OUT/documents.jsonl and OUT/parse_report.json."""
+    from ragtune.parse import parse_corpus
+
+    for path in paths:
+        if not path.exists():
+            raise RagtuneError(f"{path}: no such file or folder")
+    report = parse_corpus(_config(config, set_), out, sources=[str(p) for p in paths])
+    console.print(
+        f"parsed {report.parsed_count} document(s), {report.failed_count} failed -> {out / 'documents.jsonl'}"
+    )
+    for failure in report.failures:
+        console.print(f"  [red]failed[/] {failure.source}: {failure.reason}")
+    if report.parsed_count == 0:
+        raise RagtuneError(f"no document could be parsed; see {out / 'parse_report.json'}")
+    if report.failed_count:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def index(
+    documents: Annotated[
+        Path, typer.Argument(help="documents.jsonl written by `ragtune parse`.", show_default=False)
+    ],
+    out: OutOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Chunk, embed and index documents into OUT (chunks.jsonl, index/, index_report.json)."""
+    from ragtune.index import build_index
+
+    report = build_index(_config(config, set_), documents, out)
+    _print_json(report.model_dump())
+
+
+@app.command()
+def synthesize(
+    out: OutOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            help="Output folder of `ragtune index` (default: parse and index the corpus into OUT/ingest).",
+        ),
+    ] = None,
+) -> None:
+    """Generate the instruction dataset into OUT (train/eval/rejected JSONL, README.md card)."""
+    from ragtune.index import build_index
+    from ragtune.parse import parse_corpus
+    from ragtune.synth import synthesize as run_synthesis
+
+    cfg = _config(config, set_)
+    if index_dir is None:
+        index_dir = out / "ingest"
+        parse_corpus(cfg, index_dir)
+        build_index(cfg, index_dir / "documents.jsonl", index_dir)
+    documents = index_dir / "documents.jsonl"
+    if not documents.is_file():
+        raise RagtuneError(
+            f"{documents}: missing; --index must be a folder written by `ragtune parse` and `ragtune index`"
+        )
+    report = run_synthesis(cfg, documents, index_dir / "index", out)
+    console.print(
+        f"{report.generated} slots -> {report.train} train, {report.eval} eval, {report.rejected} rejected; "
+        f"LLM cache {report.cache_hits} hits, {report.cache_misses} misses -> {out}"
+    )
+
+
+@app.command()
+def train(
+    dataset: Annotated[
+        Path, typer.Argument(help="Folder written by `ragtune synthesize`.", show_default=False)
+    ],
+    out: OutOption,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """LoRA-tune train.base_model on DATASET into OUT (adapter/, metrics.json, checkpoints/)."""
+    from ragtune.train import train as run_training
+
+    report = run_training(_config(config, set_), dataset, out)
+    console.print(
+        f"trained {report.global_step} steps, eval loss {report.eval_loss_before} -> {report.eval_loss_after}; adapter in {report.adapter_dir}"
+    )
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="Folder written by `ragtune synthesize`.", show_default=False)
+    ],
+    out: OutOption,
+    adapter: Annotated[
+        Path | None, typer.Option(help="adapter/ folder written by `ragtune train` (omit: base only).")
+    ] = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Judge base vs tuned answers on DATASET's eval split into OUT (scores, metrics.json, report.html)."""
+    from ragtune.evaluate import evaluate as run_evaluation
+
+    report = run_evaluation(_config(config, set_), dataset, adapter, out)
+    console.print(
+        f"judge sums {report.sums}; tuned - base {report.delta_mean} [{report.delta_ci_low}, {report.delta_ci_high}]"
+    )
+    console.print(f"report: {report.report_path}")
+
+
+@app.command()
+def promote(
+    version: Annotated[int, typer.Option("--version", help="Model version to promote.", show_default=False)],
+    force: Annotated[
+        bool, typer.Option("--force", help="Set champion whatever the numbers say (manual override).")
+    ] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Set `champion` on a registered version if its recorded eval beats the champion (or --force)."""
+    from ragtune.registry import promote_version
+
+    decision = promote_version(_config(config, set_), version, force=force)
+    console.print(
+        f"{decision.model_name} version {decision.version} -> [bold]{decision.alias}[/]: {decision.reason}"
+    )
+
+
+@app.command()
+def compile(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")] = None,
+) -> None:
+    """Compile the pipeline to YAML for Kubeflow Pipelines."""
+    from pipelines.compiler import COMPILED_PATH, compile_pipeline
+
+    console.print(f"compiled -> {compile_pipeline(out or COMPILED_PATH)}")
+
+
+KfpHost = Annotated[str | None, typer.Option("--host", envvar="KFP_HOST", help="Kubeflow Pipelines API URL.")]
+KfpNamespace = Annotated[
+    str | None, typer.Option("--namespace", envvar="KFP_NAMESPACE", help="Kubeflow profile namespace.")
+]
+TokenEnv = Annotated[str, typer.Option("--token-env", help="Env var holding a bearer token for the KFP API.")]
+Kubeconfig = Annotated[
+    bool, typer.Option("--kubeconfig", help="Authenticate with your kubeconfig instead of a token.")
+]
+Package = Annotated[
+    Path | None, typer.Option("--package", help="Compiled pipeline YAML (default: pipelines/compiled/).")
+]
+
+
+def _package(package: Path | None) -> Path:
+    from pipelines.compiler import COMPILED_PATH
+
+    path = package or COMPILED_PATH
+    if not path.is_file():
+        raise RagtuneError(f"{path}: no compiled pipeline; run `ragtune compile` first")
+    return path
+
+
+@app.command()
+def upload(
+    host: KfpHost = None,
+    namespace: KfpNamespace = None,
+    token_env: TokenEnv = "KFP_TOKEN",
+    kubeconfig: Kubeconfig = False,
+    package: Package = None,
+    name: Annotated[str, typer.Option(help="Pipeline name in Kubeflow.")] = "ragtune",
+    version: Annotated[str, typer.Option(help="Pipeline version name.")] = "",
+) -> None:
+    """Upload the compiled pipeline (or a new version of it) to Kubeflow Pipelines."""
+    from pipelines.kfp_client import connect
+    from pipelines.kfp_client import upload as upload_pipeline
+    from ragtune import __version__
+
+    client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
+    result = upload_pipeline(
+        client,
+        _package(package),
+        name,
+        version or f"v{__version__}",
+        "ragtune: documents to a judged, registered LoRA adapter",
+    )
+    console.print(
+        f"pipeline {name} ({result.pipeline_id}) version {result.version_name} ({result.version_id})"
+    )
+
+
+@app.command()
+def submit(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    host: KfpHost = None,
+    namespace: KfpNamespace = None,
+    token_env: TokenEnv = "KFP_TOKEN",
+    kubeconfig: Kubeconfig = False,
+    package: Package = None,
+    experiment: Annotated[str, typer.Option(help="KFP experiment (default: run.name).")] = "",
+    git_revision: Annotated[
+        str | None,
+        typer.Option("--git-revision", help="Submit once per revision; recorded on the run and in MLflow."),
+    ] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name (ignored with --git-revision).")] = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Service account for the run's pods.")
+    ] = "ragtune-pipeline",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Pipeline parameter: --param synth_shards=4 (repeatable)."),
+    ] = None,
+) -> None:
+    """Submit a pipeline run with the config's values as parameters; prints the run URL."""
+    from pipelines.kfp_client import connect
+    from pipelines.kfp_client import submit as submit_run
+    from pipelines.parameters import parameters_from_config
+
+    cfg = _config(config, set_)
+    params = parameters_from_config(cfg) | parse_set_flags(param or [])
+    client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
+    result = submit_run(
+        client,
+        _package(package),
+        params,
+        experiment or cfg.run.name,
+        namespace=namespace,
+        git_revision=git_revision,
+        run_name=run_name,
+        service_account=service_account,
+    )
+    verb = "already submitted" if result.skipped else "submitted"
+    console.print(
+        f"{verb}: {result.display_name} {result.run_url}" + (f" ({result.reason})" if result.skipped else "")
+    )
+
+
+def main() -> None:
+    """Console entry point: one-line errors unless --debug."""
+    try:
+        app()
+    except RagtuneError as err:
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]error:[/] {err}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished work is cached; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
