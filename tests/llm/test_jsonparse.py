@@ -62,3 +62,28 @@ def test_object_end_and_completeness() -> None:
     assert has_complete_object(text)
     assert not has_complete_object('{"question": "still open')
     assert not has_complete_object("no braces")
+
+
+def test_string_value_prefills_are_recognised() -> None:
+    from ragtune.core.llm.jsonparse import opens_string_value
+
+    assert opens_string_value('{"question": "')
+    assert opens_string_value('{"a": {"b": "')
+    assert not opens_string_value('{"score": ')
+    assert not opens_string_value('"loose string')  # not inside an object
+    assert not opens_string_value("")
+
+
+def test_close_string_value_keeps_the_value_and_closes_the_object() -> None:
+    from ragtune.core.llm.jsonparse import close_string_value, parse_json_object
+
+    prefill = '{"question": "'
+    wandering = 'What is panic disorder?",\n\n"Greeting": "Ouch"'
+    closed = close_string_value(prefill, wandering)
+    assert closed == 'What is panic disorder?"}'
+    assert parse_json_object(prefill + closed) == {"question": "What is panic disorder?"}
+    escaped = close_string_value(prefill, 'Is \\"worry\\" normal?" and more')
+    assert parse_json_object(prefill + str(escaped)) == {"question": 'Is "worry" normal?'}
+    assert close_string_value(prefill, "still writing") is None
+    nested = close_string_value('{"a": {"b": "', 'x" junk')
+    assert nested == 'x"}}'

@@ -16,6 +16,52 @@ from typing import Any
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
 
+def _scan(text: str) -> tuple[int, bool]:
+    """Brace depth and whether a string is open at the end of ``text`` (strings and escapes respected)."""
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+    return depth, in_string
+
+
+def opens_string_value(prefill: str) -> bool:
+    """Whether a prefill such as ``{"question": "`` leaves the model inside a JSON string value."""
+    depth, in_string = _scan(prefill)
+    return in_string and depth > 0
+
+
+def close_string_value(prefill: str, continuation: str) -> str | None:
+    """The continuation cut where the open string value closes, plus the braces that close the object.
+
+    This is the local backend's constrained decoding for weak models: the model chooses the value's
+    text, the structure around it is ours. ``None`` while the string is still open.
+    """
+    escaped = False
+    for pos, char in enumerate(continuation):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            depth, _ = _scan(prefill + continuation[: pos + 1])
+            return continuation[: pos + 1] + "}" * max(depth, 0)
+    return None
+
+
 def json_object_end(text: str, start: int = 0) -> int | None:
     """Index just past the ``}`` closing the object that opens at ``text[start]`` (which must be ``{``).
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.llm.base import ChatModel, ChatRequest, ChatResponse, LLMCallError, LLMFailure
-from ragtune.core.llm.jsonparse import has_complete_object
+from ragtune.core.llm.jsonparse import close_string_value, has_complete_object, opens_string_value
 from ragtune.core.llm.ledger import TokenLedger
 from ragtune.core.records import sha256_hex
 
@@ -122,6 +122,10 @@ class LocalChat(ChatModel):
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         prompt_len = encoded["input_ids"].shape[1]
         json_rows = [i for i, r in enumerate(requests) if r.json_mode or r.json_schema is not None]
+        # Rows prefilled into a string value ({"question": ") are constrained: they end where that
+        # string closes and the object is closed for them, so a weak model cannot wander into
+        # extra keys (SmolLM2 does, in most replies, without this).
+        value_rows = {i for i in json_rows if opens_string_value(prefills[i])}
         stop_ids = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
 
         class JsonClosed(StoppingCriteria):
@@ -131,7 +135,10 @@ class LocalChat(ChatModel):
                 done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
                 for row in json_rows:
                     generated = str(tokenizer.decode(input_ids[row, prompt_len:], skip_special_tokens=True))
-                    done[row] = has_complete_object(prefills[row] + generated)
+                    if row in value_rows:
+                        done[row] = close_string_value(prefills[row], generated) is not None
+                    else:
+                        done[row] = has_complete_object(prefills[row] + generated)
                 return done  # type: ignore[return-value]
 
         first = requests[0]
@@ -152,6 +159,8 @@ class LocalChat(ChatModel):
             tokens = output[row, prompt_len:].tolist()
             length = next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
             continuation = str(tokenizer.decode(tokens[:length], skip_special_tokens=True))
+            if row in value_rows:
+                continuation = close_string_value(prefills[row], continuation) or continuation
             responses.append(
                 ChatResponse(
                     text=prefills[row] + continuation,
