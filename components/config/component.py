@@ -23,7 +23,8 @@ def resolve_config(
     """Validate the config with the parameters a person set in the Kubeflow UI applied on top.
 
     Every later task reads this task's output, so a bad value fails the run here, once, with the
-    dotted key named, instead of deep inside a GPU task.
+    dotted key named, instead of deep inside a GPU task. The pod's ``RAGTUNE_<SECTION>__<KEY>``
+    variables (the ``ragtune-endpoints`` ConfigMap) apply before the UI's fields.
 
     Args:
         config_json: The ragtune config as JSON (``ragtune submit``/``run`` fill it from YAML).
@@ -42,9 +43,12 @@ def resolve_config(
     Returns:
         The resolved config as JSON (no secrets: only the names of the env vars that hold them).
     """
+    import os
+
     from components.config.fields import CONFIG_PARAMETERS
     from ragtune.core.config import config_from_json
 
     given = locals()
     overrides = {dotted: given[name] for name, dotted in CONFIG_PARAMETERS.items()}
-    return config_from_json(config_json, overrides).to_json()
+    # The pod's RAGTUNE_* env (in-cluster endpoints) applies under the UI's fields.
+    return config_from_json(config_json, overrides, environ=os.environ).to_json()

@@ -35,11 +35,11 @@ def evaluate_adapter(
         config_from_json(config_json), Path(dataset.path), Path(model.path) / "adapter", Path(evaluation.path)
     )
     shutil.copyfile(result.report_path, report.path)
-    for name, value in result.sums.items():
-        metrics.log_metric(f"judge_sum_{name}", float(value))
-    for name, value in result.means.items():
-        if value is not None:
-            metrics.log_metric(f"judge_mean_{name}", float(value))
+    for name, total in result.sums.items():
+        metrics.log_metric(f"judge_sum_{name}", float(total))
+    for name, mean in result.means.items():
+        if mean is not None:
+            metrics.log_metric(f"judge_mean_{name}", float(mean))
     if result.delta_mean is not None:
         metrics.log_metric("delta_mean", float(result.delta_mean))
         metrics.log_metric("delta_ci_low", float(result.delta_ci_low or 0.0))

@@ -555,11 +555,15 @@ def load_config(
     return build_config(data, merged, source)
 
 
-def config_from_json(text: str, overrides: Mapping[str, Any] | None = None) -> RagtuneConfig:
+def config_from_json(
+    text: str, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> RagtuneConfig:
     """Inverse of :meth:`RagtuneConfig.to_json`, used inside KFP components.
 
     ``overrides`` are the pipeline parameters a person filled in the Kubeflow UI (dotted keys);
     empty values mean "keep the config's value", which is what an untouched UI field sends.
+    With ``environ``, its ``RAGTUNE_SECTION__KEY`` variables apply first (a pod's in-cluster
+    endpoints from the ``ragtune-endpoints`` ConfigMap), then ``overrides``.
     """
     try:
         data = json.loads(text or "{}")
@@ -568,7 +572,8 @@ def config_from_json(text: str, overrides: Mapping[str, Any] | None = None) -> R
     if not isinstance(data, dict):
         raise ConfigError("pipeline parameter config_json must be a JSON object")
     chosen = {key: value for key, value in (overrides or {}).items() if value not in (None, "")}
-    return build_config(data, chosen, "pipeline parameter config_json")
+    merged = {**(env_overrides(environ) if environ is not None else {}), **chosen}
+    return build_config(data, merged, "pipeline parameter config_json")
 
 
 def _absolute(value: str, base: Path) -> str:

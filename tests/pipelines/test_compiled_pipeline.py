@@ -1,0 +1,112 @@
+"""The compiled pipeline in git matches the code, and carries the cluster settings it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.compiler import COMPILED_PATH, compile_pipeline
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_pipeline(tmp_path_factory.mktemp("compiled") / "ragtune_pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def spec(compiled: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    pipeline, platform = yaml.safe_load_all(compiled.read_text())
+    return pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_committed_yaml_is_current(compiled: Path) -> None:
+    """Compared as data: kfp's header comment prints dict defaults in hash order, which varies."""
+    assert COMPILED_PATH.is_file(), "run `make compile` and commit pipelines/compiled/"
+    fresh = list(yaml.safe_load_all(compiled.read_text()))
+    committed = list(yaml.safe_load_all(COMPILED_PATH.read_text()))
+    assert fresh == committed, (
+        "pipelines/compiled/ragtune_pipeline.yaml is stale: run `make compile` and commit it"
+    )
+
+
+def test_ui_parameters_have_defaults_and_descriptions(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    pipeline, _ = spec
+    inputs = pipeline["root"]["inputDefinitions"]["parameters"]
+    for name in [
+        "corpus_uri",
+        "base_model",
+        "questions_per_category",
+        "lora_r",
+        "judge_base_url",
+        "promotion_margin",
+        "gpu_type",
+        "git_revision",
+    ]:
+        assert name in inputs, name
+        assert inputs[name].get("description"), f"{name} has no description for the UI"
+    assert inputs["lora_r"]["defaultValue"] == 8
+    assert inputs["corpus_uri"]["defaultValue"] == "examples/psychiatry/corpus"
+
+
+def test_train_task_asks_for_gpus_on_the_gpu_pool(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    pipeline, platform = spec
+    train = pipeline["deploymentSpec"]["executors"]["exec-train-adapter"]["container"]
+    accelerator = train["resources"]["accelerator"]
+    assert "gpu_type" in accelerator["resourceType"] and "gpu_count" in accelerator["resourceCount"]
+    assert train["image"].endswith("ragtune-train:0.1.0")
+    train_platform = platform["exec-train-adapter"]
+    assert train_platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith(
+        "gpu_node_selector"
+    )
+    assert train_platform["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith(
+        "gpu_tolerations"
+    )
+    shm = train_platform["emptyDirMounts"][0]
+    assert (shm["mountPath"], shm["medium"]) == ("/dev/shm", "Memory")
+    hf = {entry["secretName"] for entry in train_platform["secretAsEnv"]}
+    assert {"ragtune-hf", "ragtune-s3", "ragtune-llm"} <= hf
+
+
+def test_secrets_reach_every_stage_as_optional_env(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    _, platform = spec
+    for executor in [
+        "exec-parse-documents",
+        "exec-index-documents",
+        "exec-synthesize-dataset",
+        "exec-register-model",
+    ]:
+        secrets = {entry["secretName"]: entry for entry in platform[executor]["secretAsEnv"]}
+        assert secrets["ragtune-s3"]["optional"] is True
+        keys = {k["envVar"] for k in secrets["ragtune-s3"]["keyToEnv"]}
+        assert keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert platform[executor]["configMapAsEnv"][0]["configMapName"] == "ragtune-endpoints"
+
+
+def test_caching_and_retries(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    pipeline, _ = spec
+    tasks = pipeline["root"]["dag"]["tasks"]
+    assert tasks["parse-documents"]["cachingOptions"].get("enableCache", False) is False
+    assert tasks["parse-documents"]["retryPolicy"]["maxRetryCount"] == 2
+    assert tasks["index-documents"]["cachingOptions"]["enableCache"] is True
+    branch = pipeline["components"]["comp-condition-2"]["dag"]["tasks"]
+    assert branch["register-model"]["cachingOptions"].get("enableCache", False) is False
+    assert branch["train-adapter"]["retryPolicy"]["maxRetryCount"] == 1
+
+
+def test_synthesis_fans_out_with_bounded_parallelism(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    pipeline, _ = spec
+    loop = pipeline["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shard-indexes-Output"
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 8
+    assert "for-loop-1" in pipeline["root"]["dag"]["tasks"]["synthesize-dataset"]["dependentTasks"]
+
+
+def test_multi_node_branch_trains_through_a_pytorchjob(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    pipeline, _ = spec
+    branch = pipeline["components"]["comp-condition-3"]["dag"]["tasks"]
+    assert {"train-pytorchjob", "evaluate-adapter-2", "register-model-2"} <= set(branch)
+    condition = pipeline["root"]["dag"]["tasks"]["condition-3"]["triggerPolicy"]["condition"]
+    assert "distributed_nodes" in condition and "> 1" in condition
