@@ -7,6 +7,8 @@ Platform settings (GPU node pool, secrets, /dev/shm) are kfp-kubernetes annotati
 the compiled platform spec and the local runner ignores them.
 """
 
+from typing import Any
+
 from kfp import dsl, kubernetes
 
 from components.config.component import resolve_config
@@ -61,6 +63,50 @@ def _in_cluster(
         optional=True,
     )
     return task
+
+
+def _on_gpu_pool(task: dsl.PipelineTask, node_selector: Any, tolerations: Any) -> None:
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+
+
+def _evaluate_and_register(
+    resolved: Any,
+    parsed: dsl.PipelineTask,
+    synthesized: dsl.PipelineTask,
+    model: Any,
+    gpu_type: Any,
+    gpu_node_selector: Any,
+    gpu_tolerations: Any,
+    git_revision: Any,
+) -> None:
+    """Judge the trained adapter (one GPU) and register it: the same tail for both training branches."""
+    evaluated = _in_cluster(
+        evaluate_adapter(
+            config_json=resolved,
+            dataset=synthesized.outputs["dataset"],
+            model=model,
+            accelerator_type=gpu_type,
+        ),
+        "4",
+        "16Gi",
+    )
+    evaluated.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
+    _on_gpu_pool(evaluated, gpu_node_selector, gpu_tolerations)
+    registered = _in_cluster(
+        register_model(
+            config_json=resolved,
+            documents=parsed.outputs["documents"],
+            dataset=synthesized.outputs["dataset"],
+            model=model,
+            evaluation=evaluated.outputs["evaluation"],
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            git_revision=git_revision,
+        ),
+        "1",
+        "4Gi",
+    )
+    registered.set_display_name("register").set_caching_options(False)
 
 
 @dsl.pipeline(
@@ -166,41 +212,29 @@ def ragtune_pipeline(
     synthesized.set_display_name("synthesize").after(shard_task)
 
     with dsl.If(distributed_nodes <= 1, name="train-in-pod"):
-        trained = train_adapter(config_json=resolved, dataset=synthesized.outputs["dataset"])
+        trained = train_adapter(
+            config_json=resolved,
+            dataset=synthesized.outputs["dataset"],
+            num_gpus=gpu_count,
+            accelerator_type=gpu_type,
+        )
         _in_cluster(trained, "8", "64Gi", {**SECRETS, **TRAIN_SECRETS})
         trained.set_display_name("train").set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)
-        kubernetes.add_node_selector_json(trained, gpu_node_selector)
-        kubernetes.add_toleration_json(trained, gpu_tolerations)
+        _on_gpu_pool(trained, gpu_node_selector, gpu_tolerations)
         kubernetes.empty_dir_mount(
             trained, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="16Gi"
         )
         trained.set_retry(num_retries=1, backoff_duration="120s")  # resumes from its checkpoints
-
-        evaluated = _in_cluster(
-            evaluate_adapter(
-                config_json=resolved, dataset=synthesized.outputs["dataset"], model=trained.outputs["model"]
-            ),
-            "4",
-            "16Gi",
+        _evaluate_and_register(
+            resolved,
+            parsed,
+            synthesized,
+            trained.outputs["model"],
+            gpu_type,
+            gpu_node_selector,
+            gpu_tolerations,
+            git_revision,
         )
-        evaluated.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
-        kubernetes.add_node_selector_json(evaluated, gpu_node_selector)
-        kubernetes.add_toleration_json(evaluated, gpu_tolerations)
-
-        registered = _in_cluster(
-            register_model(
-                config_json=resolved,
-                documents=parsed.outputs["documents"],
-                dataset=synthesized.outputs["dataset"],
-                model=trained.outputs["model"],
-                evaluation=evaluated.outputs["evaluation"],
-                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                git_revision=git_revision,
-            ),
-            "1",
-            "4Gi",
-        )
-        registered.set_display_name("register").set_caching_options(False)
 
     with dsl.If(distributed_nodes > 1, name="train-pytorchjob"):
         job = train_pytorchjob(
@@ -215,27 +249,13 @@ def ragtune_pipeline(
             hf_secret="ragtune-hf",
         )
         _in_cluster(job, "250m", "1Gi").set_display_name("train-pytorchjob").set_caching_options(False)
-        job_eval = _in_cluster(
-            evaluate_adapter(
-                config_json=resolved, dataset=synthesized.outputs["dataset"], model=job.outputs["adapter"]
-            ),
-            "4",
-            "16Gi",
+        _evaluate_and_register(
+            resolved,
+            parsed,
+            synthesized,
+            job.outputs["adapter"],
+            gpu_type,
+            gpu_node_selector,
+            gpu_tolerations,
+            git_revision,
         )
-        job_eval.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
-        kubernetes.add_node_selector_json(job_eval, gpu_node_selector)
-        kubernetes.add_toleration_json(job_eval, gpu_tolerations)
-        job_registered = _in_cluster(
-            register_model(
-                config_json=resolved,
-                documents=parsed.outputs["documents"],
-                dataset=synthesized.outputs["dataset"],
-                model=job.outputs["adapter"],
-                evaluation=job_eval.outputs["evaluation"],
-                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                git_revision=git_revision,
-            ),
-            "1",
-            "4Gi",
-        )
-        job_registered.set_display_name("register").set_caching_options(False)

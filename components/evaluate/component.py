@@ -11,6 +11,7 @@ def evaluate_adapter(
     config_json: str,
     dataset: Input[Dataset],
     model: Input[Model],
+    accelerator_type: str,
     evaluation: Output[Dataset],
     report: Output[HTML],
     metrics: Output[Metrics],
@@ -21,6 +22,7 @@ def evaluate_adapter(
         config_json: The resolved ragtune config as JSON (``llm.judge`` is the judge).
         dataset: Output of the synthesis component (eval.jsonl is read).
         model: Output of the train component (adapter/ is read).
+        accelerator_type: The accelerator resource requested, recorded on the evaluation artifact.
         evaluation: scores.jsonl, pairwise.jsonl, metrics.json and report.html.
         report: The HTML report, shown in the Kubeflow UI's visualization tab.
         metrics: Judge sums and means per contender and the tuned-minus-base difference.
@@ -35,6 +37,7 @@ def evaluate_adapter(
         config_from_json(config_json), Path(dataset.path), Path(model.path) / "adapter", Path(evaluation.path)
     )
     shutil.copyfile(result.report_path, report.path)
+    evaluation.metadata.update({"accelerator_type": accelerator_type, "judge_model": result.judge_model})
     for name, total in result.sums.items():
         metrics.log_metric(f"judge_sum_{name}", float(total))
     for name, mean in result.means.items():

@@ -8,13 +8,20 @@ from components.images import TRAIN_IMAGE
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def train_adapter(
-    config_json: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics]
+    config_json: str,
+    dataset: Input[Dataset],
+    num_gpus: int,
+    accelerator_type: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
 ) -> None:
     """Train the LoRA adapter on the dataset's train split, scoring eval loss on its eval split.
 
     Args:
         config_json: The resolved ragtune config as JSON (``train.*`` holds base model and LoRA settings).
         dataset: Output of the synthesis component.
+        num_gpus: GPUs this pod was given (DeepSpeed launches one process per GPU); 0 = all visible.
+        accelerator_type: The accelerator resource requested, recorded on the model artifact.
         model: adapter/ (peft adapter, tokenizer, ragtune_adapter.json), metrics.json, checkpoints.
         metrics: Losses and throughput for the Kubeflow UI.
     """
@@ -23,7 +30,11 @@ def train_adapter(
     from ragtune.core.config import config_from_json
     from ragtune.train import train
 
-    report = train(config_from_json(config_json), Path(dataset.path), Path(model.path))
+    overrides = {"train.num_gpus": num_gpus} if num_gpus > 0 else {}
+    report = train(config_from_json(config_json, overrides), Path(dataset.path), Path(model.path))
+    model.metadata.update(
+        {"accelerator_type": accelerator_type, "device": report.device, "base_model": report.base_model}
+    )
     for name in ("train_loss", "eval_loss_before", "eval_loss_after", "tokens_per_second"):
         value = getattr(report, name, None)
         if isinstance(value, int | float):

@@ -82,10 +82,25 @@ def run(
 
     result = run_locally(_config(config, set_))
     console.print(
-        f"\n[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]"
+        f"\n[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]",
+        soft_wrap=True,
     )
     for name, path in result.outputs.items():
-        console.print(f"  {name:<32} {path}")
+        console.print(f"  {name:<40} {path}", soft_wrap=True, highlight=False)
+    decision = result.run_dir / "register-model" / "decision" / "decision.json"
+    if decision.is_file():
+        data = json.loads(decision.read_text(encoding="utf-8"))
+        console.print(
+            f"\n[bold]{data['model_name']} version {data['version']} -> {data['alias']}[/]: {data['reason']}",
+            soft_wrap=True,
+        )
+        console.print(
+            f"MLflow: {data['mlflow']['tracking_uri']} (experiment {data['mlflow']['experiment']})",
+            soft_wrap=True,
+        )
+    report = result.run_dir / "evaluate-adapter" / "evaluation" / "report.html"
+    if report.is_file():
+        console.print(f"evaluation report: {report}", soft_wrap=True)
 
 
 @app.command()

@@ -10,7 +10,6 @@ OpenAI-compatible endpoints through :func:`ragtune.core.llm.open_chat_model`.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hashlib
 import logging
@@ -21,7 +20,8 @@ from typing import Any
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint, RagtuneConfig
-from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse, LLMFailure, TokenLedger, open_chat_model
+from ragtune.core.llm import ChatModel, ChatRequest, TokenLedger, open_chat_model
+from ragtune.core.llm.local_backend import TransformersChat
 from ragtune.core.records import InstructionItem
 from ragtune.evaluate.schema import BASE, TUNED
 
@@ -54,8 +54,8 @@ def answer_request(messages: list[dict[str, str]], max_new_tokens: int, seed: in
     return ChatRequest(messages=messages, max_tokens=max_new_tokens, temperature=0.0, seed=seed)
 
 
-class HFChat(ChatModel):
-    """A transformers causal LM answering chat requests with batched greedy generation.
+class HFChat(TransformersChat):
+    """A transformers causal LM answering chat requests (batched greedy generation, from the LLM layer).
 
     ``identity`` names the exact weights (it is the cache key's model part); ``load`` returns the
     model and tokenizer and runs on first use. Works wherever the model was loaded (CPU by default).
@@ -101,78 +101,6 @@ class HFChat(ChatModel):
         with self._lock:
             self._loaded = None
         gc.collect()
-
-    def _plan_batches(self, requests: list[ChatRequest]) -> list[list[int]]:
-        """Batches of similar prompt length and equal ``max_tokens`` (less padding, one generate each)."""
-
-        def length(i: int) -> int:
-            return sum(len(m.get("content", "")) for m in requests[i].messages)
-
-        order = sorted(range(len(requests)), key=lambda i: (requests[i].max_tokens, length(i)))
-        batches: list[list[int]] = []
-        for i in order:
-            last = batches[-1] if batches else None
-            if (
-                last is not None
-                and len(last) < self.batch_size
-                and requests[last[0]].max_tokens == requests[i].max_tokens
-            ):
-                last.append(i)
-            else:
-                batches.append([i])
-        return batches
-
-    async def _complete(self, request: ChatRequest) -> ChatResponse:
-        (outcome,) = await self._complete_batch([request])
-        if isinstance(outcome, LLMFailure):
-            raise RuntimeError(outcome.reason)
-        return outcome
-
-    async def _complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMFailure]:
-        return list(await asyncio.to_thread(self.generate_batch, requests))
-
-    def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        """Greedy answers to ``requests`` (one ``generate`` call; all share ``max_tokens``)."""
-        model, tokenizer = self._model()
-        import torch
-        from transformers import GenerationConfig
-
-        prompts = [
-            str(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
-            for r in requests
-        ]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {k: v.to(model.device) for k, v in encoded.items()}
-        prompt_len = encoded["input_ids"].shape[1]
-        eos = model.generation_config.eos_token_id
-        stop_ids = set(eos if isinstance(eos, list) else [eos]) | {
-            tokenizer.eos_token_id,
-            tokenizer.pad_token_id,
-        }
-        stop_ids.discard(None)
-        generation = GenerationConfig(
-            max_new_tokens=max(r.max_tokens for r in requests),
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=eos,
-        )
-        with torch.inference_mode():
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            output = model.generate(**encoded, generation_config=generation)
-        responses = []
-        for row in range(len(requests)):
-            tokens = output[row, prompt_len:].tolist()
-            length = next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
-            responses.append(
-                ChatResponse(
-                    text=tokenizer.decode(tokens[:length], skip_special_tokens=True).strip(),
-                    model=self.name,
-                    prompt_tokens=int(encoded["attention_mask"][row].sum()),
-                    completion_tokens=length,
-                )
-            )
-        return responses
 
 
 def adapter_fingerprint(adapter_dir: Path) -> str:

@@ -48,32 +48,19 @@ def load_local_model(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBas
         return _LOADED[name]
 
 
-class LocalChat(ChatModel):
-    """Batched generation with a local causal LM (default: the packaged SmolLM2)."""
+class TransformersChat(ChatModel):
+    """Batched generation with an in-process transformers causal LM; subclasses say how to get it.
 
-    def __init__(
-        self,
-        endpoint: LLMEndpoint,
-        *,
-        cache: ContentCache | None = None,
-        ledger: TokenLedger | None = None,
-        threads: int = 1,
-        seed: int = 0,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        super().__init__(
-            f"local:{endpoint.model}",
-            cache=cache,
-            ledger=ledger,
-            seed=seed,
-            default_temperature=endpoint.temperature,
-            default_max_tokens=endpoint.max_tokens,
-        )
-        self.endpoint = endpoint
-        self.model_name = endpoint.model
-        self.threads = threads
-        self.batch_size = batch_size
-        self.concurrency = 1  # the CPU is the bottleneck: one batch at a time
+    The local backend (packaged SmolLM2) and the evaluation's base/tuned answerers are both this:
+    one batching plan, one ``generate`` call per batch, one way of cutting replies.
+    """
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    threads: int | None = 1
+
+    def _model(self) -> tuple[Any, Any]:
+        """The (model, tokenizer) to generate with; the tokenizer pads on the left."""
+        raise NotImplementedError
 
     def _plan_batches(self, requests: list[ChatRequest]) -> list[list[int]]:
         """Same temperature and max_tokens per batch, similar prompt lengths together."""
@@ -106,13 +93,20 @@ class LocalChat(ChatModel):
         return outcome
 
     async def _complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMFailure]:
-        return list(await asyncio.to_thread(self._generate, requests))
+        return list(await asyncio.to_thread(self.generate_batch, requests))
 
-    def _generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+    def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """One ``generate`` call for ``requests`` (they share temperature and ``max_tokens``).
+
+        The reply is ``prefill + continuation``; without a prefill it is trimmed. JSON rows stop once
+        their object closes; rows prefilled into a string value ({"question": ") are constrained:
+        they end where that string closes and the object is closed for them, so a weak model cannot
+        wander into extra keys (SmolLM2 does, in most replies, without this).
+        """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        model, tokenizer = load_local_model(self.model_name)
+        model, tokenizer = self._model()
         prefills = [r.prefill or "" for r in requests]
         prompts = [
             str(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False))
@@ -120,16 +114,19 @@ class LocalChat(ChatModel):
             for r, prefill in zip(requests, prefills, strict=True)
         ]
         encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(model.device) for k, v in encoded.items()}
         prompt_len = encoded["input_ids"].shape[1]
         json_rows = [i for i, r in enumerate(requests) if r.json_mode or r.json_schema is not None]
-        # Rows prefilled into a string value ({"question": ") are constrained: they end where that
-        # string closes and the object is closed for them, so a weak model cannot wander into
-        # extra keys (SmolLM2 does, in most replies, without this).
         value_rows = {i for i in json_rows if opens_string_value(prefills[i])}
-        stop_ids = {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
+        eos = model.generation_config.eos_token_id
+        stop_ids = set(eos if isinstance(eos, list) else [eos]) | {
+            tokenizer.eos_token_id,
+            tokenizer.pad_token_id,
+        }
+        stop_ids.discard(None)
 
         class JsonClosed(StoppingCriteria):
-            """Stop a JSON row once its object is closed."""
+            """Stop a JSON row once its object (or its constrained string value) is closed."""
 
             def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
                 done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -151,7 +148,8 @@ class LocalChat(ChatModel):
             options["stopping_criteria"] = StoppingCriteriaList([JsonClosed()])
         batch_seed = int(sha256_hex(json.dumps([r.seed for r in requests]) + prompts[0])[:8], 16)
         with _GENERATE_LOCK, torch.inference_mode():
-            torch.set_num_threads(self.threads)
+            if self.threads:
+                torch.set_num_threads(self.threads)
             torch.manual_seed((self.seed + batch_seed) % (2**31))
             output = cast(Any, model).generate(**encoded, **options)
         responses = []
@@ -161,12 +159,44 @@ class LocalChat(ChatModel):
             continuation = str(tokenizer.decode(tokens[:length], skip_special_tokens=True))
             if row in value_rows:
                 continuation = close_string_value(prefills[row], continuation) or continuation
+            text = prefills[row] + continuation if prefills[row] else continuation.strip()
             responses.append(
                 ChatResponse(
-                    text=prefills[row] + continuation,
-                    model=self.model_name,
+                    text=text,
+                    model=self.name,
                     prompt_tokens=int(encoded["attention_mask"][row].sum()),
                     completion_tokens=length,
                 )
             )
         return responses
+
+
+class LocalChat(TransformersChat):
+    """The packaged SmolLM2 (or any local causal LM folder), loaded once per process."""
+
+    def __init__(
+        self,
+        endpoint: LLMEndpoint,
+        *,
+        cache: ContentCache | None = None,
+        ledger: TokenLedger | None = None,
+        threads: int = 1,
+        seed: int = 0,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        super().__init__(
+            f"local:{endpoint.model}",
+            cache=cache,
+            ledger=ledger,
+            seed=seed,
+            default_temperature=endpoint.temperature,
+            default_max_tokens=endpoint.max_tokens,
+        )
+        self.endpoint = endpoint
+        self.model_name = endpoint.model
+        self.threads = threads
+        self.batch_size = batch_size
+        self.concurrency = 1  # the CPU is the bottleneck: one batch at a time
+
+    def _model(self) -> tuple[Any, Any]:
+        return load_local_model(self.model_name)
