@@ -191,6 +191,30 @@ def pipeline_parameters(package_path: Path) -> dict[str, Any]:
     return dict(parameters)
 
 
+def parameters_from_flags(package_path: Path, flags: list[str]) -> dict[str, Any]:
+    """``name=value`` flags as pipeline arguments: strings stay strings, other types are read as YAML.
+
+    The UI's config fields are strings (empty keeps the config's value), so ``lora_r=16`` must go as
+    ``"16"``; ``synth_shards=4`` or ``gpu_node_selector={pool: gpu}`` go typed.
+    """
+    declared = pipeline_parameters(package_path)
+    arguments: dict[str, Any] = {}
+    for flag in flags:
+        name, sep, raw = flag.partition("=")
+        name = name.strip()
+        if not sep or name not in declared:
+            known = ", ".join(sorted(declared))
+            raise InputError(f"--param {flag!r}: expected NAME=VALUE with NAME one of: {known}")
+        if declared[name].get("parameterType") == "STRING":
+            arguments[name] = raw
+        else:
+            try:
+                arguments[name] = yaml.safe_load(raw)
+            except yaml.YAMLError as err:
+                raise InputError(f"--param {name}: cannot read {raw!r} ({err})") from None
+    return arguments
+
+
 def _ui_base(client: kfp.Client) -> str:
     # kfp builds its own links this way (KF_PIPELINES_UI_ENDPOINT, ui_host or host).
     prefix = getattr(client, "_get_url_prefix", None)

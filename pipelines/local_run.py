@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.parameters import parameters_from_config
 from pipelines.ragtune_pipeline import PIPELINE_NAME, ragtune_pipeline
 from ragtune.core.config import RagtuneConfig, with_absolute_paths
 from ragtune.core.errors import RagtuneError
@@ -40,8 +39,8 @@ def _collect_outputs(run_dir: Path) -> dict[str, Path]:
 def run_locally(config: RagtuneConfig) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
 
-    Every UI parameter is filled from the config, so the run does what the YAML says; the platform
-    parameters keep one in-process training task and one synthesis task.
+    The config travels whole as ``config_json`` (the UI's override fields stay empty), with one
+    synthesis task and in-process training.
     """
     from kfp import local
 
@@ -52,7 +51,7 @@ def run_locally(config: RagtuneConfig) -> LocalRun:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     started = time.monotonic()
     try:
-        ragtune_pipeline(**parameters_from_config(config), synth_shards=1, distributed_nodes=1)
+        ragtune_pipeline(config_json=config.to_json(), synth_shards=1, distributed_nodes=1)
     except RuntimeError as err:  # the local runner reports a failed task this way; its log is above
         raise RagtuneError(
             f"pipeline failed: {err} (the task's log is printed above; outputs under {root})"

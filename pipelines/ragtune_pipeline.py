@@ -19,11 +19,10 @@ from components.register.component import register_model
 from components.synthesize.component import shard_indexes, synthesize_dataset, synthesize_shard
 from components.train.component import train_adapter
 from components.train_pytorchjob.component import train_pytorchjob
-from pipelines.parameters import parameters_from_config
 from ragtune.core.config import RagtuneConfig
 
 PIPELINE_NAME = "ragtune"
-_DEFAULTS = parameters_from_config(RagtuneConfig())
+DEFAULT_CONFIG_JSON = RagtuneConfig().to_json()
 
 # Kubernetes Secrets (see manifests/base/kustomization.yaml): secret name -> {key: env var}.
 SECRETS: dict[str, dict[str, str]] = {
@@ -114,18 +113,18 @@ def _evaluate_and_register(
     description="Documents -> RAG-grounded instruction dataset -> LoRA fine-tune -> judged evaluation -> MLflow registry.",
 )
 def ragtune_pipeline(
-    config_json: str = _DEFAULTS["config_json"],
-    corpus_uri: str = _DEFAULTS["corpus_uri"],
-    base_model: str = _DEFAULTS["base_model"],
-    questions_per_category: int = _DEFAULTS["questions_per_category"],
-    lora_r: int = _DEFAULTS["lora_r"],
-    lora_alpha: int = _DEFAULTS["lora_alpha"],
-    max_steps: int = _DEFAULTS["max_steps"],
-    generator_base_url: str = _DEFAULTS["generator_base_url"],
-    generator_model: str = _DEFAULTS["generator_model"],
-    judge_base_url: str = _DEFAULTS["judge_base_url"],
-    judge_model: str = _DEFAULTS["judge_model"],
-    promotion_margin: float = _DEFAULTS["promotion_margin"],
+    config_json: str = DEFAULT_CONFIG_JSON,
+    corpus_uri: str = "",
+    base_model: str = "",
+    questions_per_category: str = "",
+    lora_r: str = "",
+    lora_alpha: str = "",
+    max_steps: str = "",
+    generator_base_url: str = "",
+    generator_model: str = "",
+    judge_base_url: str = "",
+    judge_model: str = "",
+    promotion_margin: str = "",
     synth_shards: int = 1,
     gpu_type: str = "nvidia.com/gpu",
     gpu_count: int = 1,
@@ -136,6 +135,8 @@ def ragtune_pipeline(
     git_revision: str = "",
 ) -> None:
     """Run ragtune end to end.
+
+    The config fields below override ``config_json`` when filled; empty keeps its value.
 
     Args:
         config_json: The ragtune config as JSON (``ragtune submit`` fills it from your YAML).

@@ -10,17 +10,20 @@ def resolve_config(
     config_json: str,
     corpus_uri: str,
     base_model: str,
-    questions_per_category: int,
-    lora_r: int,
-    lora_alpha: int,
-    max_steps: int,
+    questions_per_category: str,
+    lora_r: str,
+    lora_alpha: str,
+    max_steps: str,
     generator_base_url: str,
     generator_model: str,
     judge_base_url: str,
     judge_model: str,
-    promotion_margin: float,
+    promotion_margin: str,
 ) -> str:
     """Validate the config with the parameters a person set in the Kubeflow UI applied on top.
+
+    Every field below is a string in the UI: empty keeps the value in ``config_json``, anything
+    else is validated as that config key (``"8"`` for an integer key is 8).
 
     Every later task reads this task's output, so a bad value fails the run here, once, with the
     dotted key named, instead of deep inside a GPU task. The pod's ``RAGTUNE_<SECTION>__<KEY>``
@@ -34,9 +37,9 @@ def resolve_config(
         lora_r: train.lora_r.
         lora_alpha: train.lora_alpha.
         max_steps: train.max_steps (-1 = by epochs).
-        generator_base_url: llm.generator.base_url; empty = the config's (or the local model).
+        generator_base_url: llm.generator.base_url (empty: the config's, unset = the local model).
         generator_model: llm.generator.model.
-        judge_base_url: llm.judge.base_url; empty = the config's (or the weak local judge).
+        judge_base_url: llm.judge.base_url (empty: the config's, unset = the weak local judge).
         judge_model: llm.judge.model.
         promotion_margin: registry.promotion_margin, the judge-score margin to become champion.
 

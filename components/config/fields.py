@@ -1,8 +1,8 @@
 """The pipeline parameters a person fills in the Kubeflow UI, and the config keys they set.
 
-``resolve_config`` applies them; ``pipelines.parameters`` fills them from a loaded config, so a run
-from the CLI does exactly what its YAML says while the UI shows the same fields. Empty strings
-keep the config's value.
+``resolve_config`` applies them on top of ``config_json``. They are strings that default to empty,
+which keeps the config's value: a person who pastes a config and touches nothing else gets exactly
+that config, and one who fills a field overrides just that key.
 """
 
 CONFIG_PARAMETERS: dict[str, str] = {

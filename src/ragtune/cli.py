@@ -320,13 +320,12 @@ def submit(
         typer.Option("--param", help="Pipeline parameter: --param synth_shards=4 (repeatable)."),
     ] = None,
 ) -> None:
-    """Submit a pipeline run with the config's values as parameters; prints the run URL."""
-    from pipelines.kfp_client import connect
+    """Submit a pipeline run of the config (as config_json) plus any --param; prints the run URL."""
+    from pipelines.kfp_client import connect, parameters_from_flags
     from pipelines.kfp_client import submit as submit_run
-    from pipelines.parameters import parameters_from_config
 
     cfg = _config(config, set_)
-    params = parameters_from_config(cfg) | parse_set_flags(param or [])
+    params = {"config_json": cfg.to_json()} | parameters_from_flags(_package(package), param or [])
     client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
     result = submit_run(
         client,

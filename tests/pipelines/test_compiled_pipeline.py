@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ def test_ui_parameters_have_defaults_and_descriptions(spec: tuple[dict[str, Any]
     ]:
         assert name in inputs, name
         assert inputs[name].get("description"), f"{name} has no description for the UI"
-    assert inputs["lora_r"]["defaultValue"] == 8
-    assert inputs["corpus_uri"]["defaultValue"] == "examples/psychiatry/corpus"
+    # config fields are overrides: empty by default, so an untouched UI field keeps config_json's value
+    for name in ["corpus_uri", "lora_r", "questions_per_category", "promotion_margin"]:
+        assert inputs[name]["parameterType"] == "STRING" and inputs[name].get("defaultValue", "") == ""
+    assert json.loads(inputs["config_json"]["defaultValue"])["train"]["lora_r"] == 8
 
 
 def test_train_task_asks_for_gpus_on_the_gpu_pool(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:

@@ -251,3 +251,24 @@ def test_connect_needs_a_host_or_kubeconfig() -> None:
 def test_a_missing_package_says_to_compile(tmp_path: Path) -> None:
     with pytest.raises(RagtuneError, match="ragtune compile"):
         kfp_client.pipeline_parameters(tmp_path / "missing.yaml")
+
+
+def test_param_flags_keep_ui_strings_and_type_the_rest(tmp_path: Path) -> None:
+    from pipelines.compiler import COMPILED_PATH
+    from pipelines.kfp_client import parameters_from_flags
+    from ragtune.core.errors import InputError
+
+    flags = [
+        "lora_r=16",
+        "synth_shards=4",
+        "gpu_node_selector={pool: gpu}",
+        "judge_base_url=http://j:8000/v1",
+    ]
+    assert parameters_from_flags(COMPILED_PATH, flags) == {
+        "lora_r": "16",
+        "synth_shards": 4,
+        "gpu_node_selector": {"pool": "gpu"},
+        "judge_base_url": "http://j:8000/v1",
+    }
+    with pytest.raises(InputError, match="NAME one of"):
+        parameters_from_flags(COMPILED_PATH, ["no_such_param=1"])
