@@ -11,17 +11,22 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
 
-def _scan(text: str) -> tuple[int, bool]:
-    """Brace depth and whether a string is open at the end of ``text`` (strings and escapes respected)."""
+def _states(text: str) -> Iterator[tuple[int, int, bool]]:
+    """After each character: its position, the brace depth, and whether a string is open.
+
+    The one JSON lexer of this module: braces inside double-quoted strings do not count, and a
+    backslash escapes the next character inside a string.
+    """
     depth = 0
     in_string = False
     escaped = False
-    for char in text:
+    for pos, char in enumerate(text):
         if in_string:
             if escaped:
                 escaped = False
@@ -35,12 +40,12 @@ def _scan(text: str) -> tuple[int, bool]:
             depth += 1
         elif char == "}":
             depth -= 1
-    return depth, in_string
+        yield pos, depth, in_string
 
 
 def opens_string_value(prefill: str) -> bool:
     """Whether a prefill such as ``{"question": "`` leaves the model inside a JSON string value."""
-    depth, in_string = _scan(prefill)
+    _, depth, in_string = next(reversed(list(_states(prefill))), (0, 0, False))
     return in_string and depth > 0
 
 
@@ -50,15 +55,10 @@ def close_string_value(prefill: str, continuation: str) -> str | None:
     This is the local backend's constrained decoding for weak models: the model chooses the value's
     text, the structure around it is ours. ``None`` while the string is still open.
     """
-    escaped = False
-    for pos, char in enumerate(continuation):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            depth, _ = _scan(prefill + continuation[: pos + 1])
-            return continuation[: pos + 1] + "}" * max(depth, 0)
+    offset = len(prefill)
+    for pos, depth, in_string in _states(prefill + continuation):
+        if pos >= offset and not in_string:
+            return continuation[: pos - offset + 1] + "}" * max(depth, 0)
     return None
 
 
@@ -67,26 +67,9 @@ def json_object_end(text: str, start: int = 0) -> int | None:
 
     Braces inside double-quoted strings do not count. ``None`` while the object is still open.
     """
-    depth = 0
-    in_string = False
-    escaped = False
-    for pos in range(start, len(text)):
-        char = text[pos]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return pos + 1
+    for pos, depth, _ in _states(text[start:]):
+        if depth == 0:
+            return start + pos + 1
     return None
 
 
