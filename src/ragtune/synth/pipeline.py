@@ -132,6 +132,23 @@ def _failure_reason(failure: LLMFailure) -> str:
     return filters.LLM_FAILURE
 
 
+def text_problem(text: str, min_chars: int, max_chars: int) -> tuple[str, str] | None:
+    """The first of the checks questions and answers share, as ``(reason, detail)``, or None.
+
+    A refusal, a reference to "the passage", or a length outside the bounds.
+    """
+    phrase = filters.refusal_phrase(text)
+    if phrase is not None:
+        return filters.REFUSAL, phrase
+    reference = filters.source_reference(text)
+    if reference is not None:
+        return filters.MENTIONS_SOURCE, reference
+    problem = filters.length_problem(text, min_chars, max_chars)
+    if problem is not None:
+        return problem, f"{len(text)} characters"
+    return None
+
+
 class _Synthesis:
     """One run's state; each method is one step of the module docstring."""
 
@@ -248,15 +265,9 @@ class _Synthesis:
             self.generator, candidates, requests, QuestionReply, "question", "synth: questions"
         ):
             candidate.question = " ".join(reply.question.split())
-            phrase = filters.refusal_phrase(candidate.question)
-            reference = filters.source_reference(candidate.question)
-            problem = filters.length_problem(candidate.question, s.min_question_chars, s.max_question_chars)
-            if phrase is not None:
-                self.reject(candidate, "question", filters.REFUSAL, detail=phrase)
-            elif reference is not None:
-                self.reject(candidate, "question", filters.MENTIONS_SOURCE, detail=reference)
-            elif problem is not None:
-                self.reject(candidate, "question", problem, detail=f"{len(candidate.question)} characters")
+            problem = text_problem(candidate.question, s.min_question_chars, s.max_question_chars)
+            if problem is not None:
+                self.reject(candidate, "question", problem[0], detail=problem[1])
             elif not filters.is_question(candidate.question):
                 self.reject(
                     candidate, "question", filters.NOT_A_QUESTION, detail="no '?' and no question word"
@@ -311,15 +322,9 @@ class _Synthesis:
         ):
             candidate.answer = reply.answer.strip()
             candidate.citations = resolve_citations(reply.citations, candidate.contexts)
-            phrase = filters.refusal_phrase(candidate.answer)
-            reference = filters.source_reference(candidate.answer)
-            problem = filters.length_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
-            if phrase is not None:
-                self.reject(candidate, "answer", filters.REFUSAL, detail=phrase)
-            elif reference is not None:
-                self.reject(candidate, "answer", filters.MENTIONS_SOURCE, detail=reference)
-            elif problem is not None:
-                self.reject(candidate, "answer", problem, detail=f"{len(candidate.answer)} characters")
+            problem = text_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
+            if problem is not None:
+                self.reject(candidate, "answer", problem[0], detail=problem[1])
 
     def check_grounding(self, candidates: list[Candidate]) -> None:
         alive = [c for c in candidates if c.alive]
