@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -132,6 +132,20 @@ def iter_jsonl(path: str | Path, model: type[R]) -> Iterator[R]:
                 raise InputError(
                     f"{path}:{number}: not a valid {model.__name__} ({where}: {first['msg']})"
                 ) from None
+
+
+def read_json_object(path: str | Path, what: str = "JSON") -> dict[str, Any]:
+    """A JSON object file; missing, unreadable or non-object content is an error naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not readable {what} ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {what} must be a JSON object")
+    return data
 
 
 def read_jsonl(path: str | Path, model: type[R]) -> list[R]:

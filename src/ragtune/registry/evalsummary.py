@@ -9,7 +9,6 @@ comparison with a future challenger need nothing but the registry.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ragtune.core.errors import InputError
+from ragtune.core.records import read_json_object
 
 TUNED, BASE = "tuned", "base"
 TAG_PREFIX = "ragtune.eval."
@@ -88,16 +87,7 @@ class EvalSummary(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> EvalSummary:
         """Read an evaluate-stage ``metrics.json``; a missing or malformed file is an :class:`InputError`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{path}: eval metrics not found") from None
-        except (OSError, ValueError) as err:
-            raise InputError(f"{path}: not readable eval metrics JSON ({err})") from None
-        if not isinstance(data, Mapping):
-            raise InputError(f"{path}: eval metrics must be a JSON object")
-        return cls.from_metrics(data)
+        return cls.from_metrics(read_json_object(path, "eval metrics"))
 
     def to_tags(self) -> dict[str, str]:
         """``ragtune.eval.<field>`` tags for the fields that have a value."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.config import RagtuneConfig
-from ragtune.core.errors import InputError
+from ragtune.core.records import read_json_object
 from ragtune.evaluate.run import METRICS_FILE as EVAL_METRICS_FILE
 from ragtune.evaluate.run import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
 from ragtune.registry.evalsummary import EvalSummary
@@ -42,18 +42,6 @@ log = logging.getLogger(__name__)
 
 DECISION_FILE = "decision.json"
 _CURVE_KEYS = ("loss_curve", "curve", "history", "log_history")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not readable JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
 
 
 def train_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
@@ -142,7 +130,7 @@ def register_and_promote(
     adapter_dir = train_dir / ADAPTER_DIR
     manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")  # fail before anything is logged
     eval_path = eval_dir / EVAL_METRICS_FILE
-    eval_data = _read_json(eval_path)
+    eval_data = read_json_object(eval_path)
     summary = EvalSummary.from_metrics(eval_data)
 
     run_id = start_pipeline_run(config, pipeline_run_id)
@@ -162,7 +150,7 @@ def register_and_promote(
     )
 
     train_path = train_dir / TRAIN_METRICS_FILE
-    train_data = _read_json(train_path) if train_path.is_file() else {}
+    train_data = read_json_object(train_path) if train_path.is_file() else {}
     if not train_data:
         log.warning("%s: no train metrics; the train stage is logged without them", train_path)
     log_stage(
