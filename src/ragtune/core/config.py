@@ -539,7 +539,7 @@ def load_config(
 ) -> RagtuneConfig:
     """Load YAML (if given), then env overrides, then explicit overrides (CLI flags win)."""
     data: dict[str, Any] = {}
-    source = "defaults"
+    source = "env and --set, no config file"
     if path is not None:
         source = str(path)
         try:
