@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
 from ragtune.core.llm import parse_json_object
 from ragtune.evaluate.stats import Verdict
+
+T = TypeVar("T")
 
 MIN_SCORE, MAX_SCORE = 1, 10
 _REASON_CHARS = 1000
@@ -109,8 +112,8 @@ def _unescape(fragment: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), fragment)
 
 
-def _single(values: list[int | None]) -> int | None:
-    """The one score all candidates agree on; ``None`` if any is unusable or they disagree."""
+def _single(values: Sequence[T | None]) -> T | None:
+    """The one value all candidates agree on (score or verdict); ``None`` if any is unusable or they disagree."""
     if not values or any(v is None for v in values) or len(set(values)) != 1:
         return None
     return values[0]
@@ -191,12 +194,6 @@ def coerce_verdict(value: Any) -> Verdict | None:
     return _VERDICT_WORDS.get(word)
 
 
-def _single_verdict(values: list[Verdict | None]) -> Verdict | None:
-    if not values or any(v is None for v in values) or len(set(values)) != 1:
-        return None
-    return values[0]
-
-
 def parse_pairwise_verdict(text: str | None) -> PairVerdict | None:
     """Which of two answers the judge preferred (``A``, ``B`` or ``tie``), or ``None``."""
     if not isinstance(text, str) or not text.strip():
@@ -208,7 +205,7 @@ def parse_pairwise_verdict(text: str | None) -> PairVerdict | None:
             verdict = coerce_verdict(value)
             return None if verdict is None else PairVerdict(winner=verdict, reason=_reason_of(owner))
     if _JSONISH_VERDICT_KEY.search(text):
-        verdict = _single_verdict([coerce_verdict(m.group(1)) for m in _PARTIAL_VERDICT.finditer(text)])
+        verdict = _single([coerce_verdict(m.group(1)) for m in _PARTIAL_VERDICT.finditer(text)])
         if verdict is None:
             return None
         reason = _PARTIAL_REASON.search(text)
@@ -220,7 +217,7 @@ def parse_pairwise_verdict(text: str | None) -> PairVerdict | None:
     found_verdicts = [
         coerce_verdict(m.group(1)) for pattern in _TEXT_VERDICTS for m in pattern.finditer(text)
     ]
-    verdict = _single_verdict(found_verdicts)
+    verdict = _single(found_verdicts)
     if verdict is None:
         return None
     return PairVerdict(winner=verdict, reason=text.strip()[:_REASON_CHARS], parsed_from="text")
