@@ -121,7 +121,9 @@ def test_component_config_applies_pod_env_under_ui_fields() -> None:
 
 
 def test_ui_string_fields_are_validated_as_their_keys() -> None:
-    config = config_from_json("{}", {"train.lora_r": "16", "registry.promotion_margin": "0.25", "corpus.uri": ""})
+    config = config_from_json(
+        "{}", {"train.lora_r": "16", "registry.promotion_margin": "0.25", "corpus.uri": ""}
+    )
     assert (config.train.lora_r, config.registry.promotion_margin) == (16, 0.25)
     assert config.corpus.uri == "examples/psychiatry/corpus"
     with pytest.raises(ConfigError, match=r"train\.lora_r"):
