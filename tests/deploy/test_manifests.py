@@ -436,6 +436,31 @@ def test_pipeline_pods_may_reach_each_service(overlay: tuple[str, list[dict[str,
     assert wanted <= reachable, f"{name}: pipeline pods cannot reach {sorted(wanted - reachable)}"
 
 
+def test_training_pods_of_a_pytorchjob_admit_each_other_and_nobody_else(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """torchrun's rendezvous and NCCL use ports chosen at run time: pod-to-pod on every port."""
+    name, objects = overlay
+    from components.train_pytorchjob.job import build_pytorchjob
+
+    job = build_pytorchjob("ragtune-train-x", NAMESPACE, "img:1", ["true"], num_nodes=2, gpus_per_node=1)
+    master_labels = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"].get("labels", {})
+    # the operator adds this label to every pod of the job
+    pod = {**master_labels, "training.kubeflow.org/job-name": "ragtune-train-x"}
+    admitting = [
+        rule
+        for p in of_kind(objects, "NetworkPolicy")
+        if p["spec"]["podSelector"] != {} and selector_matches(p["spec"]["podSelector"], pod)
+        for rule in p["spec"].get("ingress", [])
+    ]
+    assert admitting, f"{name}: training pods cannot reach each other"
+    for rule in admitting:
+        assert not rule.get("ports"), f"{name}: NCCL needs every port between training pods"
+        for peer in rule["from"]:
+            assert "namespaceSelector" not in peer and selector_matches(peer["podSelector"], pod)
+            assert not selector_matches(peer["podSelector"], {"app.kubernetes.io/name": "mlflow"})
+
+
 # ---------------------------------------------------------------------------------------- RBAC
 def test_rbac_is_namespaced_least_privilege(built: tuple[str, list[dict[str, Any]]]) -> None:
     name, objects = built
