@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ragtune.core.cache import ContentCache
     from ragtune.core.config import build_config
+    from ragtune.core.embedding import SentenceTransformerEmbedder, embed_cached
     from ragtune.core.records import Document, read_jsonl
     from ragtune.core.storage import LocalStorage
     from ragtune.index.build import chunk_documents
-    from ragtune.index.embedder import SentenceTransformerEmbedder, embed_cached
     from ragtune.index.store import FaissStore
     from ragtune.parse import parse_corpus
 

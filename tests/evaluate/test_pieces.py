@@ -80,8 +80,8 @@ def test_similarity_measures() -> None:
 
 
 def test_missing_embedder_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ragtune.index.embedder", None)  # import fails
-    with pytest.raises(ConfigError, match=r"ragtune\.index\.embedder"):
+    monkeypatch.setitem(sys.modules, "ragtune.core.embedding", None)  # import fails
+    with pytest.raises(ConfigError, match=r"ragtune\.core\.embedding"):
         load_encoder(build_config({}))
 
 

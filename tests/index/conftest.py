@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ragtune.core.config import EmbedderConfig
+from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.index.chunking import WordPieceSpans, load_token_spans
-from ragtune.index.embedder import SentenceTransformerEmbedder
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.records import Chunk, Document, Section, read_jsonl
 from ragtune.index import IndexReport, Retriever, ScoredChunk, build_index, load_retriever
-from ragtune.index.embedder import SentenceTransformerEmbedder
 from tests.index.corpus import TOPICS, make_config, topics_document, write_documents
 
 SCANNED = Document(

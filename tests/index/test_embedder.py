@@ -15,14 +15,14 @@ import pytest
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import EmbedderConfig
-from ragtune.core.storage import LocalStorage
-from ragtune.index.embedder import (
+from ragtune.core.embedding import (
     EmbeddingError,
     OpenAIEmbedder,
     SentenceTransformerEmbedder,
     embed_cached,
     load_embedder,
 )
+from ragtune.core.storage import LocalStorage
 
 
 def test_local_embedder_gives_unit_float32_rows(embedder: SentenceTransformerEmbedder) -> None:

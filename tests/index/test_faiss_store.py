@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ragtune.core.config import VectorStoreConfig
+from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.errors import InputError
 from ragtune.core.records import Chunk
-from ragtune.index.embedder import SentenceTransformerEmbedder
 from ragtune.index.store import (
     FaissStore,
     VectorStoreError,

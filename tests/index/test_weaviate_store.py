@@ -21,9 +21,9 @@ from weaviate.exceptions import WeaviateQueryError
 from weaviate.util import generate_uuid5
 
 from ragtune.core.config import VectorStoreConfig
+from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.records import Chunk
 from ragtune.index import build_index, load_retriever
-from ragtune.index.embedder import SentenceTransformerEmbedder
 from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
 from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
 

@@ -12,7 +12,7 @@ from ragtune.core.errors import ConfigError
 
 
 class TextEncoder(Protocol):
-    """What cosine similarity needs of an embedder (``ragtune.index.embedder.Embedder`` fits)."""
+    """What cosine similarity needs of an embedder (``ragtune.core.embedding.Embedder`` fits)."""
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -48,9 +48,9 @@ def cosine_similarities(
 def load_encoder(config: RagtuneConfig) -> TextEncoder:
     """The run's embedder (``index.embedder``), so cosine uses the same model as retrieval."""
     try:
-        from ragtune.index.embedder import load_embedder
+        from ragtune.core.embedding import load_embedder
     except ImportError as err:
         raise ConfigError(
-            f"evaluate needs ragtune.index.embedder for answer-reference cosine similarity ({err})"
+            f"evaluate needs ragtune.core.embedding for answer-reference cosine similarity ({err})"
         ) from None
     return load_embedder(config.index.embedder)

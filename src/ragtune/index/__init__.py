@@ -5,7 +5,7 @@
 * :func:`load_retriever` — reopen an index for the later stages: ``search(query, k)``.
 
 The pieces: :mod:`.chunking` (token-bounded chunks that never cross a section),
-:mod:`.embedder` (local sentence-transformers or an OpenAI-compatible endpoint, behind a content
+:mod:`ragtune.core.embedding` (local sentence-transformers or an OpenAI-compatible endpoint, behind a content
 cache) and :mod:`.store` (embedded FAISS or a Weaviate collection).
 """
 

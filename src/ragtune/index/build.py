@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.embedding import Embedder, SentenceTransformerEmbedder, embed_cached, load_embedder
 from ragtune.core.errors import StorageError
 from ragtune.core.records import Chunk, Document, read_jsonl, write_jsonl
 from ragtune.core.storage import S3Storage, open_storage
 from ragtune.index.chunking import chunk_document, load_token_spans
-from ragtune.index.embedder import Embedder, SentenceTransformerEmbedder, embed_cached, load_embedder
 from ragtune.index.store import create_store
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.embedding import Embedder, load_embedder
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.records import Chunk, read_jsonl
-from ragtune.index.embedder import Embedder, load_embedder
 from ragtune.index.store import STORE_FILE, Hit, VectorStore, open_store, read_store_info
 
 log = logging.getLogger(__name__)
