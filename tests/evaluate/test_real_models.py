@@ -31,8 +31,8 @@ def write_adapter(directory: Path) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from ragtune.core.modelload import ADAPTER_META_FILE, AdapterMeta
     from ragtune.core.models import load_causal_lm
-    from ragtune.train.model import ADAPTER_META_FILE, AdapterMeta
 
     model, _ = load_causal_lm("smollm2")
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

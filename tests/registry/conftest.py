@@ -216,7 +216,7 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     lora = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
     get_peft_model(model, lora).save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(adapter_dir)
-    manifest = {  # ragtune.train.model.AdapterMeta
+    manifest = {  # ragtune.core.modelload.AdapterMeta
         "base_model": str(base_dir),
         "base_model_path": str(base_dir),
         "lora_r": 2,

@@ -10,10 +10,10 @@ import torch
 
 from ragtune.core.config import StorageConfig, build_config
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.modelload import resolve_base_model
 from ragtune.core.storage import open_storage
 from ragtune.train import train
 from ragtune.train.distributed import deepspeed_config_path, launch_command, resolve_stage
-from ragtune.train.model import resolve_base_model
 from ragtune.train.runner import RUN_FILE, resumable_checkpoint
 from tests.conftest import S3Server
 from tests.train.helpers import small_config

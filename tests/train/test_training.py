@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ragtune.train import TrainReport, load_tuned_model, train
-from ragtune.train.model import probe_logits, read_adapter_meta
+from ragtune.core.modelload import load_tuned_model, read_adapter_meta
+from ragtune.train import TrainReport, train
+from ragtune.train.lora import probe_logits
 from ragtune.train.runner import PROBE_FILE
 from tests.train.helpers import small_config
 

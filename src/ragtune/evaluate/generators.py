@@ -116,14 +116,14 @@ def adapter_fingerprint(adapter_dir: Path) -> str:
 
 def _load_base(name: str, config: RagtuneConfig) -> Any:
     """The base model resolved and loaded exactly as training loads it (same folder, same dtype)."""
+    from ragtune.core.modelload import compute_dtype, resolve_base_model
     from ragtune.core.models import load_causal_lm
-    from ragtune.train.model import compute_dtype, resolve_base_model
 
     return load_causal_lm(resolve_base_model(name, config), dtype=compute_dtype())
 
 
 def _load_tuned(adapter_dir: Path, config: RagtuneConfig) -> Any:
-    from ragtune.train import load_tuned_model
+    from ragtune.core.modelload import load_tuned_model
 
     return load_tuned_model(adapter_dir, config)
 
@@ -136,7 +136,7 @@ def model_answerers(
     Without an adapter the base is ``train.base_model``. With one, it is the base the adapter was
     trained on (its ``ragtune_adapter.json``), so the comparison isolates what tuning changed.
     """
-    from ragtune.train.model import read_adapter_meta
+    from ragtune.core.modelload import read_adapter_meta
 
     warnings: list[str] = []
     options: dict[str, Any] = {

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.modelload import ADAPTER_META_FILE, read_adapter_meta
 from ragtune.core.records import read_json_object
 from ragtune.evaluate.run import METRICS_FILE as EVAL_METRICS_FILE
 from ragtune.evaluate.run import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
@@ -34,8 +35,7 @@ from ragtune.registry.tracking import (
     start_pipeline_run,
     tracking_uri,
 )
-from ragtune.train.model import read_adapter_meta
-from ragtune.train.report import ADAPTER_DIR, ADAPTER_META_FILE
+from ragtune.train.report import ADAPTER_DIR
 from ragtune.train.report import METRICS_FILE as TRAIN_METRICS_FILE
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The model's only artifact is the adapter folder (peft weights, tokenizer, ``ragtune_adapter.json``),
 small even for large base models. ``load_context`` loads it with
-:func:`ragtune.train.load_tuned_model`, the loader the evaluate stage uses: the base model named in
+:func:`ragtune.core.modelload.load_tuned_model`, the loader the evaluate stage uses: the base model named in
 ``ragtune_adapter.json`` through :func:`ragtune.core.models.load_causal_lm` (the packaged SmolLM2,
 a folder, an ``s3://`` prefix or a hub id) with the adapter applied by peft. ``predict`` takes
 questions and returns answers, generated exactly like the evaluate stage's ``tuned`` contender
@@ -67,8 +67,8 @@ class AdapterModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
+        from ragtune.core.modelload import load_tuned_model
         from ragtune.evaluate.generators import HFChat
-        from ragtune.train import load_tuned_model
 
         self._config: dict[str, Any] = dict(context.model_config or {})
         config = RagtuneConfig.model_validate(self._config.get(CONFIG_KEY) or {})

@@ -231,7 +231,7 @@ def register_model(
     """
     from mlflow.exceptions import MlflowException
 
-    from ragtune.train.model import read_adapter_meta
+    from ragtune.core.modelload import read_adapter_meta
 
     adapter_dir = Path(adapter_dir).resolve()  # MLflow refuses artifacts reached through a symlink
     manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")

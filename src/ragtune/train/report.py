@@ -13,7 +13,6 @@ METRICS_FILE = "metrics.json"
 ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 CHECKPOINTS_DIR = "checkpoints"
-ADAPTER_META_FILE = "ragtune_adapter.json"
 
 
 class LossPoint(BaseModel):

@@ -17,17 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError
+from ragtune.core.modelload import AdapterMeta, compute_dtype, resolve_base_model, write_adapter_meta
 from ragtune.train.data import Splits, encode_items, make_collator, read_splits
 from ragtune.train.distributed import deepspeed_config_path
-from ragtune.train.model import (
-    AdapterMeta,
-    add_lora,
-    compute_dtype,
-    load_base_model,
-    probe_logits,
-    resolve_base_model,
-    write_adapter_meta,
-)
+from ragtune.train.lora import add_lora, load_base_model, probe_logits
 from ragtune.train.report import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,

@@ -8,7 +8,7 @@ from pathlib import Path
 from ragtune.core.config import RagtuneConfig
 from ragtune.train.data import train_file
 from ragtune.train.distributed import resolve_stage, run_under_deepspeed
-from ragtune.train.model import check_qlora, merge_adapter
+from ragtune.train.lora import check_qlora, merge_adapter
 from ragtune.train.report import ADAPTER_DIR, MERGED_DIR, METRICS_FILE, TrainReport
 from ragtune.train.runner import PROBE_FILE, run_training
 
