@@ -10,9 +10,9 @@ import pytest
 from ragtune.core.config import build_config
 from ragtune.core.errors import ConfigError, RagtuneError
 from ragtune.core.llm import ChatRequest
+from ragtune.core.llm.hf_chat import HFChat, answer_request
 from ragtune.core.records import write_jsonl
 from ragtune.evaluate import evaluate
-from ragtune.evaluate.generators import HFChat, answer_request
 from ragtune.evaluate.judge import Case, Judge
 from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, SCORE_TEMPLATE, clip_context, template_id
 from ragtune.evaluate.similarity import cosine_similarities, load_encoder, rouge_l

@@ -9,6 +9,7 @@ cache through :mod:`ragtune.core.storage`), or a hub id (fetched with the token 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -150,3 +151,14 @@ def load_tuned_model(
 
 def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
     (adapter_dir / ADAPTER_META_FILE).write_text(meta.model_dump_json(indent=2), encoding="utf-8")
+
+
+def adapter_fingerprint(adapter_dir: Path) -> str:
+    """SHA-256 over every file of an adapter folder (names and bytes): a retrained adapter differs."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(adapter_dir).as_posix().encode("utf-8") + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

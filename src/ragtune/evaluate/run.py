@@ -13,12 +13,12 @@ from ragtune.core.cache import ContentCache
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 from ragtune.core.llm import ChatModel, ChatResponse, LLMFailure, TokenLedger, open_chat_model
+from ragtune.core.llm.hf_chat import answer_request
 from ragtune.core.records import InstructionItem, read_jsonl, write_jsonl
 from ragtune.core.storage import open_storage
 from ragtune.evaluate.generators import (
     ANSWER_CACHE_NAMESPACE,
     answer_messages,
-    answer_request,
     contender_answerers,
     load_error,
     model_answerers,

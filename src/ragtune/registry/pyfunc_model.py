@@ -67,8 +67,8 @@ class AdapterModel(PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
+        from ragtune.core.llm.hf_chat import HFChat
         from ragtune.core.modelload import load_tuned_model
-        from ragtune.evaluate.generators import HFChat
 
         self._config: dict[str, Any] = dict(context.model_config or {})
         config = RagtuneConfig.model_validate(self._config.get(CONFIG_KEY) or {})
@@ -84,7 +84,7 @@ class AdapterModel(PythonModel):
     # model_input is left unannotated on purpose: MLflow reads predict's type hints as a schema, and
     # the explicit signature (one string column) already describes the input.
     def predict(self, context: Any, model_input, params: dict[str, Any] | None = None) -> list[str]:
-        from ragtune.evaluate.generators import answer_request
+        from ragtune.core.llm.hf_chat import answer_request
 
         questions = _questions(model_input)
         max_new_tokens = int(

@@ -94,7 +94,7 @@ def git_revision(cwd: Path | None = None) -> str:
 
 def adapter_sha256(adapter_dir: Path) -> str:
     """The adapter's content hash, the same one the evaluate stage names the tuned model by."""
-    from ragtune.evaluate.generators import adapter_fingerprint
+    from ragtune.core.modelload import adapter_fingerprint
 
     return adapter_fingerprint(adapter_dir)
 
