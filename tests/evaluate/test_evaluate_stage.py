@@ -13,7 +13,7 @@ from ragtune.core.errors import InputError
 from ragtune.core.records import write_jsonl
 from ragtune.evaluate import EvalReport, ScoreRow, evaluate
 from ragtune.evaluate.generators import answer_messages
-from ragtune.evaluate.run import select_items
+from ragtune.evaluate.stage import select_items
 from tests.evaluate.fakes import PrefillJudge, ScriptedAnswerer, WordHashEncoder, judge_responder
 from tests.evaluate.helpers import ITEMS, make_item
 from tests.llm.fake_openai import FakeOpenAI

@@ -336,7 +336,7 @@ def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     """The cluster fan-out: disjoint shards make the calls; the merge run makes none."""
-    from ragtune.synth.pipeline import in_shard
+    from ragtune.synth.stage import in_shard
 
     config = make_config(tmp_path, synth_server.endpoint())
     generated = []

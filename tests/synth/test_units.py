@@ -12,9 +12,9 @@ from ragtune.core.errors import ConfigError
 from ragtune.core.records import Chunk, Document, Section
 from ragtune.synth import filters, generator_endpoint
 from ragtune.synth.categories import build_categories, category_path, plan_slots
-from ragtune.synth.pipeline import Candidate, SynthInvariantError, _check_every_slot_accounted
 from ragtune.synth.prompts import AnswerReply, resolve_citations
 from ragtune.synth.split import SplitItem, split_eval
+from ragtune.synth.stage import Candidate, SynthInvariantError, _check_every_slot_accounted
 from ragtune.synth.templates import TemplateSet
 
 

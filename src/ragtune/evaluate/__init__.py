@@ -6,12 +6,12 @@ verdicts in both orders, and writes ``scores.jsonl``, ``pairwise.jsonl``, ``metr
 ``report.html``. The modules each do one job: ``generators`` (who answers), ``prompts`` and
 ``templates/`` (the rubric), ``parsing`` (reading the judge), ``judge`` (asking it), ``stats`` (the
 bootstrap and pairwise arithmetic), ``similarity`` (ROUGE-L, cosine), ``metrics``, ``plots``,
-``report`` and ``run`` (the stage function).
+``report`` and ``stage`` (the stage function).
 """
 
 from ragtune.evaluate.parsing import JudgeScore, PairVerdict, parse_judge_score, parse_pairwise_verdict
-from ragtune.evaluate.run import evaluate
 from ragtune.evaluate.schema import EvalMetrics, EvalReport, PairRow, ScoreRow
+from ragtune.evaluate.stage import evaluate
 
 __all__ = [
     "EvalMetrics",

@@ -11,7 +11,6 @@ points at an MLflow server instead. Promotion uses registry aliases (``champion`
 from __future__ import annotations
 
 from ragtune.registry.evalsummary import EvalSummary
-from ragtune.registry.pipeline import register_and_promote
 from ragtune.registry.promote import PromotionDecision, promote, promote_version
 from ragtune.registry.pyfunc_model import AdapterModel
 from ragtune.registry.register import (
@@ -22,6 +21,7 @@ from ragtune.registry.register import (
     model_uri,
     register_model,
 )
+from ragtune.registry.stage import register_and_promote
 from ragtune.registry.tracking import config_params, log_stage, start_pipeline_run, tracking_uri
 
 __all__ = [

@@ -4,10 +4,10 @@
 ``eval.jsonl``, their Alpaca twins, ``rejected.jsonl``, a dataset card ``README.md`` and
 ``synth_report.json``. The pieces: :mod:`.categories` (categories and question slots),
 :mod:`.templates` (versioned Jinja2 prompts), :mod:`.prompts` (requests and reply schemas),
-:mod:`.filters`, :mod:`.split`, :mod:`.dataset` and :mod:`.pipeline` (the steps in order).
+:mod:`.filters`, :mod:`.split`, :mod:`.dataset` and :mod:`.stage` (the steps in order).
 """
 
-from ragtune.synth.pipeline import generator_endpoint, synthesize
 from ragtune.synth.report import RejectedItem, SynthReport
+from ragtune.synth.stage import generator_endpoint, synthesize
 
 __all__ = ["RejectedItem", "SynthReport", "generator_endpoint", "synthesize"]

@@ -1,6 +1,6 @@
 """The quality filters of the synthesis stage, as pure functions over texts and vectors.
 
-Each check answers ``None`` (passes) or a short reason; :mod:`ragtune.synth.pipeline` applies them
+Each check answers ``None`` (passes) or a short reason; :mod:`ragtune.synth.stage` applies them
 in order and records the first failure of every slot in ``rejected.jsonl``. Vectors are unit-length
 rows (the index embedder's), so a dot product is a cosine similarity.
 """

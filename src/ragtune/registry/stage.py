@@ -19,8 +19,8 @@ from typing import Any
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.modelload import ADAPTER_META_FILE, read_adapter_meta
 from ragtune.core.records import read_json_object
-from ragtune.evaluate.run import METRICS_FILE as EVAL_METRICS_FILE
-from ragtune.evaluate.run import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
+from ragtune.evaluate.stage import METRICS_FILE as EVAL_METRICS_FILE
+from ragtune.evaluate.stage import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
 from ragtune.registry.register import register_model
