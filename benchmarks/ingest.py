@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from ragtune.core.embedding import SentenceTransformerEmbedder, embed_cached
     from ragtune.core.records import Document, read_jsonl
     from ragtune.core.storage import LocalStorage
-    from ragtune.index.build import chunk_documents
+    from ragtune.index.stage import chunk_documents
     from ragtune.index.store import FaissStore
     from ragtune.parse import parse_corpus
 

@@ -9,7 +9,7 @@ The pieces: :mod:`.chunking` (token-bounded chunks that never cross a section),
 cache) and :mod:`.store` (embedded FAISS or a Weaviate collection).
 """
 
-from ragtune.index.build import IndexReport, build_index
 from ragtune.index.retriever import Retriever, ScoredChunk, load_retriever
+from ragtune.index.stage import IndexReport, build_index
 
 __all__ = ["IndexReport", "Retriever", "ScoredChunk", "build_index", "load_retriever"]

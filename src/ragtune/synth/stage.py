@@ -58,7 +58,7 @@ from ragtune.core.records import (
     write_jsonl,
 )
 from ragtune.index import Retriever, load_retriever
-from ragtune.index.build import embedding_cache
+from ragtune.index.stage import embedding_cache
 from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
 from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
