@@ -53,13 +53,13 @@ def train_pytorchjob(
     from kubernetes import client
     from kubernetes import config as kube_config
 
-    from components.train_pytorchjob.stage import (
+    from ragtune.core.config import config_from_json
+    from ragtune.train.cluster.stage import (
         ClusterTraining,
         current_namespace,
         job_name,
         train_on_cluster,
     )
-    from ragtune.core.config import config_from_json
 
     config = config_from_json(config_json)
     options = ClusterTraining(

@@ -441,7 +441,7 @@ def test_training_pods_of_a_pytorchjob_admit_each_other_and_nobody_else(
 ) -> None:
     """torchrun's rendezvous and NCCL use ports chosen at run time: pod-to-pod on every port."""
     name, objects = overlay
-    from components.train_pytorchjob.job import build_pytorchjob
+    from ragtune.train.cluster.job import build_pytorchjob
 
     job = build_pytorchjob("ragtune-train-x", NAMESPACE, "img:1", ["true"], num_nodes=2, gpus_per_node=1)
     master_labels = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"].get("labels", {})

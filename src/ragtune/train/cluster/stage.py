@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.train_pytorchjob.job import (
+from ragtune.core.config import RagtuneConfig, TrainConfig
+from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.storage import is_s3_uri, open_storage
+from ragtune.train.cluster.job import (
     CONFIG_ENV,
     build_pytorchjob,
     secret_env,
     training_command,
     value_env,
 )
-from components.train_pytorchjob.node import DATASET_PREFIX, ERROR_FILE, OUTPUT_PREFIX
-from components.train_pytorchjob.runner import run_pytorchjob
-from ragtune.core.config import RagtuneConfig, TrainConfig
-from ragtune.core.errors import ConfigError, InputError, RagtuneError
-from ragtune.core.storage import is_s3_uri, open_storage
+from ragtune.train.cluster.node import DATASET_PREFIX, ERROR_FILE, OUTPUT_PREFIX
+from ragtune.train.cluster.runner import run_pytorchjob
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Entry point of every PyTorchJob pod: ``python -m components.train_pytorchjob.node --work-uri URI -- torchrun ...``.
+"""Entry point of every PyTorchJob pod: ``python -m ragtune.train.cluster.node --work-uri URI -- torchrun ...``.
 
 1. reads the resolved config from ``$RAGTUNE_JOB_CONFIG_JSON`` into ``<workdir>/config.json``;
 2. copies ``<work-uri>/dataset/`` into ``<workdir>/dataset`` (each node has its own disk);
@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from components.train_pytorchjob.job import CONFIG_ENV, WORKDIR
 from ragtune.core.config import config_from_json
 from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage, open_storage
+from ragtune.train.cluster.job import CONFIG_ENV, WORKDIR
 
 DATASET_PREFIX = "dataset/"
 OUTPUT_PREFIX = "output/"
@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" not in args:
         print(
-            "usage: python -m components.train_pytorchjob.node --work-uri URI [--workdir DIR] -- COMMAND...",
+            "usage: python -m ragtune.train.cluster.node --work-uri URI [--workdir DIR] -- COMMAND...",
             file=sys.stderr,
         )
         return 2
     split = args.index("--")
-    parser = argparse.ArgumentParser(prog="python -m components.train_pytorchjob.node", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ragtune.train.cluster.node", description=__doc__)
     parser.add_argument(
         "--work-uri", required=True, help="s3:// prefix holding dataset/ and receiving output/."
     )

@@ -1,28 +1,25 @@
-"""The PyTorchJob builder field by field, the runner against FAKE Kubernetes APIs, and the component's compile.
+"""The PyTorchJob builder field by field and the runner against FAKE Kubernetes APIs.
 
 No cluster and no Training Operator: the runner tests replay scripted job conditions and logs
 through ``fakes.py``; what they prove is the runner's logic over those, not the operator's.
 """
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes.client import CoreV1Api, CustomObjectsApi
 
-from components.images import CPU_IMAGE
-from components.train_pytorchjob.job import (
+from ragtune.core.errors import ConfigError
+from ragtune.train.cluster.job import (
     build_pytorchjob,
     master_selector,
     secret_env,
     training_command,
     value_env,
 )
-from components.train_pytorchjob.runner import PyTorchJobError, job_condition, run_pytorchjob
-from components.train_pytorchjob.tests.fakes import FakeCore, FakeCustomObjects, condition, pod, status
-from ragtune.core.errors import ConfigError
+from ragtune.train.cluster.runner import PyTorchJobError, job_condition, run_pytorchjob
+from tests.train.cluster.fakes import FakeCore, FakeCustomObjects, condition, pod, status
 
 WORK_URI = "s3://ragtune-cache/pytorchjobs/ragtune-train-abc"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -80,7 +77,7 @@ def test_the_container_runs_torchrun_on_the_launcher_with_gpus_and_shm() -> None
     assert container["name"] == "pytorch"
     assert container["image"] == "ghcr.io/ragtune/ragtune-train:0.1.0"
     command = container["command"]
-    assert command[:3] == ["python", "-m", "components.train_pytorchjob.node"]
+    assert command[:3] == ["python", "-m", "ragtune.train.cluster.node"]
     assert command[command.index("--work-uri") + 1] == WORK_URI
     launcher = command[command.index("--") + 1 :]
     assert launcher[:6] == [
@@ -379,43 +376,3 @@ def test_the_fakes_use_methods_the_real_kubernetes_client_has() -> None:
             p for p in inspect.signature(getattr(fake, method)).parameters if p not in ("self", "kwargs")
         ]
         assert real_params == fake_params, method
-
-
-# --- the KFP component ------------------------------------------------------------------------
-
-
-def test_the_component_compiles_with_typed_inputs_and_outputs(tmp_path: Path) -> None:
-    from kfp import compiler
-
-    from components.train_pytorchjob.component import train_pytorchjob
-
-    path = tmp_path / "train_pytorchjob.yaml"
-    compiler.Compiler().compile(train_pytorchjob, str(path))
-    spec = yaml.safe_load(path.read_text())
-
-    (component,) = spec["components"].values()
-    parameters = {k: v["parameterType"] for k, v in component["inputDefinitions"]["parameters"].items()}
-    assert parameters == {
-        "config_json": "STRING",
-        "num_nodes": "NUMBER_INTEGER",
-        "gpus_per_node": "NUMBER_INTEGER",
-        "node_selector": "STRUCT",
-        "tolerations": "LIST",
-        "image": "STRING",
-        "namespace": "STRING",
-        "service_account": "STRING",
-        "s3_secret": "STRING",
-        "hf_secret": "STRING",
-        "timeout_hours": "NUMBER_DOUBLE",
-    }
-    assert (
-        component["inputDefinitions"]["artifacts"]["dataset"]["artifactType"]["schemaTitle"]
-        == "system.Dataset"
-    )
-    assert (
-        component["outputDefinitions"]["artifacts"]["adapter"]["artifactType"]["schemaTitle"]
-        == "system.Model"
-    )
-    (executor,) = spec["deploymentSpec"]["executors"].values()
-    assert executor["container"]["image"] == CPU_IMAGE
-    assert "pip install" not in " ".join(executor["container"]["command"])  # install_kfp_package=False

@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 
-from components.train_pytorchjob import node
-from components.train_pytorchjob.job import CONFIG_ENV
-from components.train_pytorchjob.stage import (
+from ragtune.core.config import RagtuneConfig, build_config
+from ragtune.core.errors import ConfigError, InputError
+from ragtune.core.storage import S3Storage, open_storage
+from ragtune.train.cluster import node
+from ragtune.train.cluster.job import CONFIG_ENV
+from ragtune.train.cluster.stage import (
     ClusterTraining,
     current_namespace,
     deepspeed_stage,
@@ -25,11 +28,8 @@ from components.train_pytorchjob.stage import (
     train_on_cluster,
     work_uri,
 )
-from components.train_pytorchjob.tests.fakes import FakeCore, FakeCustomObjects, condition, pod, status
-from ragtune.core.config import RagtuneConfig, build_config
-from ragtune.core.errors import ConfigError, InputError
-from ragtune.core.storage import S3Storage, open_storage
 from tests.conftest import S3Server
+from tests.train.cluster.fakes import FakeCore, FakeCustomObjects, condition, pod, status
 
 # Stands in for `torchrun ... -m ragtune.train.launch --config-json C --dataset D --out O --stage S`:
 # checks what node.py staged, then writes what rank 0 of the real launcher writes.

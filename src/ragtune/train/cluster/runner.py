@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from components.train_pytorchjob.job import CONTAINER_NAME, GROUP, PLURAL, VERSION, master_selector
 from ragtune.core.errors import RagtuneError
+from ragtune.train.cluster.job import CONTAINER_NAME, GROUP, PLURAL, VERSION, master_selector
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api, CustomObjectsApi

@@ -35,7 +35,7 @@ JOB_NAME_LABEL = "training.kubeflow.org/job-name"
 REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
 WORKDIR = "/workspace"
 LAUNCH_MODULE = "ragtune.train.launch"
-NODE_MODULE = "components.train_pytorchjob.node"
+NODE_MODULE = "ragtune.train.cluster.node"
 CONFIG_ENV = "RAGTUNE_JOB_CONFIG_JSON"  # the resolved config (no secrets) for node.py
 RUN_AS_USER = 10001  # the ragtune images' user
 

@@ -1,0 +1,1 @@
+"""Multi-node training on Kubernetes: a Kubeflow Training Operator PyTorchJob built, run and staged."""
