@@ -1,6 +1,6 @@
 """Ingest throughput against the bare libraries underneath it.
 
-* ``parse_ratio`` — our PDF reading (``ragtune.parse.parse_corpus`` on the PDFs: layout-aware
+* ``parse_ratio`` — our PDF reading (``ragtune.parse.run_parse`` on the PDFs: layout-aware
   lines, headings, sections, ``documents.jsonl``) in pages/s, divided by raw pypdf
   ``page.extract_text()`` pages/s on the same files.
 * ``embed_ratio`` — our embed + index path (``embed_cached`` through an empty embedding cache, then
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from ragtune.core.storage import LocalStorage
     from ragtune.index.stage import chunk_documents
     from ragtune.index.store import FaissStore
-    from ragtune.parse import parse_corpus
+    from ragtune.parse import run_parse
 
     with tempfile.TemporaryDirectory(prefix="ragtune-bench-") as tmp:
         work = Path(tmp)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             run_config = config.model_copy(
                 update={"cache": config.cache.model_copy(update={"uri": str(fresh("cache"))})}
             )
-            report = parse_corpus(run_config, fresh("parsed"), [str(p) for p in pdfs])
+            report = run_parse(run_config, fresh("parsed"), [str(p) for p in pdfs])
             if report.failed:
                 raise SystemExit(f"parse failed: {[f.reason for f in report.failures]}")
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # --- embed + index: our path vs bare SentenceTransformer.encode -------------------------
         parsed = fresh("corpus")
-        report = parse_corpus(
+        report = run_parse(
             config.model_copy(update={"cache": config.cache.model_copy(update={"uri": str(fresh("cache"))})}),
             parsed,
         )

@@ -7,7 +7,7 @@
   Everything the real client does is in the path (``openai.AsyncOpenAI``, HTTP, JSON, retries
   armed, ledger, progress); the response cache is off so every request is sent.
 * ``incremental_calls`` / ``incremental_time`` — ``ragtune.synth.synthesize`` on 20 generated
-  documents (index built with ``ragtune.index.build_index``, embeddings and chat from the same
+  documents (index built with ``ragtune.index.run_index``, embeddings and chat from the same
   fake server), then again, sharing the cache, after one document changed: the rerun's chat
   requests and wall time as fractions of the full run's. ``nan`` (with a note) while
   ``ragtune.synth`` or ``ragtune.index`` cannot be imported.
@@ -131,8 +131,8 @@ def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path
     try:
         from ragtune.core.config import build_config
         from ragtune.core.records import write_jsonl
-        from ragtune.index import build_index
-        from ragtune.synth import synthesize
+        from ragtune.index import run_index
+        from ragtune.synth import run_synth
     except ImportError as err:
         return math.nan, math.nan, f"synthesis stage not available ({err})"
     try:
@@ -157,10 +157,10 @@ def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path
         folder.mkdir(parents=True)
         docs_path = folder / "documents.jsonl"
         write_jsonl(docs_path, make_documents(documents, changed))
-        build_index(config, docs_path, folder / "indexed")
+        run_index(config, docs_path, folder / "indexed")
         before = server.chat_count
         started = time.perf_counter()
-        synthesize(config, docs_path, folder / "indexed", folder / "synth")
+        run_synth(config, docs_path, folder / "indexed", folder / "synth")
         runs.append((server.chat_count - before, time.perf_counter() - started))
     (full_calls, full_time), (rerun_calls, rerun_time) = runs
     print(f"{'synthesis, full run':<34}{full_calls:>10} calls {full_time:>9.2f} s")

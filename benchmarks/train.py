@@ -88,7 +88,7 @@ def make_dataset(folder: Path, n_train: int = 36, n_eval: int = 8) -> Path:
 
 def run_ours(args: argparse.Namespace, deepspeed: str) -> dict[str, Any]:
     from ragtune.core.config import build_config
-    from ragtune.train import train
+    from ragtune.train import run_train
 
     config = build_config(
         {
@@ -106,7 +106,7 @@ def run_ours(args: argparse.Namespace, deepspeed: str) -> dict[str, Any]:
         }
     )
     with tempfile.TemporaryDirectory() as out:
-        report = train(config, args.dataset, Path(out))
+        report = run_train(config, args.dataset, Path(out))
     return {
         "seconds_per_step": report.seconds_per_step,
         "tokens_per_second": report.tokens_per_second,

@@ -31,9 +31,9 @@ def evaluate_adapter(
     from pathlib import Path
 
     from ragtune.core.config import config_from_json
-    from ragtune.evaluate import evaluate
+    from ragtune.evaluate import run_evaluate
 
-    result = evaluate(
+    result = run_evaluate(
         config_from_json(config_json), Path(dataset.path), Path(model.path) / "adapter", Path(evaluation.path)
     )
     shutil.copyfile(result.report_path, report.path)

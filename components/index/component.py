@@ -21,9 +21,9 @@ def index_documents(
     from pathlib import Path
 
     from ragtune.core.config import config_from_json
-    from ragtune.index import build_index
+    from ragtune.index import run_index
 
     config = config_from_json(config_json)
-    report = build_index(config, Path(documents.path) / "documents.jsonl", Path(index.path))
+    report = run_index(config, Path(documents.path) / "documents.jsonl", Path(index.path))
     metrics.log_metric("chunks", report.chunks)
     metrics.log_metric("embedding_cache_hits", report.cache_hits)

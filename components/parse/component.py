@@ -25,10 +25,10 @@ def parse_documents(
 
     from ragtune.core.config import config_from_json
     from ragtune.core.errors import InputError
-    from ragtune.parse import parse_corpus
+    from ragtune.parse import run_parse
 
     config = config_from_json(config_json, {"corpus.uri": corpus_uri})
-    report = parse_corpus(config, Path(documents.path))
+    report = run_parse(config, Path(documents.path))
     metrics.log_metric("documents_parsed", report.parsed_count)
     metrics.log_metric("documents_failed", report.failed_count)
     if report.parsed_count == 0:

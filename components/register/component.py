@@ -36,12 +36,12 @@ def register_model(
 
     from ragtune.core.config import config_from_json
     from ragtune.core.records import documents_fingerprint
-    from ragtune.registry import register_and_promote
+    from ragtune.registry import run_registry
 
     lineage = {"corpus_hash": documents_fingerprint(Path(documents.path) / "documents.jsonl")}
     if git_revision:
         lineage["git_commit"] = git_revision
-    result = register_and_promote(
+    result = run_registry(
         config_from_json(config_json),
         train_dir=Path(model.path),
         eval_dir=Path(evaluation.path),

@@ -42,11 +42,11 @@ def synthesize_shard(
     from pathlib import Path
 
     from ragtune.core.config import config_from_json
-    from ragtune.synth import synthesize
+    from ragtune.synth import run_synth
 
     config = config_from_json(config_json)
     with tempfile.TemporaryDirectory() as scratch:  # the shard's own files are not the dataset
-        report = synthesize(
+        report = run_synth(
             config,
             Path(documents.path) / "documents.jsonl",
             Path(index.path) / "index",
@@ -79,10 +79,10 @@ def synthesize_dataset(
 
     from ragtune.core.config import config_from_json
     from ragtune.core.errors import InputError
-    from ragtune.synth import synthesize
+    from ragtune.synth import run_synth
 
     config = config_from_json(config_json)
-    report = synthesize(
+    report = run_synth(
         config, Path(documents.path) / "documents.jsonl", Path(index.path) / "index", Path(dataset.path)
     )
     for name in ("generated", "kept", "train", "eval", "rejected", "cache_hits", "cache_misses"):

@@ -28,10 +28,10 @@ def train_adapter(
     from pathlib import Path
 
     from ragtune.core.config import config_from_json
-    from ragtune.train import train
+    from ragtune.train import run_train
 
     overrides = {"train.num_gpus": num_gpus} if num_gpus > 0 else {}
-    report = train(config_from_json(config_json, overrides), Path(dataset.path), Path(model.path))
+    report = run_train(config_from_json(config_json, overrides), Path(dataset.path), Path(model.path))
     model.metadata.update(
         {"accelerator_type": accelerator_type, "device": report.device, "base_model": report.base_model}
     )

@@ -111,12 +111,12 @@ def parse(
     set_: SetOption = None,
 ) -> None:
     """Parse documents into OUT/documents.jsonl and OUT/parse_report.json."""
-    from ragtune.parse import parse_corpus
+    from ragtune.parse import run_parse
 
     for path in paths:
         if not path.exists():
             raise RagtuneError(f"{path}: no such file or folder")
-    report = parse_corpus(_config(config, set_), out, sources=[str(p) for p in paths])
+    report = run_parse(_config(config, set_), out, sources=[str(p) for p in paths])
     console.print(
         f"parsed {report.parsed_count} document(s), {report.failed_count} failed -> {out / 'documents.jsonl'}"
     )
@@ -138,9 +138,9 @@ def index(
     set_: SetOption = None,
 ) -> None:
     """Chunk, embed and index documents into OUT (chunks.jsonl, index/, index_report.json)."""
-    from ragtune.index import build_index
+    from ragtune.index import run_index
 
-    report = build_index(_config(config, set_), documents, out)
+    report = run_index(_config(config, set_), documents, out)
     _print_json(report.model_dump())
 
 
@@ -158,15 +158,15 @@ def synthesize(
     ] = None,
 ) -> None:
     """Generate the instruction dataset into OUT (train/eval/rejected JSONL, README.md card)."""
-    from ragtune.index import build_index
-    from ragtune.parse import parse_corpus
-    from ragtune.synth import synthesize as run_synthesis
+    from ragtune.index import run_index
+    from ragtune.parse import run_parse
+    from ragtune.synth import run_synth as run_synthesis
 
     cfg = _config(config, set_)
     if index_dir is None:
         index_dir = out / "ingest"
-        parse_corpus(cfg, index_dir)
-        build_index(cfg, index_dir / "documents.jsonl", index_dir)
+        run_parse(cfg, index_dir)
+        run_index(cfg, index_dir / "documents.jsonl", index_dir)
     documents = index_dir / "documents.jsonl"
     if not documents.is_file():
         raise RagtuneError(
@@ -189,7 +189,7 @@ def train(
     set_: SetOption = None,
 ) -> None:
     """LoRA-tune train.base_model on DATASET into OUT (adapter/, metrics.json, checkpoints/)."""
-    from ragtune.train import train as run_training
+    from ragtune.train import run_train as run_training
 
     report = run_training(_config(config, set_), dataset, out)
     console.print(
@@ -210,7 +210,7 @@ def evaluate(
     set_: SetOption = None,
 ) -> None:
     """Judge base vs tuned answers on DATASET's eval split into OUT (scores, metrics.json, report.html)."""
-    from ragtune.evaluate import evaluate as run_evaluation
+    from ragtune.evaluate import run_evaluate as run_evaluation
 
     report = run_evaluation(_config(config, set_), dataset, adapter, out)
     console.print(

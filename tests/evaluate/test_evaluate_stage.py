@@ -11,7 +11,7 @@ import pytest
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import InputError
 from ragtune.core.records import write_jsonl
-from ragtune.evaluate import EvalReport, ScoreRow, evaluate
+from ragtune.evaluate import EvalReport, ScoreRow, run_evaluate
 from ragtune.evaluate.generators import answer_messages
 from ragtune.evaluate.stage import select_items
 from tests.evaluate.fakes import PrefillJudge, ScriptedAnswerer, WordHashEncoder, judge_responder
@@ -73,7 +73,7 @@ def answerers() -> dict[str, ScriptedAnswerer]:
 
 
 def run(config: RagtuneConfig, dataset: Path, out: Path) -> EvalReport:
-    return evaluate(config, dataset, None, out, answerers=answerers(), encoder=WordHashEncoder())
+    return run_evaluate(config, dataset, None, out, answerers=answerers(), encoder=WordHashEncoder())
 
 
 def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) -> None:
@@ -180,7 +180,7 @@ def test_unset_judge_url_is_flagged_weak_in_metrics_and_report(
     config.llm.judge.base_url = None
     judge = PrefillJudge("local:smollm2")
     out = tmp_path / "eval"
-    report = evaluate(
+    report = run_evaluate(
         config, dataset, None, out, answerers=answerers(), judge_model=judge, encoder=WordHashEncoder()
     )
     assert report.judge_is_weak is True
@@ -209,7 +209,7 @@ def test_repeated_item_ids_are_skipped_with_a_warning() -> None:
 
 def test_missing_eval_file_is_an_input_error(tmp_path: Path, server: FakeOpenAI) -> None:
     with pytest.raises(InputError, match=r"eval\.jsonl"):
-        evaluate(
+        run_evaluate(
             make_config(tmp_path, server), tmp_path / "nothing", None, tmp_path / "out", answerers=answerers()
         )
 

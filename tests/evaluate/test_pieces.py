@@ -12,7 +12,7 @@ from ragtune.core.errors import ConfigError, RagtuneError
 from ragtune.core.llm import ChatRequest
 from ragtune.core.llm.hf_chat import HFChat, answer_request
 from ragtune.core.records import write_jsonl
-from ragtune.evaluate import evaluate
+from ragtune.evaluate import run_evaluate
 from ragtune.evaluate.judge import Case, Judge
 from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, SCORE_TEMPLATE, clip_context, template_id
 from ragtune.evaluate.similarity import cosine_similarities, load_encoder, rouge_l
@@ -107,4 +107,4 @@ def test_a_model_that_cannot_load_stops_the_stage(tmp_path: Path) -> None:
     config = build_config({"run": {"root": str(tmp_path / "runs")}})
     answerers = {"base": ScriptedAnswerer("b", str), "tuned": HFChat("adapter:x", broken)}
     with pytest.raises(RagtuneError, match="tuned model could not be loaded: OSError: weights missing"):
-        evaluate(config, tmp_path / "dataset", None, tmp_path / "out", answerers=answerers)
+        run_evaluate(config, tmp_path / "dataset", None, tmp_path / "out", answerers=answerers)

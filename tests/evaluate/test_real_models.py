@@ -15,7 +15,7 @@ import pytest
 
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.records import write_jsonl
-from ragtune.evaluate import ScoreRow, evaluate
+from ragtune.evaluate import ScoreRow, run_evaluate
 from ragtune.evaluate import generators as generators_module
 from tests.evaluate.fakes import judge_responder
 from tests.evaluate.helpers import ITEMS
@@ -95,7 +95,7 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
     adapter = write_adapter(tmp_path / "adapter")
     config = make_config(tmp_path, server)
 
-    report = evaluate(config, dataset, adapter, tmp_path / "one")
+    report = run_evaluate(config, dataset, adapter, tmp_path / "one")
     assert report.contenders == ["base", "tuned"]
     assert report.judge_is_weak is False
     rows = [
@@ -121,7 +121,7 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
 
     monkeypatch.setattr(generators_module, "_load_base", refuse)
     monkeypatch.setattr(generators_module, "_load_tuned", refuse)
-    again = evaluate(config, dataset, adapter, tmp_path / "two")
+    again = run_evaluate(config, dataset, adapter, tmp_path / "two")
     assert again.means == report.means
     first = json.loads((tmp_path / "one" / "metrics.json").read_text())
     second = json.loads((tmp_path / "two" / "metrics.json").read_text())
@@ -131,7 +131,7 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
 def test_base_only_without_adapter(tmp_path: Path, server: FakeOpenAI) -> None:
     dataset = tmp_path / "dataset"
     write_jsonl(dataset / "eval.jsonl", ITEMS[:1])
-    report = evaluate(make_config(tmp_path, server), dataset, None, tmp_path / "out")
+    report = run_evaluate(make_config(tmp_path, server), dataset, None, tmp_path / "out")
     assert report.contenders == ["base"]
     assert report.delta_mean is None and report.pairwise == {}
     assert any("no tuned model" in w for w in report.warnings)

@@ -11,7 +11,7 @@ import pytest
 from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.records import Chunk, Document, Section, read_jsonl
-from ragtune.index import IndexReport, Retriever, ScoredChunk, build_index, load_retriever
+from ragtune.index import IndexReport, Retriever, ScoredChunk, load_retriever, run_index
 from tests.index.corpus import TOPICS, make_config, topics_document, write_documents
 
 SCANNED = Document(
@@ -53,7 +53,7 @@ def guideline(extra_sentence: str = "") -> Document:
 def built(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> tuple[Path, IndexReport]:
     config = make_config(tmp_path, **{"index.chunk_tokens": 48, "index.chunk_overlap": 8})
     documents = write_documents(tmp_path / "documents.jsonl", [topics_document(), guideline(), SCANNED])
-    report = build_index(config, documents, tmp_path / "out", embedder=embedder)
+    report = run_index(config, documents, tmp_path / "out", embedder=embedder)
     return tmp_path, report
 
 
@@ -83,7 +83,7 @@ def test_rerun_reads_embeddings_from_the_cache(
 ) -> None:
     tmp_path, first = built
     config = make_config(tmp_path, **{"index.chunk_tokens": 48, "index.chunk_overlap": 8})
-    again = build_index(config, tmp_path / "documents.jsonl", tmp_path / "again", embedder=embedder)
+    again = run_index(config, tmp_path / "documents.jsonl", tmp_path / "again", embedder=embedder)
     assert (again.cache_hits, again.cache_misses) == (first.chunks, 0)
     assert (tmp_path / "again" / "chunks.jsonl").read_text() == (
         tmp_path / "out" / "chunks.jsonl"
@@ -94,7 +94,7 @@ def test_rerun_reads_embeddings_from_the_cache(
         tmp_path / "changed.jsonl",
         [topics_document(), guideline(" Record the reason in the notes."), SCANNED],
     )
-    changed = build_index(config, documents, tmp_path / "changed", embedder=embedder)
+    changed = run_index(config, documents, tmp_path / "changed", embedder=embedder)
     assert (changed.cache_hits, changed.cache_misses) == (first.chunks - 1, 1)
     old_ids = {c.chunk_id for c in read_jsonl(tmp_path / "out" / "chunks.jsonl", Chunk)}
     new_ids = {c.chunk_id for c in read_jsonl(tmp_path / "changed" / "chunks.jsonl", Chunk)}
@@ -138,6 +138,6 @@ def test_bad_documents_file_names_the_line(tmp_path: Path, embedder: SentenceTra
     path = tmp_path / "documents.jsonl"
     path.write_text(topics_document().model_dump_json() + "\n" + '{"doc_id": "x"}\n')
     with pytest.raises(InputError, match=r"documents\.jsonl:2: not a valid Document"):
-        build_index(make_config(tmp_path), path, tmp_path / "out", embedder=embedder)
+        run_index(make_config(tmp_path), path, tmp_path / "out", embedder=embedder)
     with pytest.raises(InputError, match="not found"):
-        build_index(make_config(tmp_path), tmp_path / "missing.jsonl", tmp_path / "out", embedder=embedder)
+        run_index(make_config(tmp_path), tmp_path / "missing.jsonl", tmp_path / "out", embedder=embedder)

@@ -23,7 +23,7 @@ from weaviate.util import generate_uuid5
 from ragtune.core.config import VectorStoreConfig
 from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.records import Chunk
-from ragtune.index import build_index, load_retriever
+from ragtune.index import load_retriever, run_index
 from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
 from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
 
@@ -286,12 +286,12 @@ def test_build_index_and_retriever_over_weaviate(
         },
     )
     documents = write_documents(tmp_path / "documents.jsonl", [topics_document()])
-    report = build_index(config, documents, tmp_path / "out", embedder=embedder)
+    report = run_index(config, documents, tmp_path / "out", embedder=embedder)
     assert (
         report.store_backend == "weaviate"
         and report.store_location == f"http://weaviate:8080 collection {COLLECTION}"
     )
-    assert fake_client.closed == 1  # build_index closes its connection
+    assert fake_client.closed == 1  # run_index closes its connection
 
     index_dir = tmp_path / "out" / "index"
     assert sorted(p.name for p in index_dir.iterdir()) == ["store.json"]

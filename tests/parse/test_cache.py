@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.parse import parse_corpus
+from ragtune.parse import run_parse
 from ragtune.parse import stage as stage_module
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
 
@@ -27,7 +27,7 @@ def test_rerun_hits_the_cache_with_identical_documents(
     corpus: Path, tmp_path: Path, make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(corpus)
-    first = parse_corpus(config, tmp_path / "first")
+    first = run_parse(config, tmp_path / "first")
     assert first.cache_hits == 0 and first.ok == 4 and first.failed == 1
 
     calls: list[str] = []
@@ -38,7 +38,7 @@ def test_rerun_hits_the_cache_with_identical_documents(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(stage_module, "read_document", counting)
-    second = parse_corpus(config, tmp_path / "second")
+    second = run_parse(config, tmp_path / "second")
 
     assert second.cache_hits == 4
     assert calls == ["locked.pdf"]  # only the failure is parsed again: failures are never cached
@@ -53,12 +53,12 @@ def test_rerun_hits_the_cache_with_identical_documents(
 
 def test_changed_and_moved_files(corpus: Path, tmp_path: Path, make_config: MakeConfig) -> None:
     config = make_config(corpus)
-    parse_corpus(config, tmp_path / "first")
+    run_parse(config, tmp_path / "first")
 
     with (corpus / "panic-guide.md").open("a", encoding="utf-8") as handle:
         handle.write("\n## Added later\n\nA new section written after the first parse.\n")
     shutil.move(corpus / "depression-page.html", corpus / "renamed.html")
-    report = parse_corpus(config, tmp_path / "second")
+    report = run_parse(config, tmp_path / "second")
     documents, on_disk = load_outputs(tmp_path / "second")
 
     assert report.cache_hits == 3  # the TEI, the PDF and the moved HTML
@@ -75,9 +75,9 @@ def test_cache_key_includes_parser_version_and_relevant_config(
     corpus: Path, tmp_path: Path, make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = make_config(corpus)
-    parse_corpus(config, tmp_path / "first")
+    run_parse(config, tmp_path / "first")
     monkeypatch.setattr(stage_module, "PARSER_VERSION", "test-bump")
-    assert parse_corpus(config, tmp_path / "second").cache_hits == 0
+    assert run_parse(config, tmp_path / "second").cache_hits == 0
 
     grobid_on = stage_module._relevant_config(
         "grobid", config.parse.model_copy(update={"grobid_consolidate_header": True})
@@ -87,19 +87,19 @@ def test_cache_key_includes_parser_version_and_relevant_config(
 
 
 def test_min_chars_applies_to_cached_documents(corpus: Path, tmp_path: Path, make_config: MakeConfig) -> None:
-    parse_corpus(make_config(corpus), tmp_path / "first")
+    run_parse(make_config(corpus), tmp_path / "first")
     strict = make_config(corpus, min_chars=100_000)
-    report = parse_corpus(strict, tmp_path / "second")
+    report = run_parse(strict, tmp_path / "second")
     assert report.ok == 0
     assert all("empty document" in (f.reason or "") for f in report.files if f.source != "locked.pdf")
 
 
 def test_corrupt_cache_entry_is_parsed_again(corpus: Path, tmp_path: Path, make_config: MakeConfig) -> None:
     config = make_config(corpus)
-    parse_corpus(config, tmp_path / "first")
+    run_parse(config, tmp_path / "first")
     for entry in (Path(config.cache_uri()) / "parse").rglob("*"):
         if entry.is_file():
             entry.write_text("{not json")
-    report = parse_corpus(config, tmp_path / "second")
+    report = run_parse(config, tmp_path / "second")
     assert report.cache_hits == 0 and report.ok == 4
     assert load_outputs(tmp_path / "second")[0] == load_outputs(tmp_path / "first")[0]

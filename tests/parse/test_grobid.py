@@ -16,7 +16,7 @@ import pytest
 
 from ragtune.core.config import ParseConfig
 from ragtune.parse import grobid as grobid_module
-from ragtune.parse import parse_corpus
+from ragtune.parse import run_parse
 from ragtune.parse.grobid import GrobidClient, GrobidError, retry_after_seconds
 from ragtune.parse.report import EXIT_OK
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
@@ -138,7 +138,7 @@ def test_pdf_goes_to_grobid_and_tei_comes_back(
     corpus = pdf_corpus(tmp_path / "corpus", ["ok-paper.pdf"], pdf_bytes["outline"])
     (corpus / "direct.tei.xml").write_bytes(fake_grobid.tei)  # TEI files are read directly, not sent
     config = make_config(corpus, grobid_url=fake_grobid.url + "/", grobid_consolidate_header=True)
-    report = parse_corpus(config, tmp_path / "out")
+    report = run_parse(config, tmp_path / "out")
     documents, on_disk = load_outputs(tmp_path / "out")
 
     assert report.exit_code == EXIT_OK
@@ -155,7 +155,7 @@ def test_busy_then_ok_is_retried(
     fake_grobid: FakeGrobid, tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["busy-paper.pdf"], pdf_bytes["outline"])
-    report = parse_corpus(
+    report = run_parse(
         make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=2), tmp_path / "out"
     )
     assert fake_grobid.attempts("busy-paper.pdf") == 2
@@ -167,7 +167,7 @@ def test_busy_until_retries_run_out(
     fake_grobid: FakeGrobid, tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["gone-paper.pdf"], pdf_bytes["outline"])
-    report = parse_corpus(
+    report = run_parse(
         make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=2), tmp_path / "out"
     )
     assert fake_grobid.attempts("gone-paper.pdf") == 3
@@ -181,7 +181,7 @@ def test_server_error_fails_that_file_only(
     fake_grobid: FakeGrobid, tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["broken-paper.pdf", "ok-paper.pdf"], pdf_bytes["outline"])
-    report = parse_corpus(
+    report = run_parse(
         make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=3), tmp_path / "out"
     )
     _, on_disk = load_outputs(tmp_path / "out")
@@ -200,7 +200,7 @@ def test_hang_past_the_timeout_fails_quickly(
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["slow-paper.pdf"], pdf_bytes["outline"])
     config = make_config(corpus, grobid_url=fake_grobid.url, grobid_timeout_s=0.5, grobid_max_retries=1)
-    report = parse_corpus(config, tmp_path / "out")
+    report = run_parse(config, tmp_path / "out")
     reason = report.files[0].reason or ""
     assert report.files[0].status == "failed"
     assert reason.startswith("slow-paper.pdf: GROBID timed out") and "0.5 s timeout" in reason
@@ -213,7 +213,7 @@ def test_concurrency_is_bounded(
     fake_grobid.hold_s = 0.15
     names = [f"ok-{i}.pdf" for i in range(6)]
     corpus = pdf_corpus(tmp_path / "corpus", names, pdf_bytes["outline"])
-    report = parse_corpus(
+    report = run_parse(
         make_config(corpus, grobid_url=fake_grobid.url, grobid_concurrency=2), tmp_path / "out"
     )
     documents, _ = load_outputs(tmp_path / "out")
@@ -226,7 +226,7 @@ def test_unreachable_server_is_a_clear_failure(
     tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["paper.pdf"], pdf_bytes["outline"])
-    report = parse_corpus(make_config(corpus, grobid_url="http://127.0.0.1:9"), tmp_path / "out")
+    report = run_parse(make_config(corpus, grobid_url="http://127.0.0.1:9"), tmp_path / "out")
     assert "cannot reach GROBID at http://127.0.0.1:9/api/processFulltextDocument" in (
         report.files[0].reason or ""
     )

@@ -1,4 +1,4 @@
-"""parse_corpus over whole corpora: outputs, bad inputs, selection, explicit sources, S3."""
+"""run_parse over whole corpora: outputs, bad inputs, selection, explicit sources, S3."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ragtune.core.config import StorageConfig
 from ragtune.core.errors import InputError
 from ragtune.core.records import doc_id_for
 from ragtune.core.storage import S3Storage, open_storage
-from ragtune.parse import ParseReport, parse_corpus
+from ragtune.parse import ParseReport, run_parse
 from ragtune.parse.report import EXIT_NOTHING_PARSED, EXIT_OK, EXIT_PARTIAL
 from tests.conftest import S3Server
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
@@ -60,7 +60,7 @@ def test_bad_inputs_are_reported_and_good_files_survive(
     mixed_corpus: Path, tmp_path: Path, make_config: MakeConfig
 ) -> None:
     out = tmp_path / "out"
-    report = parse_corpus(make_config(mixed_corpus), out)
+    report = run_parse(make_config(mixed_corpus), out)
     documents, on_disk = load_outputs(out)
 
     assert ParseReport.model_validate(on_disk) == report
@@ -97,7 +97,7 @@ def test_bad_inputs_are_reported_and_good_files_survive(
 
 def test_document_identity_fields(tmp_path: Path, fixtures_dir: Path, make_config: MakeConfig) -> None:
     root = good_corpus(fixtures_dir, tmp_path / "corpus")
-    report = parse_corpus(make_config(root), tmp_path / "out")
+    report = run_parse(make_config(root), tmp_path / "out")
     documents, _ = load_outputs(tmp_path / "out")
     assert report.exit_code == EXIT_OK and report.partial is False
     md = next(d for d in documents if d.parser == "markdown")
@@ -117,13 +117,13 @@ def test_include_exclude_globs(tmp_path: Path, fixtures_dir: Path, make_config: 
     shutil.copy(fixtures_dir / "panic-guide.md", root / ".git" / "notes.md")  # inside an excluded folder
     (root / "data.csv").write_text("a,b\n1,2\n")  # not included
     shutil.copy(fixtures_dir / "insomnia-notes.txt", root / "LOUD.TXT")  # globs ignore case
-    report = parse_corpus(make_config(root), tmp_path / "out")
+    report = run_parse(make_config(root), tmp_path / "out")
     assert sorted(f.source for f in report.files) == sorted([*GOOD, "LOUD.TXT"])
 
     config = make_config(root)
     config.corpus.include = ["*.md"]
     config.corpus.exclude = []
-    names = sorted(f.source for f in parse_corpus(config, tmp_path / "out2").files)
+    names = sorted(f.source for f in run_parse(config, tmp_path / "out2").files)
     assert names == [".git/notes.md", ".hidden.md", "README.md", "panic-guide.md"]
 
 
@@ -137,7 +137,7 @@ def test_explicit_sources_files_and_folders(
     single.parent.mkdir()
     shutil.copy(fixtures_dir / "panic-guide.md", single)
     config = make_config(tmp_path / "unused-corpus")
-    report = parse_corpus(
+    report = run_parse(
         config, tmp_path / "out", sources=[str(folder), str(single), str(tmp_path / "nope.pdf")]
     )
     documents, on_disk = load_outputs(tmp_path / "out")
@@ -157,19 +157,19 @@ def test_nothing_parsed(tmp_path: Path, make_config: MakeConfig) -> None:
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "only.txt").write_text("short")
-    report = parse_corpus(make_config(root), tmp_path / "out")
+    report = run_parse(make_config(root), tmp_path / "out")
     documents, on_disk = load_outputs(tmp_path / "out")
     assert documents == [] and on_disk["ok"] == 0 and on_disk["partial"] is False
     assert report.exit_code == EXIT_NOTHING_PARSED
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert parse_corpus(make_config(empty), tmp_path / "out2").exit_code == EXIT_NOTHING_PARSED
+    assert run_parse(make_config(empty), tmp_path / "out2").exit_code == EXIT_NOTHING_PARSED
 
 
 def test_missing_corpus_folder_is_an_error(tmp_path: Path, make_config: MakeConfig) -> None:
     with pytest.raises(InputError, match="corpus folder not found"):
-        parse_corpus(make_config(tmp_path / "absent"), tmp_path / "out")
+        run_parse(make_config(tmp_path / "absent"), tmp_path / "out")
 
 
 def test_s3_corpus(tmp_path: Path, fixtures_dir: Path, s3_env: S3Server, make_config: MakeConfig) -> None:
@@ -182,7 +182,7 @@ def test_s3_corpus(tmp_path: Path, fixtures_dir: Path, s3_env: S3Server, make_co
 
     config = make_config("s3://parse-corpus/team/docs")
     config.storage = storage_config
-    report = parse_corpus(config, tmp_path / "out")
+    report = run_parse(config, tmp_path / "out")
     documents, _ = load_outputs(tmp_path / "out")
     assert report.exit_code == EXIT_OK
     assert sorted(f.source for f in report.files) == sorted(GOOD)

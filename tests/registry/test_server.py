@@ -16,8 +16,8 @@ from ragtune.registry import (
     load_registered_model,
     promote,
     promote_version,
-    register_and_promote,
     register_model,
+    run_registry,
     start_pipeline_run,
 )
 from tests.registry.conftest import (
@@ -163,9 +163,7 @@ def test_pipeline_step_logs_registers_promotes_and_leaks_no_secret(
     write_eval(evaluation, tuned=6.0, base=5.0, ci_low=0.3, ci_high=1.7)
     lineage = {**LINEAGE, "note": f"built with key {secret}"}
 
-    decision = register_and_promote(
-        config, train, evaluation, dataset, lineage, "pipe-full", tmp_path / "out"
-    )
+    decision = run_registry(config, train, evaluation, dataset, lineage, "pipe-full", tmp_path / "out")
     assert decision.promoted and decision.alias == "champion"
     record = json.loads((tmp_path / "out" / "decision.json").read_text())
     assert record["version"] == 1 and record["model_version"]["model_uri"].endswith("/1")
@@ -203,7 +201,7 @@ def test_pipeline_step_logs_registers_promotes_and_leaks_no_secret(
     assert version.tags["ragtune.lineage.note"] == "built with key [redacted]"
 
     # the same pipeline run again: same MLflow run, same version
-    again = register_and_promote(config, train, evaluation, dataset, lineage, "pipe-full", tmp_path / "out2")
+    again = run_registry(config, train, evaluation, dataset, lineage, "pipe-full", tmp_path / "out2")
     assert again.version == 1
     assert (
         json.loads((tmp_path / "out2" / "decision.json").read_text())["mlflow"]["run_id"]

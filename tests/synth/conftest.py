@@ -111,12 +111,12 @@ class BuiltCorpus:
 
 
 def build_corpus(root: Path, documents: list[Document], cache_root: Path) -> BuiltCorpus:
-    from ragtune.index import build_index
+    from ragtune.index import run_index
 
     root.mkdir(parents=True, exist_ok=True)
     path = root / "documents.jsonl"
     write_jsonl(path, documents)
-    build_index(make_config(cache_root), path, root / "indexed")
+    run_index(make_config(cache_root), path, root / "indexed")
     return BuiltCorpus(root=root, documents=path, index_dir=root / "indexed")
 
 

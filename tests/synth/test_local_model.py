@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ragtune.core.config import build_config
-from ragtune.synth import synthesize
+from ragtune.synth import run_synth
 from tests.synth.conftest import build_corpus, make_documents
 from tests.synth.helpers import assert_every_slot_accounted, read_lines
 
@@ -32,7 +32,7 @@ def test_smollm2_slot_ends_kept_or_rejected_with_a_reason(tmp_path: Path) -> Non
         }
     )
     out = tmp_path / "out"
-    report = synthesize(config, built.documents, built.index_dir, out)
+    report = run_synth(config, built.documents, built.index_dir, out)
 
     assert_every_slot_accounted(out, report, expected_slots=1)
     assert report.generator_model.endswith("smollm2")

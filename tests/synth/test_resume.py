@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragtune.synth import synthesize
+from ragtune.synth import run_synth
 from tests.llm.fake_openai import FakeOpenAI
 from tests.synth.conftest import BuiltCorpus, make_config
 from tests.synth.helpers import assert_every_slot_accounted
@@ -84,7 +84,7 @@ def test_a_killed_run_resumes_without_loss_or_repeated_calls(
         answered = {request_key(r.body) for r in before if r.index < ANSWERED_BEFORE_KILL}
         assert len(answered) == ANSWERED_BEFORE_KILL
 
-        report = synthesize(config, built_corpus.documents, built_corpus.index_dir, out)
+        report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
         after = server.chat_requests()[len(before) :]
 
     assert not answered & {request_key(r.body) for r in after}  # nothing answered is asked again
@@ -96,6 +96,6 @@ def test_a_killed_run_resumes_without_loss_or_repeated_calls(
     with FakeOpenAI(responder=synth_responder) as server:
         fresh = tmp_path / "fresh"
         reference = make_config(fresh, server.endpoint())
-        synthesize(reference, built_corpus.documents, built_corpus.index_dir, fresh / "out")
+        run_synth(reference, built_corpus.documents, built_corpus.index_dir, fresh / "out")
     for name in ("train.jsonl", "eval.jsonl", "rejected.jsonl"):
         assert (out / name).read_text(encoding="utf-8") == (fresh / "out" / name).read_text(encoding="utf-8")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ragtune.core.records import Chunk, read_jsonl, sha256_hex, write_jsonl
-from ragtune.index import build_index
-from ragtune.synth import synthesize
+from ragtune.index import run_index
+from ragtune.synth import run_synth
 from ragtune.synth.templates import TemplateSet
 from tests.llm.fake_openai import FakeOpenAI
 from tests.synth.conftest import BuiltCorpus, make_config, make_documents
@@ -39,7 +39,7 @@ def test_dataset_files_load_and_carry_provenance(
 
     config = make_config(tmp_path, synth_server.endpoint())
     out = tmp_path / "out"
-    report = synthesize(config, built_corpus.documents, built_corpus.index_dir, out)
+    report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
 
     assert_every_slot_accounted(out, report, expected_slots=CATEGORIES * 4)
     assert report.kept >= 8 and report.train >= 1 and report.eval >= 1
@@ -121,7 +121,7 @@ def test_filters_reject_crafted_items_with_their_reasons(
         max_chunks_per_category=1,  # every type asked once of the same chunk
     )
     out = tmp_path / "out"
-    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
     assert_every_slot_accounted(out, report, expected_slots=len(types))
 
     rejected = {r["question_type"]: r for r in read_lines(out / "rejected.jsonl")}
@@ -193,7 +193,7 @@ def test_every_slot_ends_kept_or_rejected_under_faults(
         )
         config.synth.questions_per_category = 6
         out = tmp_path / "out"
-        report = synthesize(config, built_corpus.documents, built_corpus.index_dir, out)
+        report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
         actions = Counter(r.action for r in server.chat_requests())
 
     assert_every_slot_accounted(out, report, expected_slots=CATEGORIES * 6)
@@ -212,10 +212,10 @@ def test_a_rerun_makes_no_call_and_writes_the_same_dataset(
     built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     config = make_config(tmp_path, synth_server.endpoint())
-    first = synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "first")
+    first = run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "first")
     calls = synth_server.chat_count
     assert calls == first.cache_misses > 0 and first.cache_hits == 0
-    second = synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "second")
+    second = run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "second")
     assert synth_server.chat_count == calls  # nothing asked again
     assert (second.cache_hits, second.cache_misses) == (first.cache_misses, 0)
     assert second.ledger["generator"]["calls"] == 0
@@ -227,7 +227,7 @@ def test_a_changed_document_reasks_only_its_own_chunks(
     corpus_copy: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
 ) -> None:
     config = make_config(tmp_path, synth_server.endpoint())
-    synthesize(config, corpus_copy.documents, corpus_copy.index_dir, tmp_path / "before")
+    run_synth(config, corpus_copy.documents, corpus_copy.index_dir, tmp_path / "before")
     before = list(synth_server.chat_requests())
     contexts_before = {
         question_of(first_message(r.body)): context_ids(first_message(r.body))
@@ -241,7 +241,7 @@ def test_a_changed_document_reasks_only_its_own_chunks(
     section = changed.sections[2]
     section.text = "Sleep, appetite and energy change: early waking, weight loss and heavy limbs are typical."
     write_jsonl(corpus_copy.documents, documents)
-    build_index(make_config(tmp_path), corpus_copy.documents, corpus_copy.root / "reindexed")
+    run_index(make_config(tmp_path), corpus_copy.documents, corpus_copy.root / "reindexed")
     chunks = read_jsonl(corpus_copy.root / "reindexed" / "chunks.jsonl", Chunk)
     new_chunk = next(c for c in chunks if c.text == section.text)
     old_chunk = next(
@@ -250,7 +250,7 @@ def test_a_changed_document_reasks_only_its_own_chunks(
     changed_texts = {c.text for c in chunks if c.doc_id == changed.doc_id}
 
     synth_server.reset()
-    report = synthesize(config, corpus_copy.documents, corpus_copy.root / "reindexed", tmp_path / "after")
+    report = run_synth(config, corpus_copy.documents, corpus_copy.root / "reindexed", tmp_path / "after")
     after = synth_server.chat_requests()
     assert report.cache_hits > 0
 
@@ -274,7 +274,7 @@ def test_a_spent_budget_rejects_the_rest_cleanly(
 ) -> None:
     endpoint = synth_server.endpoint(budget_tokens=1, concurrency=2)
     config = make_config(tmp_path, endpoint)
-    report = synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "out")
+    report = run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "out")
     assert_every_slot_accounted(tmp_path / "out", report, expected_slots=CATEGORIES * 4)
     assert report.rejected_by_reason.get("budget_exhausted", 0) >= CATEGORIES * 4 - 2
     assert report.ledger["generator"]["exhausted"] is True
@@ -305,7 +305,7 @@ def test_an_llm_judge_decides_groundedness_when_configured(
     )
     config.llm.judge = synth_server.endpoint(model="fake-judge")
     out = tmp_path / "out"
-    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
 
     assert_every_slot_accounted(out, report, expected_slots=2)
     assert report.groundedness_method == "judge:openai:fake-judge"
@@ -323,7 +323,7 @@ def test_deeper_toc_gives_one_category_per_section(
     single_doc_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path, depth: int
 ) -> None:
     config = make_config(tmp_path, synth_server.endpoint(), toc_depth=depth, questions_per_category=1)
-    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, tmp_path / "out")
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, tmp_path / "out")
     assert set(report.per_category) == {
         "Anxiety Disorders › Overview",
         "Anxiety Disorders › Panic attacks",
@@ -343,12 +343,12 @@ def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     rejected_slots: list[set[str]] = []
     for index in range(3):
         out = tmp_path / f"shard-{index}"
-        report = synthesize(config, built_corpus.documents, built_corpus.index_dir, out, shard=(index, 3))
+        report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out, shard=(index, 3))
         generated.append(report.generated)
         rejected_slots.append({r["slot_id"] for r in read_lines(out / "rejected.jsonl")})
     calls_after_shards = synth_server.chat_count
 
-    merged = synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "merged")
+    merged = run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "merged")
     assert synth_server.chat_count == calls_after_shards  # every call was made by a shard
     assert merged.cache_misses == 0 and merged.cache_hits > 0
     assert sum(generated) == merged.generated == CATEGORIES * 4  # the shards cover every slot once
@@ -356,4 +356,4 @@ def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     assert sum(1 for g in generated if g) >= 2  # the hash really spreads the slots
     assert in_shard("any-slot", None)
     with pytest.raises(ValueError, match="shard must be"):
-        synthesize(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "bad", shard=(3, 3))
+        run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "bad", shard=(3, 3))

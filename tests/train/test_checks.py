@@ -12,7 +12,7 @@ from ragtune.core.config import StorageConfig, build_config
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 from ragtune.core.modelload import resolve_base_model
 from ragtune.core.storage import open_storage
-from ragtune.train import train
+from ragtune.train import run_train
 from ragtune.train.distributed import deepspeed_config_path, launch_command, resolve_stage
 from ragtune.train.runner import RUN_FILE, resumable_checkpoint
 from tests.conftest import S3Server
@@ -24,13 +24,13 @@ no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behav
 @no_cuda
 def test_qlora_without_cuda_is_a_clear_error(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(RagtuneError, match=r"train\.qlora: .*needs a CUDA GPU"):
-        train(small_config(qlora=True), tiny_dataset, tmp_path / "out")
+        run_train(small_config(qlora=True), tiny_dataset, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before anything was written or loaded
 
 
 def test_missing_train_split_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"train\.jsonl: file not found"):
-        train(small_config(deepspeed="off"), tmp_path, tmp_path / "out")
+        run_train(small_config(deepspeed="off"), tmp_path, tmp_path / "out")
 
 
 def test_bad_train_settings_name_the_key() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ragtune.core.modelload import load_tuned_model, read_adapter_meta
-from ragtune.train import TrainReport, train
+from ragtune.train import TrainReport, run_train
 from ragtune.train.lora import probe_logits
 from ragtune.train.runner import PROBE_FILE
 from tests.train.helpers import small_config
@@ -27,7 +27,7 @@ def test_deepspeed_zero2_on_cpu_learns_and_saves_an_adapter_that_reloads_exactly
 ) -> None:
     out = tmp_path / "train"
     config = small_config(deepspeed="zero2", max_steps=6, cpu_threads=1)
-    report = train(config, tiny_dataset, out, probe=PROBE)
+    report = run_train(config, tiny_dataset, out, probe=PROBE)
 
     assert report.deepspeed == "zero2" and report.device.startswith("cpu")
     assert report.global_step == report.steps_this_run == 6 and report.resumed_from_step is None
@@ -59,13 +59,13 @@ def test_deepspeed_zero2_on_cpu_learns_and_saves_an_adapter_that_reloads_exactly
 
 def test_a_stopped_run_resumes_from_its_checkpoint(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "train"
-    first = train(small_config(max_steps=2, save_steps=2, cpu_threads=1), tiny_dataset, out)
+    first = run_train(small_config(max_steps=2, save_steps=2, cpu_threads=1), tiny_dataset, out)
     assert first.deepspeed == "off"  # auto on CPU
     assert first.global_step == 2 and (out / "checkpoints" / "checkpoint-2").is_dir()
 
     # The same out_dir again, now aiming at 4 steps (as a crashed run's restart would).
     config = small_config(max_steps=4, save_steps=2, cpu_threads=1, merge_adapter=True)
-    second = train(config, tiny_dataset, out, probe=PROBE)
+    second = run_train(config, tiny_dataset, out, probe=PROBE)
     assert second.resumed_from_step == 2
     assert second.steps_this_run == 2 and second.global_step == 4
     assert [p.step for p in second.loss_curve if p.loss is not None] == [1, 2, 3, 4]

@@ -1,6 +1,6 @@
 """The evaluate stage: the tuned model judged against its base (and optional extra contenders).
 
-:func:`evaluate` reads ``eval.jsonl``, has every contender answer each question alone, asks the LLM
+:func:`run_evaluate` reads ``eval.jsonl``, has every contender answer each question alone, asks the LLM
 judge for a 1–10 score per answer (against the reference answer and its context) and for pairwise
 verdicts in both orders, and writes ``scores.jsonl``, ``pairwise.jsonl``, ``metrics.json`` and
 ``report.html``. The modules each do one job: ``generators`` (who answers), ``prompts`` and
@@ -11,7 +11,7 @@ bootstrap and pairwise arithmetic), ``similarity`` (ROUGE-L, cosine), ``metrics`
 
 from ragtune.evaluate.parsing import JudgeScore, PairVerdict, parse_judge_score, parse_pairwise_verdict
 from ragtune.evaluate.schema import EvalMetrics, EvalReport, PairRow, ScoreRow
-from ragtune.evaluate.stage import evaluate
+from ragtune.evaluate.stage import run_evaluate
 
 __all__ = [
     "EvalMetrics",
@@ -20,7 +20,7 @@ __all__ = [
     "PairRow",
     "PairVerdict",
     "ScoreRow",
-    "evaluate",
     "parse_judge_score",
     "parse_pairwise_verdict",
+    "run_evaluate",
 ]

@@ -178,7 +178,7 @@ def _pair_rows(
     return rows
 
 
-def evaluate(
+def run_evaluate(
     config: RagtuneConfig,
     dataset_dir: Path,
     adapter_dir: Path | None,

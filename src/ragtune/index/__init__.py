@@ -1,6 +1,6 @@
 """The index stage: section-aware chunks, embeddings, and a vector store to retrieve them from.
 
-* :func:`build_index` — ``documents.jsonl`` in; ``chunks.jsonl``, ``index/`` and
+* :func:`run_index` — ``documents.jsonl`` in; ``chunks.jsonl``, ``index/`` and
   ``index_report.json`` out.
 * :func:`load_retriever` — reopen an index for the later stages: ``search(query, k)``.
 
@@ -10,6 +10,6 @@ cache) and :mod:`.store` (embedded FAISS or a Weaviate collection).
 """
 
 from ragtune.index.retriever import Retriever, ScoredChunk, load_retriever
-from ragtune.index.stage import IndexReport, build_index
+from ragtune.index.stage import IndexReport, run_index
 
-__all__ = ["IndexReport", "Retriever", "ScoredChunk", "build_index", "load_retriever"]
+__all__ = ["IndexReport", "Retriever", "ScoredChunk", "load_retriever", "run_index"]

@@ -1,6 +1,6 @@
 """Retrieval over a built index, for the stages after it.
 
-``load_retriever(config, index_dir)`` reopens what :func:`~ragtune.index.stage.build_index` wrote:
+``load_retriever(config, index_dir)`` reopens what :func:`~ragtune.index.stage.run_index` wrote:
 the chunks, the vector store, and the embedder the index was built with (checked against the
 config, since vectors of another model would be meaningless to it).
 """

@@ -1,6 +1,6 @@
 """The index stage: documents in, chunks and a searchable vector index out.
 
-``build_index`` reads ``documents.jsonl``, cuts every section into token-bounded chunks, embeds
+``run_index`` reads ``documents.jsonl``, cuts every section into token-bounded chunks, embeds
 them (through the content cache, so a rerun embeds only new or changed chunks), loads them into
 the configured vector store and writes, in ``out_dir``:
 
@@ -126,7 +126,7 @@ def chunk_documents(
     return chunks, skipped, duplicates
 
 
-def build_index(
+def run_index(
     config: RagtuneConfig, documents_path: Path, out_dir: Path, *, embedder: Embedder | None = None
 ) -> IndexReport:
     """Chunk, embed and index ``documents_path`` into ``out_dir`` (see the module docstring).

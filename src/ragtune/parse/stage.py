@@ -197,7 +197,7 @@ def _run(items: list[_Input], work: Callable[[_Input], _Outcome], workers: int) 
     return [r for r in results if r is not None]
 
 
-def parse_corpus(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = None) -> ParseReport:
+def run_parse(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = None) -> ParseReport:
     """Parse the corpus (``config.corpus.uri``) or the given files/folders into ``out_dir``.
 
     Writes ``documents.jsonl`` (one :class:`~ragtune.core.records.Document` per parsed file, in

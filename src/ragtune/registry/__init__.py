@@ -1,6 +1,6 @@
 """Registry stage: MLflow tracking of a pipeline run, model registration with lineage, promotion.
 
->>> decision = register_and_promote(config, train_dir, eval_dir, dataset_dir, lineage, run_id, out_dir)
+>>> decision = run_registry(config, train_dir, eval_dir, dataset_dir, lineage, run_id, out_dir)
 >>> decision.alias, decision.reason
 ('champion', 'Promoted: mean judge score 6.200 vs 5.100 for the base model: +1.100 (margin 0.000); ...')
 
@@ -21,7 +21,7 @@ from ragtune.registry.register import (
     model_uri,
     register_model,
 )
-from ragtune.registry.stage import register_and_promote
+from ragtune.registry.stage import run_registry
 from ragtune.registry.tracking import config_params, log_stage, start_pipeline_run, tracking_uri
 
 __all__ = [
@@ -37,8 +37,8 @@ __all__ = [
     "model_uri",
     "promote",
     "promote_version",
-    "register_and_promote",
     "register_model",
+    "run_registry",
     "start_pipeline_run",
     "tracking_uri",
 ]

@@ -1,6 +1,6 @@
 """The registry stage of the pipeline: track the run, register the adapter, decide its alias.
 
-:func:`register_and_promote` is the one entry the pipeline component (and ``ragtune run``) calls.
+:func:`run_registry` is the one entry the pipeline component (and ``ragtune run``) calls.
 It logs the dataset, train and evaluate stages into the pipeline's MLflow run (params, metrics with
 the loss curve as step metrics, and their files: dataset card, train metrics, eval report, scores
 and metrics), registers the adapter as a new model version with its lineage, applies the promotion
@@ -104,7 +104,7 @@ def _existing(paths: Sequence[Path]) -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
-def register_and_promote(
+def run_registry(
     config: RagtuneConfig,
     train_dir: Path,
     eval_dir: Path,

@@ -1,6 +1,6 @@
 """The synthesis stage: questions per table-of-contents category, RAG answers, filters, dataset.
 
-:func:`synthesize` reads ``documents.jsonl`` and a built index and writes ``train.jsonl``,
+:func:`run_synth` reads ``documents.jsonl`` and a built index and writes ``train.jsonl``,
 ``eval.jsonl``, their Alpaca twins, ``rejected.jsonl``, a dataset card ``README.md`` and
 ``synth_report.json``. The pieces: :mod:`.categories` (categories and question slots),
 :mod:`.templates` (versioned Jinja2 prompts), :mod:`.prompts` (requests and reply schemas),
@@ -8,6 +8,6 @@
 """
 
 from ragtune.synth.report import RejectedItem, SynthReport
-from ragtune.synth.stage import generator_endpoint, synthesize
+from ragtune.synth.stage import generator_endpoint, run_synth
 
-__all__ = ["RejectedItem", "SynthReport", "generator_endpoint", "synthesize"]
+__all__ = ["RejectedItem", "SynthReport", "generator_endpoint", "run_synth"]

@@ -425,7 +425,7 @@ def in_shard(slot_id: str, shard: tuple[int, int] | None) -> bool:
     return int(sha256_hex(slot_id)[:8], 16) % count == index
 
 
-def synthesize(
+def run_synth(
     config: RagtuneConfig,
     documents_path: Path,
     index_dir: Path,

@@ -1,4 +1,4 @@
-"""The train stage: ``train(config, dataset_dir, out_dir) -> TrainReport``."""
+"""The train stage: ``run_train(config, dataset_dir, out_dir) -> TrainReport``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ragtune.train.runner import PROBE_FILE, run_training
 log = logging.getLogger(__name__)
 
 
-def train(
+def run_train(
     config: RagtuneConfig, dataset_dir: Path, out_dir: Path, *, probe: str | None = None
 ) -> TrainReport:
     """LoRA-tune ``config.train.base_model`` on ``dataset_dir``'s train.jsonl (eval.jsonl for eval_loss).
