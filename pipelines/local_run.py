@@ -1,21 +1,31 @@
-"""Execute the ragtune graph on this machine with KFP's own local runner.
+"""Execute the ragtune graph on this machine with KFP's own local runner, quietly.
 
 The graph is the same one a cluster runs; only the runner differs (``kfp.local.SubprocessRunner``
 with the current interpreter, so every task sees the installed ``ragtune``). The pipeline root is
 ``run.root`` (default ``runs/``), so one folder holds every artifact, cache and the local MLflow
-store of a run.
+store of a run. What the runner and the tasks print goes to ``<run>/logs/<task>.log``
+(:mod:`pipelines.task_logs`); the console gets one line per task with its headline numbers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from pipelines.ragtune_pipeline import PIPELINE_NAME, ragtune_pipeline
+from pipelines.task_logs import TaskLogRouter, strip_ansi
 from ragtune.core.config import RagtuneConfig, with_absolute_paths
 from ragtune.core.errors import RagtuneError
+
+if TYPE_CHECKING:
+    from ragtune.registry.stage import DecisionRecord
 
 log = logging.getLogger(__name__)
 
@@ -25,22 +35,111 @@ class LocalRun:
     run_dir: Path
     outputs: dict[str, Path] = field(default_factory=dict)  # "<task>/<output>" -> folder or file
     seconds: float = 0.0
+    logs_dir: Path | None = None
 
 
 def _collect_outputs(run_dir: Path) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
-    for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+    for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs"):
         for output in sorted(task_dir.iterdir()):
             if output.name != "executor_output.json":
                 outputs[f"{task_dir.name}/{output.name}"] = output
     return outputs
 
 
-def run_locally(config: RagtuneConfig) -> LocalRun:
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _parse_headline(task_dir: Path) -> str:
+    from ragtune.parse import REPORT_FILE, ParseReport
+
+    report = ParseReport.model_validate_json(
+        (task_dir / "documents" / REPORT_FILE).read_text(encoding="utf-8")
+    )
+    return f"{report.parsed_count} documents parsed, {report.failed_count} failed ({report.cache_hits} from cache)"
+
+
+def _index_headline(task_dir: Path) -> str:
+    from ragtune.index import IndexReport
+    from ragtune.index.stage import REPORT_FILE
+
+    report = IndexReport.model_validate_json((task_dir / "index" / REPORT_FILE).read_text(encoding="utf-8"))
+    return f"{report.chunks} chunks from {report.documents_indexed} documents ({report.store_backend}, dim {report.dim})"
+
+
+def _synth_headline(task_dir: Path) -> str:
+    from ragtune.synth import SynthReport
+    from ragtune.synth.stage import REPORT_FILE
+
+    report = SynthReport.model_validate_json((task_dir / "dataset" / REPORT_FILE).read_text(encoding="utf-8"))
+    return (
+        f"{report.kept} items kept ({report.train} train, {report.eval} eval), "
+        f"{report.rejected} rejected of {report.generated} planned"
+    )
+
+
+def _train_headline(task_dir: Path) -> str:
+    from ragtune.train import TrainReport
+    from ragtune.train.report import METRICS_FILE
+
+    report = TrainReport.model_validate_json((task_dir / "model" / METRICS_FILE).read_text(encoding="utf-8"))
+    return (
+        f"{report.global_step} steps on {report.train_examples} examples, train loss {_fmt(report.train_loss)}, "
+        f"eval loss {_fmt(report.eval_loss_before)} -> {_fmt(report.eval_loss_after)} (n={report.eval_examples})"
+    )
+
+
+def _evaluate_headline(task_dir: Path) -> str:
+    from ragtune.evaluate import EvalMetrics
+    from ragtune.evaluate.stage import METRICS_FILE
+
+    metrics = EvalMetrics.model_validate_json(
+        (task_dir / "evaluation" / METRICS_FILE).read_text(encoding="utf-8")
+    )
+    means = ", ".join(f"{name} {_fmt(mean, 2)}" for name, mean in metrics.means.items())
+    return (
+        f"judge mean {means}; tuned - base {_fmt(metrics.delta_mean, 2)} "
+        f"[{_fmt(metrics.delta_ci_low, 2)}, {_fmt(metrics.delta_ci_high, 2)}] (n={metrics.delta_n})"
+    )
+
+
+def read_decision(run_dir: Path) -> DecisionRecord | None:
+    """The register task's ``decision.json`` in a local run folder, ``None`` if it has none."""
+    from ragtune.registry.stage import DECISION_FILE
+    from ragtune.registry.stage import read_decision as read_record
+
+    folder = run_dir / "register-model" / "decision"
+    return read_record(folder) if (folder / DECISION_FILE).is_file() else None
+
+
+def _register_headline(task_dir: Path) -> str:
+    decision = read_decision(task_dir.parent)
+    return "" if decision is None else f"{decision.model_name} version {decision.version} -> {decision.alias}"
+
+
+HEADLINES: dict[str, Callable[[Path], str]] = {
+    "parse-documents": _parse_headline,
+    "index-documents": _index_headline,
+    "synthesize-dataset": _synth_headline,
+    "train-adapter": _train_headline,
+    "evaluate-adapter": _evaluate_headline,
+    "register-model": _register_headline,
+}
+
+
+def task_headline(task: str, task_dir: Path) -> str | None:
+    """The one-line summary of a finished task, read from its report (``None`` for plumbing tasks)."""
+    headline = HEADLINES.get(task)
+    return headline(task_dir) if headline is not None else None
+
+
+def run_locally(config: RagtuneConfig, verbose: bool = False, console: IO[str] | None = None) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
 
     The config travels whole as ``config_json`` (the UI's override fields stay empty), with one
-    synthesis task and in-process training.
+    synthesis task and in-process training. ``console`` (default stderr) gets a line per task;
+    ``verbose`` copies every task's full log there too.
     """
     from kfp import local
 
@@ -48,18 +147,63 @@ def run_locally(config: RagtuneConfig) -> LocalRun:
     root = Path(config.run.root)
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.glob(f"{PIPELINE_NAME}-*")}
+
+    def run_dir() -> Path | None:
+        new = [p for p in root.glob(f"{PIPELINE_NAME}-*") if p.name not in before and p.is_dir()]
+        return max(new, key=lambda p: p.stat().st_mtime) if new else None
+
+    router = TaskLogRouter(
+        console or sys.stderr,
+        run_dir,
+        fallback_dir=root / "logs" / time.strftime("%Y%m%d-%H%M%S"),
+        headline=task_headline,
+        verbose=verbose,
+    )
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     started = time.monotonic()
     try:
-        ragtune_pipeline(config_json=config.to_json(), synth_shards=1, distributed_nodes=1)
-    except RuntimeError as err:  # the local runner reports a failed task this way; its log is above
-        raise RagtuneError(
-            f"pipeline failed: {err} (the task's log is printed above; outputs under {root})"
-        ) from None
-    new_runs = sorted(
-        (p for p in root.glob(f"{PIPELINE_NAME}-*") if p.name not in before), key=lambda p: p.stat().st_mtime
-    )
-    if not new_runs:
+        with _routed(router):
+            ragtune_pipeline(config_json=config.to_json(), synth_shards=1, distributed_nodes=1)
+    except RuntimeError as err:  # the local runner reports a failed task this way
+        router.finish()
+        task = router.failed_task or "_kfp"
+        path = router.log_path(task)
+        for line in router.tail(task):
+            router.console.write(f"  | {line}\n")
+        raise RagtuneError(f"task {task} failed; its full log: {path} ({_first_line(err)})") from None
+    finally:
+        router.finish()
+    found = run_dir()
+    if found is None:
         raise RagtuneError(f"the local runner wrote no run folder under {root}")
-    run_dir = new_runs[-1]
-    return LocalRun(run_dir=run_dir, outputs=_collect_outputs(run_dir), seconds=time.monotonic() - started)
+    return LocalRun(
+        run_dir=found,
+        outputs=_collect_outputs(found),
+        seconds=time.monotonic() - started,
+        logs_dir=router.logs_dir,
+    )
+
+
+@contextlib.contextmanager
+def _routed(router: TaskLogRouter) -> Iterator[None]:
+    """stdout, the root logger and Python warnings of this process go to ``router`` while the graph runs.
+
+    KFP's runner prints task output on stdout, logs between tasks through the root logger, and warns
+    once per task that local runs ignore cluster settings; all of that belongs in the logs.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers = [logging.StreamHandler(router)]
+    root.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(router), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        root.handlers, root.level = handlers, level
+        for warning in caught:
+            router.note(f"{warning.category.__name__}: {warning.message}")
+
+
+def _first_line(err: BaseException) -> str:
+    return strip_ansi(str(err)).splitlines()[0] if str(err) else type(err).__name__

@@ -15,22 +15,42 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
+from typer.core import TyperGroup
 
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
 
+console = Console(stderr=True)
+_state: dict[str, bool] = {"debug": False}
+
+
+class _OneLineErrors(TyperGroup):
+    """Every command prints a :class:`RagtuneError` as one line and exits 1 (``--debug``: traceback).
+
+    Doing it here rather than in :func:`main` means ``CliRunner`` tests see exactly what users see.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RagtuneError as err:
+            if _state["debug"]:
+                raise
+            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="ragtune",
+    cls=_OneLineErrors,
     help="Documents in, a RAG-grounded instruction dataset, a judged LoRA adapter and an MLflow model version out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(stderr=True)
-_state: dict[str, bool] = {"debug": False}
-
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -75,32 +95,53 @@ def _print_json(data: Any) -> None:
 def run(
     config: ConfigOption = None,
     set_: SetOption = None,
-    corpus: Annotated[str, typer.Option(help="Corpus folder or s3:// URI (overrides corpus.uri).")] = "",
+    corpus: Annotated[
+        str | None,
+        typer.Option(help="Corpus folder or s3:// URI (sets corpus.uri).", show_default=False),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Also show every task's full log live (always in <run>/logs/)."),
+    ] = False,
 ) -> None:
     """Run the whole pipeline locally through KFP's local runner; outputs go under run.root."""
     from pipelines.local_run import run_locally
 
-    result = run_locally(_config(config, set_))
+    overrides = parse_set_flags(set_ or []) | ({"corpus.uri": corpus} if corpus else {})
+    result = run_locally(load_config(config, overrides=overrides), verbose=verbose, console=console.file)
     console.print(
-        f"\n[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]",
+        f"[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]",
         soft_wrap=True,
     )
+    table = Table(box=None, show_header=True, pad_edge=False, header_style="bold")
+    table.add_column("output", no_wrap=True)
+    table.add_column("path", overflow="fold")
     for name, path in result.outputs.items():
-        console.print(f"  {name:<40} {path}", soft_wrap=True, highlight=False)
-    decision = result.run_dir / "register-model" / "decision" / "decision.json"
-    if decision.is_file():
-        data = json.loads(decision.read_text(encoding="utf-8"))
+        table.add_row(name, str(path.relative_to(result.run_dir)))
+    if result.logs_dir is not None:
+        table.add_row("logs", str(result.logs_dir.relative_to(result.run_dir)) + "/<task>.log")
+    console.print(table)
+    _print_decision(result.run_dir)
+
+
+def _print_decision(run_dir: Path) -> None:
+    """The promotion decision in words, and where to look next (MLflow, the evaluation report)."""
+    from pipelines.local_run import read_decision
+
+    decision = read_decision(run_dir)
+    if decision is not None:
         console.print(
-            f"\n[bold]{data['model_name']} version {data['version']} -> {data['alias']}[/]: {data['reason']}",
+            f"[bold]{decision.model_name} version {decision.version} -> {decision.alias}[/]: {decision.reason}",
             soft_wrap=True,
         )
         console.print(
-            f"MLflow: {data['mlflow']['tracking_uri']} (experiment {data['mlflow']['experiment']})",
+            f"MLflow: {decision.mlflow.tracking_uri} (experiment {decision.mlflow.experiment})",
             soft_wrap=True,
+            highlight=False,
         )
-    report = result.run_dir / "evaluate-adapter" / "evaluation" / "report.html"
+    report = run_dir / "evaluate-adapter" / "evaluation" / "report.html"
     if report.is_file():
-        console.print(f"evaluation report: {report}", soft_wrap=True)
+        console.print(f"evaluation report: {report}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -241,10 +282,10 @@ def promote(
 def compile(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")] = None,
 ) -> None:
-    """Compile the pipeline to YAML for Kubeflow Pipelines."""
+    """Compile the pipeline to YAML for Kubeflow Pipelines (--out may be a folder)."""
     from pipelines.compiler import COMPILED_PATH, compile_pipeline
 
-    console.print(f"compiled -> {compile_pipeline(out or COMPILED_PATH)}")
+    console.print(f"compiled -> {compile_pipeline(out or COMPILED_PATH)}", highlight=False)
 
 
 KfpHost = Annotated[str | None, typer.Option("--host", envvar="KFP_HOST", help="Kubeflow Pipelines API URL.")]
@@ -284,10 +325,11 @@ def upload(
     from pipelines.kfp_client import upload as upload_pipeline
     from ragtune import __version__
 
+    path = _package(package)  # a missing file is found before any network call
     client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
     result = upload_pipeline(
         client,
-        _package(package),
+        path,
         name,
         version or f"v{__version__}",
         "ragtune: documents to a judged, registered LoRA adapter",
@@ -325,11 +367,12 @@ def submit(
     from pipelines.kfp_client import submit as submit_run
 
     cfg = _config(config, set_)
-    params = {"config_json": cfg.to_json()} | parameters_from_flags(_package(package), param or [])
+    path = _package(package)
+    params = {"config_json": cfg.to_json()} | parameters_from_flags(path, param or [])
     client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
     result = submit_run(
         client,
-        _package(package),
+        path,
         params,
         experiment or cfg.run.name,
         namespace=namespace,
@@ -339,19 +382,16 @@ def submit(
     )
     verb = "already submitted" if result.skipped else "submitted"
     console.print(
-        f"{verb}: {result.display_name} {result.run_url}" + (f" ({result.reason})" if result.skipped else "")
+        f"{verb}: {result.display_name} {result.run_url}" + (f" ({result.reason})" if result.skipped else ""),
+        soft_wrap=True,
+        highlight=False,
     )
 
 
 def main() -> None:
-    """Console entry point: one-line errors unless --debug."""
+    """Console entry point (errors are one line, see :class:`_OneLineErrors`)."""
     try:
         app()
-    except RagtuneError as err:
-        if _state["debug"]:
-            raise
-        console.print(f"[bold red]error:[/] {err}", highlight=False)
-        sys.exit(1)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished work is cached; run the same command again to resume")
         sys.exit(130)

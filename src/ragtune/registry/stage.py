@@ -16,14 +16,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.errors import InputError
 from ragtune.core.modelload import ADAPTER_META_FILE, read_adapter_meta
 from ragtune.core.records import read_json_object
 from ragtune.evaluate.stage import METRICS_FILE as EVAL_METRICS_FILE
 from ragtune.evaluate.stage import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
-from ragtune.registry.register import register_model
+from ragtune.registry.register import ModelVersionInfo, register_model
 from ragtune.registry.tracking import (
     MetricValue,
     client_for,
@@ -41,6 +44,25 @@ from ragtune.train.report import METRICS_FILE as TRAIN_METRICS_FILE
 log = logging.getLogger(__name__)
 
 DECISION_FILE = "decision.json"
+
+
+class MlflowPointer(BaseModel):
+    """Where the pipeline run was tracked."""
+
+    tracking_uri: str = Field(description="Tracking URI as shown to users (credentials removed).")
+    experiment: str
+    run_id: str
+    pipeline_run_id: str
+
+
+class DecisionRecord(PromotionDecision):
+    """``decision.json``: the promotion decision plus the version, the MLflow run and the evidence."""
+
+    model_version: ModelVersionInfo
+    mlflow: MlflowPointer
+    eval: EvalSummary
+
+
 _CURVE_KEYS = ("loss_curve", "curve", "history", "log_history")
 
 
@@ -207,19 +229,30 @@ def run_registry(
     client.set_terminated(run_id)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        **decision.model_dump(mode="json"),
-        "model_version": info.model_dump(mode="json"),
-        "mlflow": {
-            "tracking_uri": display_uri(tracking_uri(config)),
-            "experiment": experiment_name(config),
-            "run_id": run_id,
-            "pipeline_run_id": pipeline_run_id,
-        },
-        "eval": summary.model_dump(mode="json"),
-    }
+    record = DecisionRecord(
+        **decision.model_dump(),
+        model_version=info,
+        mlflow=MlflowPointer(
+            tracking_uri=display_uri(tracking_uri(config)),
+            experiment=experiment_name(config),
+            run_id=run_id,
+            pipeline_run_id=pipeline_run_id,
+        ),
+        eval=summary,
+    )
     target = out_dir / DECISION_FILE
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
     tmp.replace(target)
     return decision
+
+
+def read_decision(out_dir: Path) -> DecisionRecord:
+    """The ``decision.json`` :func:`run_registry` wrote to ``out_dir`` (an InputError naming it if unreadable)."""
+    path = out_dir / DECISION_FILE
+    try:
+        return DecisionRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found (the registry stage did not finish)") from None
+    except ValueError as err:
+        raise InputError(f"{path}: not a decision record ({err})") from None
