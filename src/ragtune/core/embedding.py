@@ -17,10 +17,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
-from ragtune.core.config import EmbedderConfig
-from ragtune.core.errors import ConfigError, RagtuneError
+from ragtune.core.config import EmbedderConfig, RagtuneConfig
+from ragtune.core.errors import ConfigError, RagtuneError, StorageError
 from ragtune.core.models import MINILM_NAMES, resolve_embedder_path
 from ragtune.core.records import sha256_hex
+from ragtune.core.storage import S3Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -220,3 +221,16 @@ def embed_cached(
             f"{embedder.name}: cached embeddings do not match dimension {embedder.dim}; clear the embeddings cache"
         )
     return matrix
+
+
+def embedding_cache(config: RagtuneConfig) -> ContentCache:
+    """The ``embeddings`` namespace of the run's content cache."""
+    storage = open_storage(config.cache_uri(), config.storage)
+    if isinstance(storage, S3Storage):
+        from minio.error import S3Error
+
+        try:
+            storage.ensure_bucket()
+        except S3Error as err:
+            raise StorageError(f"{storage.uri}: cannot create the cache bucket ({err.code})") from None
+    return ContentCache(storage, "embeddings")

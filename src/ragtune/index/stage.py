@@ -19,12 +19,15 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from ragtune.core.cache import ContentCache
 from ragtune.core.config import RagtuneConfig
-from ragtune.core.embedding import Embedder, SentenceTransformerEmbedder, embed_cached, load_embedder
-from ragtune.core.errors import StorageError
+from ragtune.core.embedding import (
+    Embedder,
+    SentenceTransformerEmbedder,
+    embed_cached,
+    embedding_cache,
+    load_embedder,
+)
 from ragtune.core.records import Chunk, Document, read_jsonl, write_jsonl
-from ragtune.core.storage import S3Storage, open_storage
 from ragtune.index.chunking import chunk_document, load_token_spans
 from ragtune.index.store import create_store
 
@@ -71,19 +74,6 @@ class IndexReport(BaseModel):
     def chunk_count(self) -> int:
         """Chunks indexed (the name the KFP component logs it under)."""
         return self.chunks
-
-
-def embedding_cache(config: RagtuneConfig) -> ContentCache:
-    """The ``embeddings`` namespace of the run's content cache."""
-    storage = open_storage(config.cache_uri(), config.storage)
-    if isinstance(storage, S3Storage):
-        from minio.error import S3Error
-
-        try:
-            storage.ensure_bucket()
-        except S3Error as err:
-            raise StorageError(f"{storage.uri}: cannot create the cache bucket ({err.code})") from None
-    return ContentCache(storage, "embeddings")
 
 
 def chunk_documents(

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint, RagtuneConfig
-from ragtune.core.embedding import embed_cached
+from ragtune.core.embedding import embed_cached, embedding_cache
 from ragtune.core.errors import RagtuneError
 from ragtune.core.llm import (
     BUDGET_EXHAUSTED,
@@ -58,7 +58,6 @@ from ragtune.core.records import (
     write_jsonl,
 )
 from ragtune.index import Retriever, load_retriever
-from ragtune.index.stage import embedding_cache
 from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
 from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
