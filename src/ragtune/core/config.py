@@ -142,7 +142,19 @@ class LLMEndpoint(Section):
         "smollm2", description="Model name sent to the endpoint; local: 'smollm2' or a folder."
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="Env var holding the API key.")
-    concurrency: int = Field(8, ge=1, le=512, description="Requests in flight at once.")
+    concurrency: int = Field(
+        8,
+        ge=1,
+        le=512,
+        description="Most requests in flight at once (the ceiling when adaptive_concurrency is on).",
+    )
+    adaptive_concurrency: bool = Field(
+        True,
+        description=(
+            "Find the concurrency the server sustains (start at `concurrency`, cut on 429/503/timeouts,"
+            " grow while latency is flat); Retry-After pauses the whole endpoint either way."
+        ),
+    )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(
         5, ge=0, description="Retries on 429, 5xx and timeouts (exponential backoff with jitter)."

@@ -166,7 +166,12 @@ class ChatModel(ABC):
 
     @property
     def stats(self) -> dict[str, int]:
-        return dict(self._stats)
+        """Counters of the requests so far, and ``concurrency``: the level in use (or settled on)."""
+        return {**self._stats, "concurrency": self.concurrency_level()}
+
+    def concurrency_level(self) -> int:
+        """Batches allowed in flight now; adaptive backends report the level they settled on."""
+        return self.concurrency
 
     # -- what a backend implements -------------------------------------------------------------
 
@@ -334,6 +339,11 @@ class ChatModel(ABC):
 
         async with self._session():
             await asyncio.gather(*(run_batch(batch) for batch in self._plan_batches(unique)))
+        self._log_concurrency()
+
+    def _log_concurrency(self) -> None:
+        """Say which concurrency a run that sent requests used (adaptive backends: what it settled on)."""
+        log.info("%s: concurrency %d", self.name, self.concurrency_level())
 
     # -- structured output ---------------------------------------------------------------------
 
