@@ -260,7 +260,7 @@ class FakeOpenAI:
         return [v / norm for v in values]
 
 
-def _usage(body: dict[str, Any], content: str) -> dict[str, int]:
+def usage_of(body: dict[str, Any], content: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     completion = len(content.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -386,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
             }
             if action != "no_usage":
-                reply["usage"] = _usage(body, content)
+                reply["usage"] = usage_of(body, content)
             self._send(200, reply)
 
     def _embeddings(self, body: dict[str, Any]) -> None:

@@ -41,8 +41,8 @@ import openai
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
-from ragtune.core.llm.base import ChatModel, ChatRequest, ChatResponse, LLMCallError
-from ragtune.core.llm.ledger import TokenLedger
+from ragtune.core.llm.base import BUDGET_EXHAUSTED, ChatModel, ChatRequest, ChatResponse, LLMCallError
+from ragtune.core.llm.ledger import TokenLedger, estimate_prompt_tokens
 from ragtune.core.llm.limiter import AdaptiveLimiter
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,8 @@ def _status_detail(err: openai.APIStatusError) -> str:
 
 class OpenAIChat(ChatModel):
     """Chat completions from an OpenAI-compatible server at ``endpoint.base_url``."""
+
+    meters_attempts = True  # every attempt is admitted and settled: retries can cost money too
 
     def __init__(
         self,
@@ -200,45 +202,59 @@ class OpenAIChat(ChatModel):
             if response_format is not None:
                 call["response_format"] = response_format
             delay: float | None = None
-            async with self.limiter.slot() as slot:
-                try:
-                    async with asyncio.timeout(self.endpoint.timeout_s):
-                        completion = await client.post("/chat/completions", cast_to=object, body=call)
-                except openai.APIStatusError as err:
-                    status = err.status_code
-                    if status == 400 and response_format is not None:
-                        level = _OBJECT if response_format["type"] == "json_schema" else _NONE
-                        downgraded = True
-                        log.info(
-                            "%s refused response_format %s; trying without",
-                            self.name,
-                            response_format["type"],
-                        )
-                        continue
-                    if status not in RETRY_STATUSES and status < 500:
-                        raise LLMCallError(f"HTTP {status}: {_status_detail(err)}", attempts) from None
-                    problem = f"HTTP {status}: {_status_detail(err)}"
-                    delay = retry_after(err.response.headers)
-                    if status in OVERLOAD_STATUSES:
+            reservation = await self._admit(*self.worst_case([request]))
+            if reservation is None:
+                raise LLMCallError(BUDGET_EXHAUSTED, attempts - 1)
+            estimate = (reservation.prompt_tokens, reservation.completion_tokens)
+            paid: tuple[int, int] | None = None  # what the attempt cost; None: the server charged nothing
+            try:
+                async with self.limiter.slot() as slot:
+                    try:
+                        async with asyncio.timeout(self.endpoint.timeout_s):
+                            completion = await client.post("/chat/completions", cast_to=object, body=call)
+                    except openai.APIStatusError as err:
+                        status = err.status_code
+                        if status == 400 and response_format is not None:
+                            level = _OBJECT if response_format["type"] == "json_schema" else _NONE
+                            downgraded = True
+                            log.info(
+                                "%s refused response_format %s; trying without",
+                                self.name,
+                                response_format["type"],
+                            )
+                            continue
+                        if status not in RETRY_STATUSES and status < 500:
+                            raise LLMCallError(f"HTTP {status}: {_status_detail(err)}", attempts) from None
+                        problem = f"HTTP {status}: {_status_detail(err)}"
+                        delay = retry_after(err.response.headers)
+                        if status in OVERLOAD_STATUSES:
+                            slot.outcome = "overload"
+                            if delay is not None:
+                                self.limiter.pause(delay)  # the server asked the client, not one request
+                    except (openai.APITimeoutError, TimeoutError):
+                        paid = estimate  # the server may have generated the whole reply
+                        problem = f"timeout after {self.endpoint.timeout_s:g} s"
                         slot.outcome = "overload"
-                        if delay is not None:
-                            self.limiter.pause(delay)  # the server asked the client, not one request
-                except (openai.APITimeoutError, TimeoutError):
-                    problem = f"timeout after {self.endpoint.timeout_s:g} s"
-                    slot.outcome = "overload"
-                except openai.APIConnectionError as err:
-                    problem = f"connection error: {_short(err.__cause__ or err.message)}"
-                    slot.outcome = "overload"
-                except openai.APIError as err:  # e.g. a 200 whose body is not a completion
-                    raise LLMCallError(f"bad response: {_short(err.message)}", attempts) from None
-                except ValueError as err:
-                    # a body cut off or garbled on the way: transient, like a dropped connection
-                    problem = f"invalid response body ({type(err).__name__})"
-                else:
-                    slot.outcome = "ok"
-                    if downgraded and level < self._format_ceiling:
-                        self._format_ceiling = level
-                    return self._to_response(completion, request, attempts)
+                    except openai.APIConnectionError as err:
+                        problem = f"connection error: {_short(err.__cause__ or err.message)}"
+                        slot.outcome = "overload"
+                    except openai.APIError as err:  # e.g. a 200 whose body is not a completion
+                        paid = estimate
+                        raise LLMCallError(f"bad response: {_short(err.message)}", attempts) from None
+                    except ValueError as err:
+                        # a body cut off or garbled on the way: transient, like a dropped connection
+                        paid = estimate
+                        problem = f"invalid response body ({type(err).__name__})"
+                    else:
+                        slot.outcome = "ok"
+                        if downgraded and level < self._format_ceiling:
+                            self._format_ceiling = level
+                        paid = estimate  # a 200 is paid even when its body is no use
+                        response = self._to_response(completion, request, attempts)
+                        paid = (response.prompt_tokens, response.completion_tokens)
+                        return response
+            finally:
+                await self._settle(reservation, *(paid or (0, 0)), calls=int(paid is not None))
             if retries >= self.endpoint.max_retries:
                 suffix = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
                 raise LLMCallError(problem + suffix, attempts)
@@ -274,8 +290,8 @@ class OpenAIChat(ChatModel):
             prompt_tokens = usage["prompt_tokens"]
             completion_tokens = usage.get("completion_tokens") or 0
         else:  # some servers omit usage: estimate (4 characters a token) so budgets still bind
-            prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-            prompt_tokens, completion_tokens = prompt_chars // 4 + 1, len(text) // 4 + 1
+            prompt_tokens = estimate_prompt_tokens(request.messages)
+            completion_tokens = len(text) // 4 + 1
         return ChatResponse(
             text=text,
             model=str(completion.get("model") or self.endpoint.model),
