@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ragtune.core.cache import cache_key
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage
@@ -249,3 +250,15 @@ class TokenLedger:
             "budget_tokens": self.endpoint.budget_tokens,
             "exhausted": self.exhausted,
         }
+
+
+def shared_ledger(stage: str, endpoint: LLMEndpoint, storage: Storage, run_scope: str) -> TokenLedger:
+    """The ledger of ``stage`` whose budget every worker of ``run_scope`` (e.g. the shards of one run) shares.
+
+    ``run_scope`` names the run, the same string in every worker (the synthesis stage uses its index
+    folder, which is one per pipeline run). Without a budget there is nothing to share: a plain ledger.
+    """
+    ledger = TokenLedger(stage, endpoint)
+    if ledger.has_budget:
+        ledger.shared = SpendLog(storage, cache_key(stage, endpoint.model, run_scope)[:24])
+    return ledger
