@@ -317,6 +317,13 @@ class TrainConfig(Section):
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints.")
     eval_steps: int = Field(50, ge=1, description="eval_loss on eval.jsonl every N steps (and at start/end).")
     logging_steps: int = Field(10, ge=1, description="Training loss logged every N steps (the loss curve).")
+    packing: bool = Field(
+        True,
+        description=(
+            "Pack each batch into one padding-free row with position ids restarting per example"
+            " (attention kept within examples by sdpa/eager/flash attention); off: pad to the longest."
+        ),
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, about 20-30% slower."
     )
