@@ -11,7 +11,8 @@ rejected, retried and finally lost); set too low it leaves the server idle. The
   held a full window without overload, or to ``backoff`` × the current level when none did. One
   cut per overload episode: requests sent before the cut report the same overload, not a new one;
 * **grow** by one request per window of successes (additive increase) while latency stays flat
-  (within ``latency_tolerance`` × the fastest reply seen). The level just below a recent overload
+  (its moving average within ``latency_tolerance`` × the lowest that average has been: a server
+  that queues, like vLLM past its batch size, answers slower before it refuses). The level just below a recent overload
   is a plateau: growing past it is a *probe*, tried again only after ``probe_interval_s`` (which
   doubles after each failed probe), so a settled run sees an overload once in a long while
   instead of once per window;
@@ -84,7 +85,8 @@ class AdaptiveLimiter:
         self._window_ok = 0  # successes at the current level
         self._last_cut = -math.inf
         self._probe_interval_s = probe_interval_s
-        self._fastest = math.inf
+        self._latency = 0.0  # moving average of reply latency (replies vary in length: smoothed)
+        self._baseline = math.inf  # the lowest that average has been: the unloaded server
         self._paused_until = 0.0
         self._condition: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,7 +156,8 @@ class AdaptiveLimiter:
             condition.notify_all()
 
     def _on_success(self, latency_s: float) -> None:
-        self._fastest = min(self._fastest, latency_s)
+        self._latency = latency_s if self._baseline == math.inf else 0.8 * self._latency + 0.2 * latency_s
+        self._baseline = min(self._baseline, self._latency)
         if not self.adaptive or self.limit >= self.ceiling:
             return
         level = self.level
@@ -164,7 +167,7 @@ class AdaptiveLimiter:
             if level >= self._plateau:  # a probe held: the server takes more now
                 self._plateau = self.ceiling + 1
                 self._probe_interval_s = self.base_probe_interval_s
-        if latency_s > self.latency_tolerance * self._fastest:
+        if self._latency > self.latency_tolerance * self._baseline:
             return  # the server is queueing: hold the level
         if level + 1 >= self._plateau and time.monotonic() - self._last_cut < self._probe_interval_s:
             return
