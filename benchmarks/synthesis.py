@@ -6,6 +6,14 @@
   ``concurrency / latency``. ``speedup`` — that throughput over the same run at concurrency 1.
   Everything the real client does is in the path (``openai.AsyncOpenAI``, HTTP, JSON, retries
   armed, ledger, progress); the response cache is off so every request is sent.
+* ``adaptive_vs_oracle`` / ``adaptive_vs_overrun`` — the same ``--capacity-requests`` requests
+  against a server that serves at most ``C = --capacity`` requests at once with latency
+  ``--latency-ms`` and answers 429 with ``Retry-After: --retry-after-ms`` beyond that (another
+  ``FakeOpenAI`` process, ``capacity=C``). Goodput (answered requests/s) over the ideal ``C / L``
+  for a fixed concurrency of 4·C (the overrun: what happens today when a user sets it high), a
+  fixed concurrency of C (the oracle, who knows the capacity) and adaptive concurrency with a
+  ceiling of 4·C. Failed items (retries exhausted) are counted, not hidden. Goal: adaptive ≥ 0.9
+  of the oracle and ≥ 2× the overrun, with zero failed items.
 * ``incremental_calls`` / ``incremental_time`` — ``ragtune.synth.synthesize`` on 20 generated
   documents (index built with ``ragtune.index.run_index``, embeddings and chat from the same
   fake server), then again, sharing the cache, after one document changed: the rerun's chat
@@ -44,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for tests.llm.fake_openai
 
-from ragtune.core.llm import ChatRequest, ChatResponse, open_chat_model  # noqa: E402
+from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse, open_chat_model  # noqa: E402
 from tests.llm.fake_openai import FakeOpenAIProcess, fake_openai_process  # noqa: E402
 
 TOPICS = [
@@ -71,21 +79,46 @@ TOPICS = [
 ]
 
 
+def timed_run(model: ChatModel, requests: int, tag: str) -> tuple[float, float, int]:
+    """(seconds, client CPU seconds, failed requests) of one ``chat_many``: distinct prompts, no cache."""
+    batch = [
+        ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}]) for i in range(requests)
+    ]
+    started, cpu = time.perf_counter(), time.process_time()
+    results = model.chat_many(batch, desc=tag)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return elapsed, cpu, sum(not isinstance(r, ChatResponse) for r in results)
+
+
 def measure_throughput(
     server: FakeOpenAIProcess, concurrency: int, requests: int, tag: str
 ) -> tuple[float, float]:
     """(requests/s, client CPU ms per request) of one ``chat_many`` run: distinct prompts, no cache."""
     model = open_chat_model(server.endpoint(concurrency=concurrency, timeout_s=30.0, max_retries=2))
-    batch = [
-        ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}]) for i in range(requests)
-    ]
-    started, cpu = time.perf_counter(), time.process_time()
-    results = model.chat_many(batch, desc=f"c={concurrency}")
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    failed = sum(not isinstance(r, ChatResponse) for r in results)
+    elapsed, cpu, failed = timed_run(model, requests, f"c{concurrency}-{tag}")
     if failed:
         raise SystemExit(f"{failed} of {requests} requests failed at concurrency {concurrency}")
     return requests / elapsed, cpu / requests * 1000
+
+
+def measure_capacity(
+    capacity: int, latency_s: float, retry_after_s: float, requests: int
+) -> dict[str, tuple[float, int, int]]:
+    """Per mode: (goodput / (C / L), failed requests, concurrency at the end) against a capacity-C server."""
+    modes = {
+        f"fixed {4 * capacity} (overrun)": {"concurrency": 4 * capacity, "adaptive_concurrency": False},
+        f"fixed {capacity} (oracle)": {"concurrency": capacity, "adaptive_concurrency": False},
+        f"adaptive, ceiling {4 * capacity}": {"concurrency": 4 * capacity, "adaptive_concurrency": True},
+    }
+    ideal = capacity / latency_s
+    out: dict[str, tuple[float, int, int]] = {}
+    with fake_openai_process(latency_s=latency_s, capacity=capacity, retry_after_s=retry_after_s) as server:
+        timed_run(open_chat_model(server.endpoint(concurrency=capacity)), 2 * capacity, "warm-up")
+        for mode, settings in modes.items():
+            model = open_chat_model(server.endpoint(timeout_s=30.0, max_retries=5, **settings))
+            elapsed, _, failed = timed_run(model, requests, mode)
+            out[mode] = ((requests - failed) / elapsed / ideal, failed, model.stats["concurrency"])
+    return out
 
 
 def cpu_share(seconds: float = 0.5) -> float:
@@ -177,6 +210,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--documents", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3, help="runs per concurrency; the median counts")
+    parser.add_argument("--capacity", type=int, default=8, help="requests the capacity server takes at once")
+    parser.add_argument("--capacity-latency-ms", type=float, default=100.0)
+    parser.add_argument("--retry-after-ms", type=float, default=100.0)
+    parser.add_argument("--capacity-requests", type=int, default=400)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     latency = args.latency_ms / 1000
@@ -208,6 +245,19 @@ def main() -> None:
         efficiency = rows[-1][2]
         speedup = rows[-1][1] / rows[0][1]
 
+        capacity = measure_capacity(
+            args.capacity, args.capacity_latency_ms / 1000, args.retry_after_ms / 1000, args.capacity_requests
+        )
+        print(
+            f"\nserver capacity {args.capacity} at once, latency {args.capacity_latency_ms:g} ms, 429 with "
+            f"Retry-After {args.retry_after_ms:g} ms beyond it; {args.capacity_requests} requests each"
+        )
+        print(f"{'mode':<24} {'goodput/(C/L)':>14} {'failed':>7} {'concurrency at end':>19}")
+        for mode, (ratio, failed, level) in capacity.items():
+            print(f"{mode:<24} {ratio:>14.3f} {failed:>7} {level:>19}")
+        overrun, oracle, adaptive = (ratio for ratio, _, _ in capacity.values())
+        adaptive_failed = list(capacity.values())[-1][1]
+
         with tempfile.TemporaryDirectory(prefix="ragtune-bench-synth-") as tmp:
             try:
                 inc_calls, inc_time, note = measure_incremental(server, args.documents, Path(tmp))
@@ -218,6 +268,8 @@ def main() -> None:
         print(f"note: {note}")
     print(
         f"efficiency={efficiency:.3f} speedup={speedup:.2f} "
+        f"adaptive_vs_oracle={adaptive / oracle:.3f} adaptive_vs_overrun={adaptive / overrun:.2f} "
+        f"adaptive_failed={adaptive_failed} "
         f"incremental_calls={inc_calls:.3f} incremental_time={inc_time:.3f}"
     )
 

@@ -9,6 +9,11 @@ the configured ``latency_s``. What each chat request gets is decided in this ord
 3. ``rates``: ``{action: probability}`` drawn with a seeded RNG;
 4. otherwise ``"ok"``.
 
+With ``capacity`` set, the server serves at most that many chat requests at once (like a vLLM
+queue or a provider's concurrency limit): one arriving beyond it is answered at once with 429 and
+``Retry-After: retry_after_s`` (action ``"over_capacity"``, counted in ``over_capacity``); a slot is
+freed as its answer is written, before the client can send the next request.
+
 Actions: ``"ok"`` (the ``responder``'s answer), ``"rate_limit"`` (429 with ``Retry-After:
 retry_after_s``), ``"server_error"`` (500), ``"hang"`` (no answer for ``hang_s``), ``"malformed"``
 (200 whose content is not JSON), ``"broken_body"`` (200 whose body is not JSON), ``"bad_request"``
@@ -137,6 +142,7 @@ class FakeOpenAI:
     seed: int = 0
     embedding_dim: int = 16
     model: str = "fake-model"
+    capacity: int | None = None
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -147,6 +153,7 @@ class FakeOpenAI:
         self._thread: threading.Thread | None = None
         self.in_flight = 0
         self.max_in_flight = 0
+        self.over_capacity = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -215,6 +222,7 @@ class FakeOpenAI:
         with self._lock:
             self.received.clear()
             self.max_in_flight = self.in_flight
+            self.over_capacity = 0
 
     # -- behaviour -------------------------------------------------------------------------------
 
@@ -242,6 +250,9 @@ class FakeOpenAI:
                 return action
         return "ok"
 
+    def retry_after_headers(self) -> dict[str, str]:
+        return {} if self.retry_after_s is None else {"Retry-After": f"{self.retry_after_s:g}"}
+
     def _embed(self, text: str) -> list[float]:
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         values = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(self.embedding_dim)]
@@ -249,7 +260,7 @@ class FakeOpenAI:
         return [v / norm for v in values]
 
 
-def _usage(body: dict[str, Any], content: str) -> dict[str, int]:
+def usage_of(body: dict[str, Any], content: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     completion = len(content.split())
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -271,6 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, payload: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
     ) -> None:
         data = raw if raw is not None else json.dumps(payload).encode("utf-8")
+        self._release()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -311,13 +323,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, item: Received, body: dict[str, Any]) -> None:
         fake = self.fake
         with fake._lock:
-            fake.in_flight += 1
-            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+            full = fake.capacity is not None and fake.in_flight >= fake.capacity
+            if full:
+                fake.over_capacity += 1
+            else:
+                fake.in_flight += 1
+                fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        if full:
+            item.action = "over_capacity"
+            self._error(429, "over capacity", fake.retry_after_headers())
+            return
+        self._holding = True
         try:
             self._chat_reply(item, body)
         finally:
-            with fake._lock:
-                fake.in_flight -= 1
+            self._release()
+
+    def _release(self) -> None:
+        """Free this request's server slot (once), before its answer reaches the client."""
+        if getattr(self, "_holding", False):
+            self._holding = False
+            with self.fake._lock:
+                self.fake.in_flight -= 1
 
     def _chat_reply(self, item: Received, body: dict[str, Any]) -> None:
         fake = self.fake
@@ -330,8 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             action = "ok"  # if the client is still there after the hang, answer
         if action == "rate_limit":
-            headers = {} if fake.retry_after_s is None else {"Retry-After": f"{fake.retry_after_s:g}"}
-            self._error(429, "rate limited", headers)
+            self._error(429, "rate limited", fake.retry_after_headers())
         elif action == "server_error":
             self._error(500, "internal error")
         elif action == "bad_request":
@@ -360,7 +386,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
             }
             if action != "no_usage":
-                reply["usage"] = _usage(body, content)
+                reply["usage"] = usage_of(body, content)
             self._send(200, reply)
 
     def _embeddings(self, body: dict[str, Any]) -> None:
@@ -400,6 +426,13 @@ class FakeOpenAIProcess:
     def max_in_flight(self) -> int:
         return int(self._ask("max_in_flight"))
 
+    @property
+    def over_capacity(self) -> int:
+        return int(self._ask("over_capacity"))
+
+    def reset(self) -> None:
+        self._ask("reset")
+
     def set(self, **attributes: Any) -> None:
         """Set server attributes (``latency_s``, ``responder``, ``rates``, ...; must pickle)."""
         self._ask("set", attributes)
@@ -421,7 +454,8 @@ def _serve_child(conn: Any, options: dict[str, Any]) -> None:
                     setattr(server, name, value)
                 conn.send(None)
             else:
-                conn.send(getattr(server, command))
+                value = getattr(server, command)
+                conn.send(value() if callable(value) else value)
 
 
 @contextmanager

@@ -496,7 +496,8 @@ def test_budget_still_serves_cached(fake_openai: FakeOpenAI, tmp_path: Path) -> 
         price_prompt_per_m=1000.0, price_completion_per_m=1000.0, budget_usd=0.001
     )
     requests = [ask(f"p {i}") for i in range(6)]
-    open_chat_model(endpoint, cache=llm_cache(tmp_path)).chat_many(requests[:2])
+    unlimited = endpoint.model_copy(update={"budget_usd": None})
+    open_chat_model(unlimited, cache=llm_cache(tmp_path)).chat_many(requests[:2])
     spent = TokenLedger(stage="synth", endpoint=endpoint)
     spent.add(10, 0)  # $0.01: already over budget
     model = open_chat_model(endpoint, cache=llm_cache(tmp_path), ledger=spent)

@@ -142,7 +142,19 @@ class LLMEndpoint(Section):
         "smollm2", description="Model name sent to the endpoint; local: 'smollm2' or a folder."
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="Env var holding the API key.")
-    concurrency: int = Field(8, ge=1, le=512, description="Requests in flight at once.")
+    concurrency: int = Field(
+        8,
+        ge=1,
+        le=512,
+        description="Most requests in flight at once (the ceiling when adaptive_concurrency is on).",
+    )
+    adaptive_concurrency: bool = Field(
+        True,
+        description=(
+            "Find the concurrency the server sustains (start at `concurrency`, cut on 429/503/timeouts,"
+            " grow while latency is flat); Retry-After pauses the whole endpoint either way."
+        ),
+    )
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(
         5, ge=0, description="Retries on 429, 5xx and timeouts (exponential backoff with jitter)."
@@ -305,6 +317,13 @@ class TrainConfig(Section):
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept in out_dir/checkpoints.")
     eval_steps: int = Field(50, ge=1, description="eval_loss on eval.jsonl every N steps (and at start/end).")
     logging_steps: int = Field(10, ge=1, description="Training loss logged every N steps (the loss curve).")
+    packing: bool = Field(
+        True,
+        description=(
+            "Pack each batch into one padding-free row with position ids restarting per example"
+            " (attention kept within examples by sdpa/eager/flash attention); off: pad to the longest."
+        ),
+    )
     gradient_checkpointing: bool = Field(
         False, description="Recompute activations in backward: less memory, about 20-30% slower."
     )

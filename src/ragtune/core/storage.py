@@ -74,12 +74,23 @@ class LocalStorage(Storage):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()
         self.uri = str(self.root)
+        self._root_resolved: Path | None = None
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if path != self.root.resolve() and self.root.resolve() not in path.parents:
+        root = self._resolved_root()
+        path = (root / key).resolve()
+        if path != root and root not in path.parents:
             raise StorageError(f"key {key!r} escapes storage root {self.root}")
         return path
+
+    def _resolved_root(self) -> Path:
+        """The root with its links resolved, once it exists (resolving costs syscalls on every key)."""
+        if self._root_resolved is not None:
+            return self._root_resolved
+        resolved = self.root.resolve()
+        if self.root.exists():
+            self._root_resolved = resolved
+        return resolved
 
     def list(self, prefix: str = "") -> list[str]:
         if not self.root.exists():

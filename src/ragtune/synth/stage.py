@@ -45,8 +45,8 @@ from ragtune.core.llm import (
     ChatModel,
     ChatRequest,
     LLMFailure,
-    TokenLedger,
     open_chat_model,
+    shared_ledger,
 )
 from ragtune.core.records import (
     Chunk,
@@ -151,7 +151,7 @@ def text_problem(text: str, min_chars: int, max_chars: int) -> tuple[str, str] |
 class _Synthesis:
     """One run's state; each method is one step of the module docstring."""
 
-    def __init__(self, config: RagtuneConfig, retriever: Retriever) -> None:
+    def __init__(self, config: RagtuneConfig, retriever: Retriever, budget_scope: str) -> None:
         self.config = config
         self.settings = config.synth
         self.retriever = retriever
@@ -165,7 +165,7 @@ class _Synthesis:
         self.generator: ChatModel = open_chat_model(
             self.endpoint,
             llm_cache,
-            TokenLedger("synth", self.endpoint),
+            shared_ledger("synth", self.endpoint, self.embedding_cache.storage, budget_scope),
             local_threads=config.llm.local_threads,
             seed=config.run.seed,
         )
@@ -174,7 +174,7 @@ class _Synthesis:
             self.judge = open_chat_model(
                 config.llm.judge,
                 llm_cache,
-                TokenLedger("synth-judge", config.llm.judge),
+                shared_ledger("synth-judge", config.llm.judge, self.embedding_cache.storage, budget_scope),
                 local_threads=config.llm.local_threads,
                 seed=config.run.seed,
             )
@@ -445,7 +445,7 @@ def run_synth(
     documents = read_jsonl(documents_path, Document)
     retriever = load_retriever(config, index_dir)
     try:
-        run = _Synthesis(config, retriever)
+        run = _Synthesis(config, retriever, budget_scope=str(index_dir.resolve()))  # shards share the budget
         s = config.synth
         categories = build_categories(documents, retriever.chunks.values(), s.toc_depth)
         slots = plan_slots(

@@ -155,7 +155,8 @@ def training_arguments(
         save_strategy="steps",
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
-        include_num_input_tokens_seen="non_padding",
+        # packed batches hold no padding (and no attention_mask for the Trainer to count by)
+        include_num_input_tokens_seen="all" if train.packing else "non_padding",
         report_to="none",
         deepspeed=str(deepspeed_config_path(stage)) if stage != "off" else None,
         dataloader_num_workers=0,
@@ -212,7 +213,7 @@ def run_training(
         args=args,
         train_dataset=train_set.examples,
         eval_dataset=eval_set.examples or None,
-        data_collator=make_collator(tokenizer),
+        data_collator=make_collator(tokenizer, train.packing),
         processing_class=tokenizer,
         callbacks=[step_clock(clock)],
     )

@@ -18,7 +18,7 @@ from ragtune.core.llm.base import (
     LLMFailure,
 )
 from ragtune.core.llm.jsonparse import parse_json_object
-from ragtune.core.llm.ledger import BudgetExceeded, TokenLedger
+from ragtune.core.llm.ledger import BudgetExceeded, SpendLog, TokenLedger, shared_ledger
 
 __all__ = [
     "BUDGET_EXHAUSTED",
@@ -29,9 +29,11 @@ __all__ = [
     "ChatResponse",
     "LLMCallError",
     "LLMFailure",
+    "SpendLog",
     "TokenLedger",
     "open_chat_model",
     "parse_json_object",
+    "shared_ledger",
 ]
 
 

@@ -11,14 +11,17 @@ Guarantees of :meth:`ChatModel.chat_many`: one result per request, in request or
 :class:`ChatResponse` or an :class:`LLMFailure` with its reason; it never raises for a bad request.
 Each response is written to the cache as soon as it arrives, so a killed run repeats no finished
 call. Requests with the same cache key are sent once (vary ``seed`` for independent samples).
-Once the ledger's budget is reached no new request is sent: the rest end as
-``LLMFailure(reason="budget exhausted")`` while cached responses are still served.
+Every attempt is admitted by the ledger against the budget (see ``ledger.py``: its worst case is
+reserved while it runs, so concurrency cannot multiply the overshoot); once the budget is reached
+no new request is sent: the rest end as ``LLMFailure(reason="budget exhausted")`` while cached
+responses are still served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -30,7 +33,7 @@ from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.llm.jsonparse import parse_json_object
-from ragtune.core.llm.ledger import TokenLedger
+from ragtune.core.llm.ledger import Admission, Reservation, TokenLedger, estimate_prompt_tokens
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ R = TypeVar("R")
 
 BUDGET_EXHAUSTED = "budget exhausted"
 MALFORMED = "malformed output"
+#: How often a request waiting for the budget (this worker's requests in flight) checks again.
+ADMIT_POLL_S = 0.01
 
 
 class ChatRequest(BaseModel):
@@ -131,6 +136,9 @@ class ChatModel(ABC):
 
     concurrency: int = 1
     batch_size: int = 1
+    #: True when the backend reserves and settles each attempt itself (retries cost money too);
+    #: otherwise each batch is admitted and settled here.
+    meters_attempts: bool = False
 
     def __init__(
         self,
@@ -166,7 +174,12 @@ class ChatModel(ABC):
 
     @property
     def stats(self) -> dict[str, int]:
-        return dict(self._stats)
+        """Counters of the requests so far, and ``concurrency``: the level in use (or settled on)."""
+        return {**self._stats, "concurrency": self.concurrency_level()}
+
+    def concurrency_level(self) -> int:
+        """Batches allowed in flight now; adaptive backends report the level they settled on."""
+        return self.concurrency
 
     # -- what a backend implements -------------------------------------------------------------
 
@@ -192,6 +205,43 @@ class ChatModel(ABC):
         belongs in a context variable, not on ``self``.
         """
         yield
+
+    # -- budget ----------------------------------------------------------------------------------
+
+    async def _admit(self, prompt_tokens: int, completion_tokens: int) -> Reservation | None:
+        """Wait until the ledger admits an attempt of at most these tokens; ``None`` once the budget is spent."""
+        while True:
+            if self.ledger.shared is None:
+                outcome = self.ledger.reserve(prompt_tokens, completion_tokens)
+            else:  # reads the shared spend log: keep the event loop free
+                outcome = await asyncio.to_thread(self.ledger.reserve, prompt_tokens, completion_tokens)
+            if isinstance(outcome, Reservation):
+                return outcome
+            if outcome == Admission.EXHAUSTED:
+                if not self._budget_logged:
+                    log.warning(
+                        "%s: %s; sending no further requests", self.name, self.ledger.exhausted_reason()
+                    )
+                    self._budget_logged = True
+                return None
+            await asyncio.sleep(ADMIT_POLL_S)  # this worker's own requests in flight may leave room
+
+    async def _settle(
+        self, reservation: Reservation, prompt_tokens: int, completion_tokens: int, calls: int
+    ) -> None:
+        """Record what an admitted attempt cost (0 and ``calls=0`` when nothing was paid)."""
+        if self.ledger.shared is None:
+            self.ledger.settle(reservation, prompt_tokens, completion_tokens, calls)
+        else:
+            await asyncio.to_thread(self.ledger.settle, reservation, prompt_tokens, completion_tokens, calls)
+
+    @staticmethod
+    def worst_case(requests: Sequence[ChatRequest]) -> tuple[int, int]:
+        """Prompt tokens (estimated) and completion tokens (``max_tokens``) these requests can cost."""
+        return (
+            sum(estimate_prompt_tokens(r.messages) for r in requests),
+            sum(r.max_tokens for r in requests),
+        )
 
     # -- keys and cache ------------------------------------------------------------------------
 
@@ -305,27 +355,37 @@ class ChatModel(ABC):
 
         async def run_batch(batch: list[int]) -> None:
             async with semaphore:
-                reason = self.ledger.exhausted_reason()
-                if reason is not None:
-                    if not self._budget_logged:
-                        log.warning("%s: %s; sending no further requests", self.name, reason)
-                        self._budget_logged = True
-                    self._stats["budget_skipped"] += len(batch)
-                    outcomes: list[ChatResponse | LLMFailure] = [
-                        LLMFailure(reason=BUDGET_EXHAUSTED, attempts=0) for _ in batch
-                    ]
+                requests = [unique[i] for i in batch]
+                reservation = None
+                if not self.meters_attempts:
+                    reservation = await self._admit(*self.worst_case(requests))
+                outcomes: list[ChatResponse | LLMFailure]
+                if reservation is None and not self.meters_attempts:
+                    outcomes = [LLMFailure(reason=BUDGET_EXHAUSTED, attempts=0) for _ in batch]
                 else:
-                    self._stats["calls"] += len(batch)
                     try:
-                        outcomes = await self._complete_batch([unique[i] for i in batch])
+                        outcomes = await self._complete_batch(requests)
                         if len(outcomes) != len(batch):
                             raise RuntimeError(f"backend answered {len(outcomes)} of {len(batch)} requests")
                     except Exception as err:
                         outcomes = [failure_from(err) for _ in batch]
+                answered = [o for o in outcomes if isinstance(o, ChatResponse)]
+                if reservation is not None:
+                    await self._settle(
+                        reservation,
+                        sum(o.prompt_tokens for o in answered),
+                        sum(o.completion_tokens for o in answered),
+                        len(answered),
+                    )
+                skipped = sum(
+                    isinstance(o, LLMFailure) and o.reason == BUDGET_EXHAUSTED and o.attempts == 0
+                    for o in outcomes
+                )
+                self._stats["budget_skipped"] += skipped
+                self._stats["calls"] += len(batch) - skipped
                 # stored before the slot is freed: a killed run loses no answered request
                 for position, outcome in zip(batch, outcomes, strict=True):
                     if isinstance(outcome, ChatResponse):
-                        self.ledger.add(outcome.prompt_tokens, outcome.completion_tokens)
                         await self._cache_put(keys[position], outcome)
                     for index in waiting[keys[position]]:
                         results[index] = outcome
@@ -334,6 +394,11 @@ class ChatModel(ABC):
 
         async with self._session():
             await asyncio.gather(*(run_batch(batch) for batch in self._plan_batches(unique)))
+        self._log_concurrency()
+
+    def _log_concurrency(self) -> None:
+        """Say which concurrency a run that sent requests used (adaptive backends: what it settled on)."""
+        log.info("%s: concurrency %d", self.name, self.concurrency_level())
 
     # -- structured output ---------------------------------------------------------------------
 
@@ -380,6 +445,13 @@ def _mentions_json(messages: list[dict[str, str]]) -> bool:
     return any("json" in str(m.get("content", "")).lower() for m in messages)
 
 
+@functools.cache
+def response_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """``{"name", "schema"}`` of a reply model, made once per class (pydantic takes ~4 ms each time)."""
+    name = "".join(c if c.isalnum() or c in "_-" else "_" for c in schema.__name__)[:64] or "reply"
+    return {"name": name, "schema": schema.model_json_schema()}
+
+
 def structured_request(request: ChatRequest, schema: type[BaseModel]) -> ChatRequest:
     """``request`` set up to ask for a JSON object matching ``schema``.
 
@@ -389,8 +461,7 @@ def structured_request(request: ChatRequest, schema: type[BaseModel]) -> ChatReq
     """
     update: dict[str, Any] = {"json_mode": True}
     if request.json_schema is None:
-        name = "".join(c if c.isalnum() or c in "_-" else "_" for c in schema.__name__)[:64] or "reply"
-        update["json_schema"] = {"name": name, "schema": schema.model_json_schema()}
+        update["json_schema"] = response_schema(schema)
     if not _mentions_json(request.messages) and request.messages:
         keys = ", ".join(f'"{k}"' for k in schema.model_fields)
         messages = [dict(m) for m in request.messages]

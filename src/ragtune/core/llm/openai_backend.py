@@ -41,8 +41,9 @@ import openai
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
-from ragtune.core.llm.base import ChatModel, ChatRequest, ChatResponse, LLMCallError
-from ragtune.core.llm.ledger import TokenLedger
+from ragtune.core.llm.base import BUDGET_EXHAUSTED, ChatModel, ChatRequest, ChatResponse, LLMCallError
+from ragtune.core.llm.ledger import TokenLedger, estimate_prompt_tokens
+from ragtune.core.llm.limiter import AdaptiveLimiter
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ BACKOFF_MAX_S = 30.0
 RETRY_AFTER_MAX_S = 120.0
 #: Statuses below 500 that are retried (rate limit, request timeout); any other 4xx fails at once.
 RETRY_STATUSES = frozenset({408, 429})
+#: Statuses that mean "too much load": the endpoint's adaptive concurrency is cut (see limiter.py).
+OVERLOAD_STATUSES = frozenset({429, 503})
 
 # the client of the current run, per model (see ChatModel._session)
 _CLIENTS: ContextVar[dict[int, openai.AsyncOpenAI]] = ContextVar("ragtune_openai_clients", default={})  # noqa: B039
@@ -98,6 +101,8 @@ def _status_detail(err: openai.APIStatusError) -> str:
 class OpenAIChat(ChatModel):
     """Chat completions from an OpenAI-compatible server at ``endpoint.base_url``."""
 
+    meters_attempts = True  # every attempt is admitted and settled: retries can cost money too
+
     def __init__(
         self,
         endpoint: LLMEndpoint,
@@ -120,6 +125,9 @@ class OpenAIChat(ChatModel):
         )
         self.endpoint = endpoint
         self.concurrency = endpoint.concurrency
+        self.limiter = AdaptiveLimiter(
+            endpoint.concurrency, adaptive=endpoint.adaptive_concurrency, name=self.name
+        )
         self.backoff_base_s = BACKOFF_BASE_S if backoff_base_s is None else backoff_base_s
         self.backoff_max_s = BACKOFF_MAX_S if backoff_max_s is None else backoff_max_s
         self._format_ceiling = _SCHEMA  # lowered once the server has refused a format
@@ -144,6 +152,12 @@ class OpenAIChat(ChatModel):
         finally:
             _CLIENTS.reset(token)
             await client.close()
+
+    def concurrency_level(self) -> int:
+        return self.limiter.level
+
+    def _log_concurrency(self) -> None:
+        log.info("%s: %s", self.name, self.limiter.summary())
 
     def _backoff(self, retry: int) -> float:
         """Full jitter: uniform(0, min(max, base * 2**retry))."""
@@ -187,41 +201,69 @@ class OpenAIChat(ChatModel):
             call = dict(params)
             if response_format is not None:
                 call["response_format"] = response_format
+            delay: float | None = None
+            reservation = await self._admit(*self.worst_case([request]))
+            if reservation is None:
+                raise LLMCallError(BUDGET_EXHAUSTED, attempts - 1)
+            estimate = (reservation.prompt_tokens, reservation.completion_tokens)
+            paid: tuple[int, int] | None = None  # what the attempt cost; None: the server charged nothing
             try:
-                async with asyncio.timeout(self.endpoint.timeout_s):
-                    completion = await client.post("/chat/completions", cast_to=object, body=call)
-            except openai.APIStatusError as err:
-                status = err.status_code
-                if status == 400 and response_format is not None:
-                    level = _OBJECT if response_format["type"] == "json_schema" else _NONE
-                    downgraded = True
-                    log.info(
-                        "%s refused response_format %s; trying without", self.name, response_format["type"]
-                    )
-                    continue
-                if status not in RETRY_STATUSES and status < 500:
-                    raise LLMCallError(f"HTTP {status}: {_status_detail(err)}", attempts) from None
-                problem = f"HTTP {status}: {_status_detail(err)}"
-                delay = retry_after(err.response.headers)
-            except (openai.APITimeoutError, TimeoutError):
-                problem, delay = f"timeout after {self.endpoint.timeout_s:g} s", None
-            except openai.APIConnectionError as err:
-                problem, delay = f"connection error: {_short(err.__cause__ or err.message)}", None
-            except openai.APIError as err:  # e.g. a 200 whose body is not a completion
-                raise LLMCallError(f"bad response: {_short(err.message)}", attempts) from None
-            except ValueError as err:
-                # a body cut off or garbled on the way: transient, like a dropped connection
-                problem, delay = f"invalid response body ({type(err).__name__})", None
-            else:
-                if downgraded and level < self._format_ceiling:
-                    self._format_ceiling = level
-                return self._to_response(completion, request, attempts)
+                async with self.limiter.slot() as slot:
+                    try:
+                        async with asyncio.timeout(self.endpoint.timeout_s):
+                            completion = await client.post("/chat/completions", cast_to=object, body=call)
+                    except openai.APIStatusError as err:
+                        status = err.status_code
+                        if status == 400 and response_format is not None:
+                            level = _OBJECT if response_format["type"] == "json_schema" else _NONE
+                            downgraded = True
+                            log.info(
+                                "%s refused response_format %s; trying without",
+                                self.name,
+                                response_format["type"],
+                            )
+                            continue
+                        if status not in RETRY_STATUSES and status < 500:
+                            raise LLMCallError(f"HTTP {status}: {_status_detail(err)}", attempts) from None
+                        problem = f"HTTP {status}: {_status_detail(err)}"
+                        delay = retry_after(err.response.headers)
+                        if status in OVERLOAD_STATUSES:
+                            slot.outcome = "overload"
+                            if delay is not None:
+                                self.limiter.pause(delay)  # the server asked the client, not one request
+                    except (openai.APITimeoutError, TimeoutError):
+                        paid = estimate  # the server may have generated the whole reply
+                        problem = f"timeout after {self.endpoint.timeout_s:g} s"
+                        slot.outcome = "overload"
+                    except openai.APIConnectionError as err:
+                        problem = f"connection error: {_short(err.__cause__ or err.message)}"
+                        slot.outcome = "overload"
+                    except openai.APIError as err:  # e.g. a 200 whose body is not a completion
+                        paid = estimate
+                        raise LLMCallError(f"bad response: {_short(err.message)}", attempts) from None
+                    except ValueError as err:
+                        # a body cut off or garbled on the way: transient, like a dropped connection
+                        paid = estimate
+                        problem = f"invalid response body ({type(err).__name__})"
+                    else:
+                        slot.outcome = "ok"
+                        if downgraded and level < self._format_ceiling:
+                            self._format_ceiling = level
+                        paid = estimate  # a 200 is paid even when its body is no use
+                        response = self._to_response(completion, request, attempts)
+                        paid = (response.prompt_tokens, response.completion_tokens)
+                        return response
+            finally:
+                await self._settle(reservation, *(paid or (0, 0)), calls=int(paid is not None))
             if retries >= self.endpoint.max_retries:
                 suffix = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
                 raise LLMCallError(problem + suffix, attempts)
-            wait = delay if delay is not None else self._backoff(retries)
             retries += 1
             self._stats["retries"] += 1
+            if delay is not None and slot.outcome == "overload":
+                log.debug("%s: %s; retry %d after the endpoint's pause", self.name, problem, retries)
+                continue  # the limiter holds every request until the Retry-After has passed
+            wait = delay if delay is not None else self._backoff(retries - 1)
             log.debug("%s: %s; retry %d in %.2f s", self.name, problem, retries, wait)
             await asyncio.sleep(wait)
 
@@ -248,8 +290,8 @@ class OpenAIChat(ChatModel):
             prompt_tokens = usage["prompt_tokens"]
             completion_tokens = usage.get("completion_tokens") or 0
         else:  # some servers omit usage: estimate (4 characters a token) so budgets still bind
-            prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-            prompt_tokens, completion_tokens = prompt_chars // 4 + 1, len(text) // 4 + 1
+            prompt_tokens = estimate_prompt_tokens(request.messages)
+            completion_tokens = len(text) // 4 + 1
         return ChatResponse(
             text=text,
             model=str(completion.get("model") or self.endpoint.model),
