@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragtune.core.errors import InputError
+from ragtune.core.fsutil import atomic_write_lines
 
 ParserName = Literal["grobid", "tei", "pdf", "markdown", "html", "text"]
 
@@ -100,17 +101,8 @@ R = TypeVar("R", bound=BaseModel)
 
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel]) -> int:
-    """Write records one JSON object per line, atomically (tmp file then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(record.model_dump_json() + "\n")
-            count += 1
-    tmp.replace(path)
-    return count
+    """Write records one JSON object per line, atomically (:func:`~ragtune.core.fsutil.atomic_write_lines`)."""
+    return atomic_write_lines(path, (record.model_dump_json() for record in records))
 
 
 def iter_jsonl(path: str | Path, model: type[R]) -> Iterator[R]:

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from ragtune.core.config import StorageConfig
 from ragtune.core.errors import StorageError
+from ragtune.core.fsutil import atomic_write_bytes
 
 
 class Storage(ABC):
@@ -109,11 +110,7 @@ class LocalStorage(Storage):
             raise StorageError(f"{self.uri_for(key)}: cannot read ({err.strerror})") from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written cache entry
+        atomic_write_bytes(self._path(key), data)  # a crash never leaves a half-written cache entry
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -12,6 +12,7 @@ import numpy as np
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import ChatModel, ChatResponse, LLMFailure, TokenLedger, open_chat_model
 from ragtune.core.llm.hf_chat import answer_request
 from ragtune.core.records import InstructionItem, read_jsonl, write_jsonl
@@ -77,12 +78,6 @@ def load_eval_items(dataset_dir: Path) -> list[InstructionItem]:
     if not path.is_file():
         raise InputError(f"{path}: no evaluation set (the synth stage writes {EVAL_FILE})")
     return read_jsonl(path, InstructionItem)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _collect_answers(
@@ -280,10 +275,10 @@ def run_evaluate(
     metrics_path, report_path = out_dir / METRICS_FILE, out_dir / REPORT_FILE
     write_jsonl(scores_path, rows)
     write_jsonl(pairwise_path, pairs)
-    _write_text(
+    atomic_write_text(
         metrics_path, json.dumps(metrics.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     )
-    _write_text(report_path, render_report(metrics, items, rows, pairs))
+    atomic_write_text(report_path, render_report(metrics, items, rows, pairs))
     if metrics.failures_total:
         log.warning("evaluate: %d failures recorded (see %s)", metrics.failures_total, metrics_path)
     return EvalReport(

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import ParseConfig, RagtuneConfig
 from ragtune.core.errors import InputError, RagtuneError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.records import Document, ParserName, doc_id_for, sha256_hex, write_jsonl
 from ragtune.core.storage import LocalStorage, Storage, open_storage
 from ragtune.parse.dispatch import choose_parser, read_document
@@ -223,9 +224,6 @@ def run_parse(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = 
     documents_path = out_dir / DOCUMENTS_FILE
     write_jsonl(documents_path, [o.document for o in outcomes if o.document is not None])
     report = ParseReport.build(corpus, str(documents_path), PARSER_VERSION, [o.report for o in outcomes])
-    report_path = out_dir / REPORT_FILE
-    tmp = report_path.with_name(report_path.name + ".tmp")
-    tmp.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(report_path)
+    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
     logger.info("%s -> %s", report.summary(), out_dir)
     return report

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.modelload import ADAPTER_META_FILE, read_adapter_meta
 from ragtune.core.records import read_json_object
 from ragtune.evaluate.stage import METRICS_FILE as EVAL_METRICS_FILE
@@ -240,10 +241,7 @@ def run_registry(
         ),
         eval=summary,
     )
-    target = out_dir / DECISION_FILE
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    atomic_write_text(out_dir / DECISION_FILE, record.model_dump_json(indent=2) + "\n")
     return decision
 
 

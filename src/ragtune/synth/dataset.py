@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.config import LLMEndpoint
+from ragtune.core.fsutil import atomic_write_lines
 from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex
 from ragtune.synth.categories import Slot
 from ragtune.synth.report import TokenStats
@@ -61,12 +62,7 @@ def alpaca_row(item: InstructionItem) -> dict[str, str]:
 
 
 def write_alpaca(path: Path, items: Sequence[InstructionItem]) -> int:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for item in items:
-            handle.write(json.dumps(alpaca_row(item), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return len(items)
+    return atomic_write_lines(path, (json.dumps(alpaca_row(item), ensure_ascii=False) for item in items))
 
 
 def whitespace_tokens(text: str) -> int:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragtune.core.fsutil import atomic_write_text
+
 DeepSpeedStage = Literal["off", "zero2", "zero3"]
 
 METRICS_FILE = "metrics.json"
@@ -69,8 +71,4 @@ class TrainReport(BaseModel):
     deepspeed: DeepSpeedStage = Field(description="DeepSpeed ZeRO stage used, or off.")
 
     def write(self, out_dir: Path) -> Path:
-        path = out_dir / METRICS_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=2), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(out_dir / METRICS_FILE, self.model_dump_json(indent=2))
