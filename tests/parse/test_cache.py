@@ -9,6 +9,7 @@ import pytest
 
 from ragtune.parse import run_parse
 from ragtune.parse import stage as stage_module
+from ragtune.parse.sections import Source
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
 
 
@@ -31,13 +32,13 @@ def test_rerun_hits_the_cache_with_identical_documents(
     assert first.cache_hits == 0 and first.ok == 4 and first.failed == 1
 
     calls: list[str] = []
-    real = stage_module.read_document
+    real = stage_module.IsolatedReader.read
 
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(str(args[1]))
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+    def counting(self: stage_module.IsolatedReader, parser: str, data: bytes, source: Source) -> object:
+        calls.append(source.name)
+        return real(self, parser, data, source)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stage_module, "read_document", counting)
+    monkeypatch.setattr(stage_module.IsolatedReader, "read", counting)
     second = run_parse(config, tmp_path / "second")
 
     assert second.cache_hits == 4

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from ragtune.core.config import ParseConfig
+from ragtune.core.retry import RETRY_AFTER_MAX_S, retry_after_seconds
 from ragtune.parse import grobid as grobid_module
 from ragtune.parse import run_parse
-from ragtune.parse.grobid import GrobidClient, GrobidError, retry_after_seconds
+from ragtune.parse.grobid import GrobidClient, GrobidError
 from ragtune.parse.report import EXIT_OK
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
 
@@ -30,7 +31,8 @@ class Call:
 
 @dataclass
 class FakeGrobid:
-    """Behaviour is chosen by the uploaded file's name: ok*, busy*, broken*, slow*, gone*."""
+    """Behaviour is chosen by the uploaded file's name: ok*, busy*, broken*, slow*, gone*, flaky*
+    (HTTP 502 once, then ok), reset* (connection dropped once, then ok), missing* (HTTP 404)."""
 
     tei: bytes
     calls: list[Call] = field(default_factory=list)
@@ -72,9 +74,16 @@ def _handler(fake: FakeGrobid) -> type[BaseHTTPRequestHandler]:
                 fake.in_flight += 1
                 fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
             try:
-                if filename.startswith("busy") and tries == 1:
+                if filename.startswith("flaky") and tries == 1:
+                    self._answer(502, b"Bad Gateway", {"Retry-After": "nan"})
+                elif filename.startswith("reset") and tries == 1:
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # no answer at all: the client sees a reset
+                elif filename.startswith("missing"):
+                    self._answer(404, b"Not Found")
+                elif filename.startswith(("busy", "flaky", "reset")) and tries == 1:
                     self._answer(503, b"", {"Retry-After": "0"})
-                elif filename.startswith("busy"):
+                elif filename.startswith(("busy", "flaky", "reset")):
                     self._answer(200, fake.tei)
                 elif filename.startswith("gone"):
                     self._answer(503, b"")
@@ -181,17 +190,30 @@ def test_server_error_fails_that_file_only(
     fake_grobid: FakeGrobid, tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["broken-paper.pdf", "ok-paper.pdf"], pdf_bytes["outline"])
-    report = run_parse(
-        make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=3), tmp_path / "out"
-    )
+    config = make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=3, max_failed_fraction=1)
+    report = run_parse(config, tmp_path / "out")
     _, on_disk = load_outputs(tmp_path / "out")
     broken = report_entry(on_disk, "broken-paper.pdf")
     assert broken["status"] == "failed"
     assert broken["reason"].startswith("broken-paper.pdf: GROBID failed with HTTP 500: ")
-    assert "PDF parse failure" in broken["reason"]
-    assert fake_grobid.attempts("broken-paper.pdf") == 1  # a 500 is not retried
+    assert "PDF parse failure" in broken["reason"] and "gave up after 4 attempt(s)" in broken["reason"]
+    assert fake_grobid.attempts("broken-paper.pdf") == 4  # any 5xx is retried, within the bound
     assert report_entry(on_disk, "ok-paper.pdf")["status"] == "ok"
     assert report.partial is True
+
+
+def test_any_5xx_and_a_reset_connection_are_retried_but_a_4xx_is_not(
+    fake_grobid: FakeGrobid, tmp_path: Path, make_config: MakeConfig, pdf_bytes: dict[str, bytes]
+) -> None:
+    names = ["flaky-paper.pdf", "reset-paper.pdf", "missing-paper.pdf"]
+    corpus = pdf_corpus(tmp_path / "corpus", names, pdf_bytes["outline"])
+    config = make_config(corpus, grobid_url=fake_grobid.url, grobid_max_retries=2, max_failed_fraction=1)
+    report = run_parse(config, tmp_path / "out")
+    status = {f.source: f.status for f in report.files}
+    assert status == {"flaky-paper.pdf": "ok", "reset-paper.pdf": "ok", "missing-paper.pdf": "failed"}
+    assert [fake_grobid.attempts(name) for name in names] == [2, 2, 1]
+    missing = next(f for f in report.files if f.source == "missing-paper.pdf")
+    assert missing.reason == "missing-paper.pdf: GROBID failed with HTTP 404: Not Found"
 
 
 @pytest.mark.timeout(15)
@@ -227,9 +249,9 @@ def test_unreachable_server_is_a_clear_failure(
 ) -> None:
     corpus = pdf_corpus(tmp_path / "corpus", ["paper.pdf"], pdf_bytes["outline"])
     report = run_parse(make_config(corpus, grobid_url="http://127.0.0.1:9"), tmp_path / "out")
-    assert "cannot reach GROBID at http://127.0.0.1:9/api/processFulltextDocument" in (
-        report.files[0].reason or ""
-    )
+    reason = report.files[0].reason or ""
+    assert "cannot reach GROBID at http://127.0.0.1:9/api/processFulltextDocument" in reason
+    assert "gave up after 6 attempt(s)" in reason  # refused connections are retried, within the bound
 
 
 def test_retry_after_is_honoured(fake_grobid: FakeGrobid) -> None:
@@ -258,6 +280,9 @@ def test_backoff_and_retry_after_parsing(monkeypatch: pytest.MonkeyPatch) -> Non
 
     now = datetime(2024, 1, 1, tzinfo=UTC)
     assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
-    assert retry_after_seconds("1e9") == grobid_module.RETRY_AFTER_MAX_S
+    assert retry_after_seconds("1e9") == RETRY_AFTER_MAX_S
+    for not_finite in ("inf", "-inf", "nan", "Infinity"):
+        assert retry_after_seconds(not_finite) is None  # the backoff decides instead
+    assert client.backoff_s(0, "nan") <= 1.0
     assert retry_after_seconds("-5") == 0.0
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None

@@ -60,7 +60,7 @@ def test_bad_inputs_are_reported_and_good_files_survive(
     mixed_corpus: Path, tmp_path: Path, make_config: MakeConfig
 ) -> None:
     out = tmp_path / "out"
-    report = run_parse(make_config(mixed_corpus), out)
+    report = run_parse(make_config(mixed_corpus, max_failed_fraction=1.0), out)
     documents, on_disk = load_outputs(out)
 
     assert ParseReport.model_validate(on_disk) == report

@@ -90,9 +90,33 @@ class ParseConfig(Section):
     )
     grobid_concurrency: int = Field(4, ge=1, le=64)
     grobid_timeout_s: float = Field(120.0, gt=0)
-    grobid_max_retries: int = Field(5, ge=0, description="Retries on 503 (GROBID busy) and timeouts.")
+    grobid_max_retries: int = Field(
+        5, ge=0, description="Retries on connection errors, resets, timeouts and any HTTP 5xx."
+    )
     grobid_consolidate_header: bool = False
     min_chars: int = Field(40, ge=0, description="A document with less extracted text is reported as empty.")
+    isolation: Literal["process", "none"] = Field(
+        "process",
+        description="process: read each file in a reused worker process under the timeout and memory cap; "
+        "none: in the stage's own process (debugging; a hostile file can then hang or crash the stage).",
+    )
+    file_timeout_s: float = Field(
+        120.0, gt=0, description="Wall-clock limit for reading one file; over it the file fails as 'timeout'."
+    )
+    file_memory_mb: int = Field(
+        2048,
+        ge=16,
+        description="Memory a reader may add while reading one file; over it the file fails as 'memory'.",
+    )
+    max_file_mb: float = Field(
+        200.0, gt=0, description="Larger files are reported as 'too_large' and never read into memory."
+    )
+    max_failed_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="The parse stage fails, naming the files, when more than this fraction of them failed.",
+    )
 
 
 class EmbedderConfig(Section):

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragtune.core.errors import InputError
+from ragtune.core.errors import InputError, input_depth_guard
 from ragtune.core.fsutil import atomic_write_lines
 
 ParserName = Literal["grobid", "tei", "pdf", "markdown", "html", "text"]
@@ -130,7 +130,8 @@ def read_json_object(path: str | Path, what: str = "JSON") -> dict[str, Any]:
     """A JSON object file; missing, unreadable or non-object content is an error naming the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with input_depth_guard(str(path)):
+            data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except (OSError, ValueError) as err:

@@ -37,6 +37,10 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Bytes stored under ``key``, without reading them (to refuse oversized inputs)."""
+
     def uri_for(self, key: str) -> str:
         return f"{self.uri.rstrip('/')}/{key}"
 
@@ -115,6 +119,14 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise StorageError(f"{self.uri_for(key)}: not found") from None
+        except OSError as err:
+            raise StorageError(f"{self.uri_for(key)}: cannot read ({err.strerror})") from None
+
 
 class S3Storage(Storage):
     """An ``s3://bucket/prefix`` location through the ``minio`` client."""
@@ -192,6 +204,14 @@ class S3Storage(Storage):
         except S3Error as err:
             if err.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
                 return False
+            raise self._fail(key, err) from None
+
+    def size(self, key: str) -> int:
+        from minio.error import S3Error
+
+        try:
+            return int(self.client.stat_object(self.bucket, self._name(key)).size or 0)
+        except S3Error as err:
             raise self._fail(key, err) from None
 
     def ensure_bucket(self) -> None:

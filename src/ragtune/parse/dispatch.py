@@ -2,7 +2,8 @@
 
 The name decides when it is specific (``.tei.xml``, ``.pdf``, ``.md``, ``.html``, ``.txt``), but a
 ``.pdf`` must really start with ``%PDF-``; otherwise the content decides. PDFs go to GROBID when a
-client is given (``parse.grobid_url`` set), else to the built-in pypdf reader.
+client is given (``parse.grobid_url`` set), else to the built-in pypdf reader. :func:`read_bytes`
+is what a parse worker process runs for one file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import PurePosixPath
 
 from ragtune.core.errors import InputError
 from ragtune.core.records import Document, ParserName
-from ragtune.parse.grobid import GrobidClient
 from ragtune.parse.html import read_html
 from ragtune.parse.markdown import read_markdown
 from ragtune.parse.pdf import read_pdf
@@ -72,16 +72,12 @@ def choose_parser(name: str, data: bytes, use_grobid: bool = False) -> ParserNam
     return "text"
 
 
-def read_document(
-    parser: ParserName, name: str, data: bytes, source: Source, grobid: GrobidClient | None = None
-) -> Document:
-    """Run the chosen reader; ``"grobid"`` sends the PDF to the server and reads its TEI."""
+def read_bytes(parser: ParserName, data: bytes, source: Source) -> Document:
+    """Run the chosen reader (in a parse worker process); for ``"grobid"``, ``data`` is the TEI
+    that the server answered for the PDF (:meth:`GrobidClient.process_fulltext`)."""
     if parser == "grobid":
-        if grobid is None:
-            raise InputError("GROBID parser chosen but no GROBID client configured")
-        tei = grobid.process_fulltext(name, data)
         try:
-            return read_tei(tei, source, parser="grobid")
+            return read_tei(data, source, parser="grobid")
         except InputError as err:
             raise InputError(f"GROBID answer unusable: {err}") from None
     return READERS[parser](data, source)

@@ -1,11 +1,12 @@
 """A small client for a GROBID server's ``processFulltextDocument`` service.
 
 ``POST {grobid_url}/api/processFulltextDocument`` with the PDF in the multipart field ``input``
-answers TEI XML. GROBID answers 503 when all its workers are busy and asks the client to wait and
-resubmit, so 503s and timeouts are retried with exponential backoff plus jitter (or after the
-server's ``Retry-After``), up to ``parse.grobid_max_retries`` times. Any other error status fails
-that file with the status and the start of the answer. At most ``parse.grobid_concurrency``
-requests are in flight at once, however many threads share the client.
+answers TEI XML. Transient failures are retried through :mod:`ragtune.core.retry` (exponential
+backoff with jitter, or the server's ``Retry-After``), up to ``parse.grobid_max_retries`` times:
+GROBID answers 503 when all its workers are busy and asks the client to resubmit, and a server
+restarting behind a load balancer refuses or resets connections or answers another 5xx. Any 4xx
+fails that file at once with the status and the start of the answer. At most
+``parse.grobid_concurrency`` requests are in flight at once, however many threads share the client.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
 from types import TracebackType
 
@@ -24,6 +23,7 @@ import httpx
 
 from ragtune.core.config import ParseConfig
 from ragtune.core.errors import ConfigError, RagtuneError
+from ragtune.core.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from ragtune.parse.sections import clean
 
 logger = logging.getLogger(__name__)
@@ -31,30 +31,11 @@ logger = logging.getLogger(__name__)
 SERVICE_PATH = "/api/processFulltextDocument"
 BACKOFF_BASE_S = 1.0  # first retry waits 0.5-1 s, then 1-2 s, 2-4 s ...
 BACKOFF_MAX_S = 60.0
-RETRY_AFTER_MAX_S = 300.0
 EXCERPT_CHARS = 200
 
 
 class GrobidError(RagtuneError):
     """GROBID could not turn one file into TEI; the message says how it answered."""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or HTTP date), if any."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
 class GrobidClient:
@@ -75,8 +56,13 @@ class GrobidClient:
         self.max_retries = config.grobid_max_retries
         self.consolidate_header = config.grobid_consolidate_header
         self._slots = threading.BoundedSemaphore(config.grobid_concurrency)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
+        self.retry = RetryPolicy(
+            config.grobid_max_retries,
+            base_s=BACKOFF_BASE_S,
+            max_s=BACKOFF_MAX_S,
+            sleep=sleep,
+            rng=rng or random.Random(),
+        )
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout_s),
             limits=httpx.Limits(max_connections=config.grobid_concurrency),
@@ -96,50 +82,47 @@ class GrobidClient:
 
     def backoff_s(self, attempt: int, retry_after: str | None = None) -> float:
         """Wait before retry number ``attempt + 1``: the server's Retry-After, else backoff with jitter."""
-        asked = retry_after_seconds(retry_after)
-        if asked is not None:
-            return asked
-        ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt)
-        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        return self.retry.backoff_s(attempt, retry_after)
+
+    def _attempt(self, filename: str, data: bytes, form: dict[str, str]) -> bytes:
+        """One request: the TEI, :class:`Retryable` for a transient failure, else :class:`GrobidError`."""
+        try:
+            with self._slots:
+                response = self._client.post(
+                    self.url,
+                    files={"input": (filename, data, "application/pdf")},
+                    data=form,
+                    headers={"Accept": "application/xml"},
+                )
+        except httpx.TimeoutException as err:
+            raise Retryable(
+                f"GROBID timed out (no answer within the {self.timeout_s:g} s timeout: {type(err).__name__})"
+            ) from None
+        except httpx.UnsupportedProtocol as err:
+            raise GrobidError(f"cannot reach GROBID at {self.url} ({err})") from None
+        except httpx.TransportError as err:  # refused, reset, DNS, broken answer: may heal
+            raise Retryable(f"cannot reach GROBID at {self.url} ({type(err).__name__}: {err})") from None
+        status = response.status_code
+        if status == 200:
+            if not response.content.strip():
+                raise GrobidError("GROBID answered HTTP 200 with an empty body")
+            return response.content
+        if status == 204:
+            raise GrobidError("GROBID found no content to extract (HTTP 204)")
+        excerpt = clean(response.text)[:EXCERPT_CHARS] or "(empty body)"
+        if status == 503:
+            raise Retryable("GROBID busy (HTTP 503)", response.headers.get("Retry-After"))
+        if status >= 500:
+            raise Retryable(
+                f"GROBID failed with HTTP {status}: {excerpt}", response.headers.get("Retry-After")
+            )
+        raise GrobidError(f"GROBID failed with HTTP {status}: {excerpt}")
 
     def process_fulltext(self, name: str, data: bytes) -> bytes:
         """TEI XML for one PDF, or :class:`GrobidError` saying why not."""
         filename = PurePosixPath(name).name or "document.pdf"
         form = {"consolidateHeader": "1" if self.consolidate_header else "0"}
-        attempts = self.max_retries + 1
-        problem = ""
-        for attempt in range(attempts):
-            try:
-                with self._slots:
-                    response = self._client.post(
-                        self.url,
-                        files={"input": (filename, data, "application/pdf")},
-                        data=form,
-                        headers={"Accept": "application/xml"},
-                    )
-            except httpx.TimeoutException as err:
-                problem = f"GROBID timed out (no answer within the {self.timeout_s:g} s timeout: {type(err).__name__})"
-                wait = self.backoff_s(attempt)
-            except httpx.HTTPError as err:
-                raise GrobidError(
-                    f"cannot reach GROBID at {self.url} ({type(err).__name__}: {err})"
-                ) from None
-            else:
-                status = response.status_code
-                if status == 200:
-                    if not response.content.strip():
-                        raise GrobidError("GROBID answered HTTP 200 with an empty body")
-                    return response.content
-                if status == 204:
-                    raise GrobidError("GROBID found no content to extract (HTTP 204)")
-                if status != 503:
-                    excerpt = clean(response.text)[:EXCERPT_CHARS] or "(empty body)"
-                    raise GrobidError(f"GROBID failed with HTTP {status}: {excerpt}")
-                problem = "GROBID busy (HTTP 503)"
-                wait = self.backoff_s(attempt, response.headers.get("Retry-After"))
-            if attempt + 1 < attempts:
-                logger.info(
-                    "%s: %s; retry %d/%d in %.1f s", name, problem, attempt + 1, self.max_retries, wait
-                )
-                self._sleep(wait)
-        raise GrobidError(f"{problem}; gave up after {attempts} attempt(s)")
+        try:
+            return call_with_retries(lambda: self._attempt(filename, data, form), self.retry, name)
+        except RetriesExhausted as err:
+            raise GrobidError(str(err)) from None

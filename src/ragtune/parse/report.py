@@ -12,6 +12,10 @@ EXIT_OK = 0
 EXIT_NOTHING_PARSED = 1
 EXIT_PARTIAL = 3
 
+FailureKind = Literal["input", "too_large", "timeout", "memory", "crashed", "error"]
+"""Why a file failed: unusable input, over ``parse.max_file_mb``, over the reader's wall-clock
+timeout, over its memory cap, a crashed reader process, or an unexpected error in a reader."""
+
 
 class FileReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +30,9 @@ class FileReport(BaseModel):
     chars: int = Field(0, description="Characters of section text extracted.")
     cached: bool = Field(False, description="Taken from the parse cache instead of parsed again.")
     reason: str | None = Field(None, description="Why the file failed; names the file.")
+    failure: FailureKind | None = Field(
+        None, description="How the file failed: input, too_large, timeout, memory, crashed or error."
+    )
 
 
 class ParseReport(BaseModel):
@@ -69,6 +76,9 @@ class ParseReport(BaseModel):
     @property
     def failed_count(self) -> int:
         return self.failed
+
+    def failed_fraction(self) -> float:
+        return self.failed / self.total if self.total else 0.0
 
     @property
     def exit_code(self) -> int:

@@ -1,8 +1,13 @@
 """The parse stage: a corpus (or explicit files) in, ``documents.jsonl`` and ``parse_report.json`` out.
 
-Every input ends either as a document or as a failed entry of the report with its reason. Parsed
-documents are cached by content (file hash, reader, the config that matters to it and
-:data:`PARSER_VERSION`), so a rerun parses only new or changed files; failures are never cached.
+Every input ends either as a document or as a failed entry of the report with its reason and
+kind: a file over ``parse.max_file_mb`` is not even read, and each reader runs in a worker process
+under a timeout and a memory cap (:mod:`ragtune.parse.isolation`), so a file that hangs, exhausts
+memory or crashes the interpreter costs only itself. Parsed documents are cached by content (file
+hash, reader, the config that matters to it and :data:`PARSER_VERSION`), so a rerun parses only new
+or changed files; failures are never cached. ``documents.jsonl`` keeps the inputs' (name) order.
+When more than ``parse.max_failed_fraction`` of the files failed, the stage writes its outputs and
+then fails with an error naming them: a mostly broken corpus is not silently trained on.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from ragtune.core.errors import InputError, RagtuneError
 from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.records import Document, ParserName, doc_id_for, sha256_hex, write_jsonl
 from ragtune.core.storage import LocalStorage, Storage, open_storage
-from ragtune.parse.dispatch import choose_parser, read_document
+from ragtune.parse.dispatch import choose_parser
 from ragtune.parse.grobid import GrobidClient
-from ragtune.parse.report import FileReport, ParseReport
+from ragtune.parse.isolation import InProcessReader, IsolatedReader, Limits, ReadFailure, open_reader
+from ragtune.parse.report import FailureKind, FileReport, ParseReport
 from ragtune.parse.sections import Source
 
 logger = logging.getLogger(__name__)
@@ -35,6 +41,8 @@ PARSER_VERSION = "1"  # bump when any reader's output changes, to invalidate cac
 DOCUMENTS_FILE = "documents.jsonl"
 REPORT_FILE = "parse_report.json"
 CACHE_NAMESPACE = "parse"
+FAILED_NAMES_SHOWN = 10
+_MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -137,17 +145,33 @@ def _to_cache(cache: ContentCache, key: str, document: Document) -> None:
 class _FileParser:
     """Turns one input into an outcome; shared by all worker threads."""
 
-    def __init__(self, config: ParseConfig, cache: ContentCache, grobid: GrobidClient | None) -> None:
+    def __init__(
+        self,
+        config: ParseConfig,
+        cache: ContentCache,
+        grobid: GrobidClient | None,
+        reader: IsolatedReader | InProcessReader,
+    ) -> None:
         self.config = config
         self.cache = cache
         self.grobid = grobid
+        self.reader = reader
+
+    def _read_bytes(self, item: _Input) -> bytes:
+        if item.storage is None:
+            raise InputError(item.missing or "cannot be read")
+        size = item.storage.size(item.key)
+        if size > self.config.max_file_mb * _MB:
+            raise ReadFailure(
+                "too_large",
+                f"{size / _MB:.1f} MB is over parse.max_file_mb = {self.config.max_file_mb:g}; not read",
+            )
+        return item.storage.read_bytes(item.key)
 
     def __call__(self, item: _Input) -> _Outcome:
         report = FileReport(source=item.name, source_uri=item.source_uri, status="failed")
         try:
-            if item.storage is None:
-                raise InputError(item.missing or "cannot be read")
-            data = item.storage.read_bytes(item.key)
+            data = self._read_bytes(item)
             source = Source(item.name, doc_id_for(item.name), item.source_uri, sha256_hex(data))
             report.doc_id, report.sha256 = source.doc_id, source.sha256
             report.parser = choose_parser(item.name, data, use_grobid=self.grobid is not None)
@@ -157,25 +181,30 @@ class _FileParser:
             document = _from_cache(self.cache, key, source)
             report.cached = document is not None
             if document is None:
-                document = read_document(report.parser, item.name, data, source, self.grobid)
+                if report.parser == "grobid" and self.grobid is not None:
+                    data = self.grobid.process_fulltext(item.name, data)  # TEI, read like any file
+                document = self.reader.read(report.parser, data, source)
             if document.text_length < self.config.min_chars:
                 raise InputError(
                     f"empty document ({document.text_length} characters of text, parse.min_chars is {self.config.min_chars})"
                 )
             if not report.cached:
                 _to_cache(self.cache, key, document)
+        except ReadFailure as err:
+            return self._failed(report, err.kind, str(err))
         except RagtuneError as err:
-            return self._failed(report, str(err))
-        except Exception as err:  # a reader bug or a library choking on odd input: that file only
+            return self._failed(report, "input", str(err))
+        except Exception as err:  # a bug outside the readers (storage, cache): that file only
             logger.debug("%s: unexpected error", item.name, exc_info=True)
-            return self._failed(report, f"unexpected {type(err).__name__}: {err}")
+            return self._failed(report, "error", f"unexpected {type(err).__name__}: {err}")
         report.status = "ok"
         report.sections, report.chars = len(document.sections), document.text_length
         return _Outcome(report, document)
 
     @staticmethod
-    def _failed(report: FileReport, message: str) -> _Outcome:
+    def _failed(report: FileReport, kind: FailureKind, message: str) -> _Outcome:
         report.cached = False
+        report.failure = kind
         report.reason = message if message.startswith(f"{report.source}:") else f"{report.source}: {message}"
         logger.warning("failed: %s", report.reason)
         return _Outcome(report)
@@ -215,9 +244,11 @@ def run_parse(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = 
         logger.warning("no input files found in %s", corpus or "(no sources)")
     cache = ContentCache(open_storage(config.cache_uri(), config.storage), CACHE_NAMESPACE)
     grobid = GrobidClient(config.parse) if config.parse.grobid_url else None
+    workers = config.parse.grobid_concurrency if grobid else 1
+    limits = Limits(config.parse.file_timeout_s, config.parse.file_memory_mb)
     try:
-        workers = config.parse.grobid_concurrency if grobid else 1
-        outcomes = _run(inputs, _FileParser(config.parse, cache, grobid), workers)
+        with open_reader(limits, config.parse.isolation, workers) as reader:
+            outcomes = _run(inputs, _FileParser(config.parse, cache, grobid, reader), workers)
     finally:
         if grobid is not None:
             grobid.close()
@@ -226,4 +257,19 @@ def run_parse(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = 
     report = ParseReport.build(corpus, str(documents_path), PARSER_VERSION, [o.report for o in outcomes])
     atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
     logger.info("%s -> %s", report.summary(), out_dir)
+    check_failed_fraction(report, config.parse.max_failed_fraction, out_dir / REPORT_FILE)
     return report
+
+
+def check_failed_fraction(report: ParseReport, max_fraction: float, report_path: Path) -> None:
+    """:class:`InputError` naming the failed files when more than ``max_fraction`` of them failed."""
+    if report.ok == 0 or report.failed_fraction() <= max_fraction:
+        return  # nothing parsed is its own error (exit 1), reported by the caller
+    names = [f.source for f in report.failures]
+    shown = ", ".join(names[:FAILED_NAMES_SHOWN]) + (
+        f" and {len(names) - FAILED_NAMES_SHOWN} more" if len(names) > FAILED_NAMES_SHOWN else ""
+    )
+    raise InputError(
+        f"{report.failed} of {report.total} files failed to parse ({report.failed_fraction():.0%}, over "
+        f"parse.max_failed_fraction = {max_fraction:g}): {shown}; reasons in {report_path}"
+    )
