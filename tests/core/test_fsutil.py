@@ -28,10 +28,9 @@ def test_failure_mid_write_keeps_the_old_content(tmp_path: Path) -> None:
     def rows() -> list[str]:
         raise RuntimeError("writer crashed")
 
-    with pytest.raises(RuntimeError):
-        with atomic_writer(target) as handle:
-            handle.write("half of the new con")
-            rows()
+    with pytest.raises(RuntimeError), atomic_writer(target) as handle:
+        handle.write("half of the new con")
+        rows()
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 from fpdf import FPDF
 
 BODY = 11
@@ -101,3 +103,29 @@ def scanned_pdf() -> bytes:
 def truncated_pdf() -> bytes:
     data = font_headings_pdf()
     return data[: len(data) // 2]
+
+
+def bomb_pdf(expanded_mb: int = 256) -> bytes:
+    """A one-page PDF whose content stream inflates from a few hundred KB to ``expanded_mb`` MB."""
+    packer = zlib.compressobj(9)
+    block = b"BT /F1 12 Tf 72 720 Td (x) Tj ET\n" * (1024 * 1024 // 34)
+    parts = [packer.compress(block) for _ in range(expanded_mb)]
+    stream = b"".join(parts) + packer.flush()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -21,6 +21,7 @@ this process instead (no timeout or cap; for debugging and the benchmark's basel
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -87,6 +88,7 @@ def _cap_memory(memory_mb: int) -> None:
 def _worker_main(conn: Connection, parent_end: Connection, reader: Reader, memory_mb: int) -> None:
     """Answer read requests until told to stop: ``("ok", doc)`` or ``("failed", kind, message)``."""
     parent_end.close()  # a forked child holds both ends; keep only its own
+    faulthandler.disable()  # a crash is reported by the parent; no inherited traceback dump on stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _cap_memory(memory_mb)
     while True:
