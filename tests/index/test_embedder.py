@@ -88,6 +88,10 @@ def embeddings_server() -> Iterator[EmbeddingsServer]:
             state.authorizations.append(self.headers.get("Authorization"))
             if self.path != "/v1/embeddings":
                 self._send(404, {"error": {"message": "not found"}})
+            elif body["model"] == "flaky-model" and len(state.requests) <= 2:
+                self._send(503 if len(state.requests) == 1 else 500, {"error": {"message": "busy"}})
+            elif body["model"] == "down-model":
+                self._send(502, {"error": {"message": "bad gateway"}})
             elif body["model"] == "missing-model":
                 self._send(400, {"error": {"message": "model not found", "type": "invalid_request_error"}})
             else:
@@ -111,6 +115,8 @@ def embeddings_server() -> Iterator[EmbeddingsServer]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
+            if status >= 500:
+                self.send_header("Retry-After", "0")
             self.end_headers()
             self.wfile.write(raw)
 
@@ -170,3 +176,49 @@ def test_openai_embedder_reports_http_errors(embeddings_server: EmbeddingsServer
     embedder = OpenAIEmbedder("missing-model", embeddings_server.url, "UNSET_KEY_VARIABLE")
     with pytest.raises(EmbeddingError, match="HTTP 400"):
         embedder.encode(["anything"])
+
+
+def test_openai_embedder_honours_the_configured_retries(embeddings_server: EmbeddingsServer) -> None:
+    """503 and 500 are retried (here after Retry-After: 0) up to index.embedder.max_retries; 400 is not."""
+    flaky = load_embedder(
+        EmbedderConfig(backend="openai", model="flaky-model", base_url=embeddings_server.url, max_retries=2)
+    )
+    assert flaky.encode(["one"]).shape == (1, 6)
+    assert len(embeddings_server.requests) == 3
+
+    down = load_embedder(
+        EmbedderConfig(backend="openai", model="down-model", base_url=embeddings_server.url, max_retries=1)
+    )
+    with pytest.raises(EmbeddingError, match=r"HTTP 502 .*gave up after 2 attempt\(s\)"):
+        down.encode(["one"])
+    assert len(embeddings_server.requests) == 5
+
+    with pytest.raises(EmbeddingError, match="HTTP 400"):
+        OpenAIEmbedder("missing-model", embeddings_server.url, "UNSET_KEY_VARIABLE").encode(["one"])
+    assert len(embeddings_server.requests) == 6  # a 4xx is final
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong-shape", "empty"])
+def test_corrupt_embedding_cache_entry_is_a_miss(
+    embeddings_server: EmbeddingsServer, tmp_path: Any, damage: str
+) -> None:
+    embedder = OpenAIEmbedder("text-embedder", embeddings_server.url, "UNSET_KEY_VARIABLE")
+    storage = LocalStorage(tmp_path)
+    first = embed_cached(embedder, ["one", "two"], ContentCache(storage, "embeddings"), progress=False)
+    entry = next(p for p in sorted(storage.root.rglob("*")) if p.is_file())
+    data = entry.read_bytes()
+    entry.write_bytes(
+        {
+            "truncate": data[: len(data) // 2],
+            "garbage": b"not a numpy file at all",
+            "wrong-shape": data.replace(b"(6,)", b"(3,)")[: len(data) - 12],
+            "empty": b"",
+        }[damage]
+    )
+    cache = ContentCache(storage, "embeddings")
+    again = embed_cached(embedder, ["one", "two"], cache, progress=False)
+    assert (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_allclose(again, first, atol=1e-6)
+    healed = ContentCache(storage, "embeddings")
+    embed_cached(embedder, ["one", "two"], healed, progress=False)
+    assert (healed.hits, healed.misses) == (2, 0)  # the entry was written again, whole

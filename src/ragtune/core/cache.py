@@ -9,10 +9,15 @@ same key write the same bytes.
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ragtune.core.records import sha256_hex
 from ragtune.core.storage import Storage
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def cache_key(*parts: Any) -> str:
@@ -38,12 +43,33 @@ class ContentCache:
         self.misses += 1
         return None
 
+    def get_decoded(self, key: str, decode: Callable[[bytes], T]) -> T | None:
+        """The entry under ``key`` decoded, or None when absent, unreadable or undecodable.
+
+        A corrupt or truncated entry (``decode`` raises ``ValueError``, ``EOFError`` or
+        ``OSError``) counts as a miss and is computed again, never trusted and never fatal.
+        """
+        try:
+            data = self.get_bytes(key)
+        except Exception as err:  # a broken cache costs a recomputation, never the run
+            logger.warning("%s cache entry %s unreadable (%s); computing it again", self.namespace, key, err)
+            self.misses += 1
+            return None
+        if data is None:
+            return None
+        try:
+            return decode(data)
+        except (ValueError, EOFError, OSError) as err:
+            logger.warning("%s cache entry %s is corrupt (%s); computing it again", self.namespace, key, err)
+            self.hits -= 1
+            self.misses += 1
+            return None
+
     def put_bytes(self, key: str, data: bytes) -> None:
         self.storage.write_bytes(self._key(key), data)
 
     def get_json(self, key: str) -> Any | None:
-        data = self.get_bytes(key)
-        return None if data is None else json.loads(data)
+        return self.get_decoded(key, json.loads)
 
     def put_json(self, key: str, value: Any) -> None:
         self.put_bytes(key, json.dumps(value, ensure_ascii=False).encode("utf-8"))

@@ -127,6 +127,12 @@ class EmbedderConfig(Section):
     base_url: str | None = Field(None, description="OpenAI-compatible embeddings endpoint (backend=openai).")
     api_key_env: str = "OPENAI_API_KEY"
     batch_size: int = Field(64, ge=1)
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (backend=openai).")
+    max_retries: int = Field(
+        5,
+        ge=0,
+        description="Retries on timeouts, lost connections, 429 and 5xx (backend=openai; backoff with jitter).",
+    )
 
 
 class VectorStoreConfig(Section):

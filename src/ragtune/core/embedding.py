@@ -12,6 +12,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -21,6 +22,7 @@ from ragtune.core.config import EmbedderConfig, RagtuneConfig
 from ragtune.core.errors import ConfigError, RagtuneError, StorageError
 from ragtune.core.models import MINILM_NAMES, resolve_embedder_path
 from ragtune.core.records import sha256_hex
+from ragtune.core.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from ragtune.core.storage import S3Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ class OpenAIEmbedder(Embedder):
         api_key_env: str,
         batch_size: int = 64,
         timeout_s: float = 60.0,
+        max_retries: int = 5,
+        retry: RetryPolicy | None = None,
     ) -> None:
         from openai import OpenAI
 
@@ -125,7 +129,9 @@ class OpenAIEmbedder(Embedder):
         self.batch_size = batch_size
         # Self-hosted servers often need no key, but the client insists on one.
         api_key = os.environ.get(api_key_env) or "unset"
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=3)
+        # Retries are ours (index.embedder.max_retries, core.retry), not the SDK's fixed count.
+        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self.retry = retry or RetryPolicy(max_retries)
         self._dim: int | None = None
 
     @property
@@ -134,19 +140,28 @@ class OpenAIEmbedder(Embedder):
             self._dim = int(self._encode_batch(["dimension probe"]).shape[1])
         return self._dim
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _request(self, texts: list[str]) -> Any:
+        """One call: the response, :class:`Retryable` on a timeout, a lost connection, 429 or 5xx."""
         import openai
 
+        where = f"embeddings endpoint {self.client.base_url}"
         try:
-            response = self.client.embeddings.create(model=self.model, input=texts, encoding_format="float")
+            return self.client.embeddings.create(model=self.model, input=texts, encoding_format="float")
         except openai.APIStatusError as err:
-            raise EmbeddingError(
-                f"embeddings endpoint {self.client.base_url}: HTTP {err.status_code} for model {self.model!r}"
-            ) from None
+            problem = f"{where}: HTTP {err.status_code} for model {self.model!r}"
+            if err.status_code == 429 or err.status_code >= 500:
+                raise Retryable(problem, err.response.headers.get("retry-after")) from None
+            raise EmbeddingError(problem) from None
+        except openai.APIConnectionError as err:  # timeouts included
+            raise Retryable(f"{where}: {type(err).__name__}: {err.message}") from None
         except openai.APIError as err:
-            raise EmbeddingError(
-                f"embeddings endpoint {self.client.base_url}: {type(err).__name__}: {err.message}"
-            ) from None
+            raise EmbeddingError(f"{where}: {type(err).__name__}: {err.message}") from None
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        try:
+            response = call_with_retries(lambda: self._request(texts), self.retry, self.name)
+        except RetriesExhausted as err:
+            raise EmbeddingError(str(err)) from None
         rows = sorted(response.data, key=lambda item: item.index)
         if len(rows) != len(texts):
             raise EmbeddingError(
@@ -165,7 +180,14 @@ class OpenAIEmbedder(Embedder):
 def load_embedder(config: EmbedderConfig) -> Embedder:
     """The embedder ``index.embedder`` describes."""
     if config.backend == "openai":
-        return OpenAIEmbedder(config.model, config.base_url, config.api_key_env, config.batch_size)
+        return OpenAIEmbedder(
+            config.model,
+            config.base_url,
+            config.api_key_env,
+            config.batch_size,
+            timeout_s=config.timeout_s,
+            max_retries=config.max_retries,
+        )
     return SentenceTransformerEmbedder(config.model, config.batch_size)
 
 
@@ -175,8 +197,12 @@ def _to_npy(vector: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _from_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+def _from_npy(data: bytes, dim: int) -> np.ndarray:
+    """A cached vector; ``ValueError`` when the entry is truncated, corrupt or of another shape."""
+    vector = np.load(io.BytesIO(data), allow_pickle=False)
+    if vector.shape != (dim,) or vector.dtype != np.float32 or not np.all(np.isfinite(vector)):
+        raise ValueError(f"expected {dim} finite float32 values, got {vector.dtype} {vector.shape}")
+    return vector
 
 
 def embedding_key(embedder_name: str, text: str) -> str:
@@ -193,12 +219,12 @@ def embed_cached(
     texts = list(texts)
     vectors: list[np.ndarray | None] = [None] * len(texts)
     missing: list[int] = []
+    dim = embedder.dim if cache is not None and texts else 0
     for i, text in enumerate(texts):
-        data = cache.get_bytes(embedding_key(embedder.name, text)) if cache is not None else None
-        if data is None:
+        key = embedding_key(embedder.name, text)
+        vectors[i] = cache.get_decoded(key, lambda data: _from_npy(data, dim)) if cache is not None else None
+        if vectors[i] is None:
             missing.append(i)
-            continue
-        vectors[i] = _from_npy(data)
     if missing:
         # Longest first, as sentence-transformers orders one call: batches of similar length pad least.
         missing.sort(key=lambda i: -len(texts[i]))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
@@ -119,17 +118,8 @@ def _relevant_config(parser: ParserName, config: ParseConfig) -> dict[str, Any]:
 
 
 def _from_cache(cache: ContentCache, key: str, source: Source) -> Document | None:
-    try:
-        cached = cache.get_bytes(key)
-    except Exception as err:  # a broken cache costs a re-parse, never the file
-        logger.warning("%s: parse cache unreadable (%s); parsing again", source.name, err)
-        return None
-    if cached is None:
-        return None
-    try:
-        document = Document.model_validate_json(cached)
-    except ValidationError:
-        logger.warning("%s: ignoring invalid parse cache entry %s", source.name, key)
+    document = cache.get_decoded(key, Document.model_validate_json)  # corrupt: a miss, parsed again
+    if document is None:
         return None
     # The cache is keyed by content: the same bytes may live under another name now.
     return document.model_copy(update={"doc_id": source.doc_id, "source_uri": source.source_uri})
