@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import StorageConfig
 from ragtune.core.errors import StorageError
-from ragtune.core.storage import LocalStorage, S3Storage, open_storage
+from ragtune.core.storage import LocalStorage, S3Storage, local_path_for, open_storage
 from tests.conftest import S3Server
 
 
@@ -89,3 +90,53 @@ def test_cache_on_s3_counts_hits(s3_env: S3Server, bucket: str) -> None:
 def test_cache_key_is_order_insensitive_for_mappings() -> None:
     assert cache_key({"a": 1, "b": 2}) == cache_key({"b": 2, "a": 1})
     assert cache_key("x", 1) != cache_key("x", 2)
+
+
+def put_raw(server: S3Server, bucket: str, key: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+    )
+    client.put_object(Bucket=bucket, Key=key, Body=b"pwned")
+
+
+@pytest.mark.parametrize(
+    "bad_name",
+    ["../../escape.txt", "/etc/passwd", "./dot.txt", "a\\..\\b.txt", "../sibling/f.txt", "a//b.txt"],
+)
+def test_download_dir_refuses_keys_that_leave_the_destination(
+    tmp_path: Path, s3_env: S3Server, bucket: str, bad_name: str
+) -> None:
+    """A hostile object name in the bucket must not write outside dest: named error, nothing written."""
+    storage = open_storage(f"s3://{bucket}", s3_config(s3_env))
+    folder = "run-" + cache_key(bad_name)[:8]  # the bucket is shared by the parametrized cases
+    storage.write_bytes(f"{folder}/good.txt", b"fine")
+    bad_key = f"{folder}/{bad_name}"
+    put_raw(s3_env, bucket, bad_key)
+    if bad_key not in storage.list(folder):  # the server normalized the name: harmless then
+        pytest.skip(f"server stored {bad_key!r} under another name")
+    dest = tmp_path / "deep" / "dest"
+    with pytest.raises(StorageError, match=re.escape(f"s3://{bucket}/{bad_key}")):
+        storage.download_dir(folder, dest)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # checked before anything is written
+
+
+def test_download_dir_refuses_an_absolute_key(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="unsafe key"):
+        local_path_for(tmp_path, "/etc/passwd", "s3://b//etc/passwd")
+    assert local_path_for(tmp_path, "a/b.txt") == tmp_path.resolve() / "a" / "b.txt"
+
+
+def test_download_dir_round_trip_on_s3(tmp_path: Path, s3_env: S3Server, bucket: str) -> None:
+    storage = open_storage(f"s3://{bucket}/p", s3_config(s3_env))
+    storage.write_bytes("out/a.txt", b"a")
+    storage.write_bytes("out/sub/b.txt", b"b")
+    storage.write_bytes("outside.txt", b"no")
+    written = storage.download_dir("out", tmp_path / "d")
+    assert sorted(p.relative_to(tmp_path / "d").as_posix() for p in written) == ["a.txt", "sub/b.txt"]
+    assert (tmp_path / "d" / "sub" / "b.txt").read_bytes() == b"b"

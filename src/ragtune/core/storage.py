@@ -51,15 +51,17 @@ class Storage(ABC):
         self.write_bytes(key, text.encode("utf-8"))
 
     def download_dir(self, prefix: str, dest: Path) -> builtins.list[Path]:
-        """Copy every key under ``prefix`` into ``dest`` (used to hand artifacts to local tools)."""
-        written = []
-        for key in self.list(prefix):
-            relative = key[len(prefix) :].lstrip("/") if prefix else key
-            target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_bytes(key))
-            written.append(target)
-        return written
+        """Copy every key under ``prefix`` into ``dest`` (used to hand artifacts to local tools).
+
+        Every key is checked before anything is written: one that would land outside ``dest``
+        (``..``, an absolute key, an empty segment from ``//``) is a :class:`StorageError` naming it.
+        """
+        folder = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        keys = self.list(folder)
+        targets = [local_path_for(dest, key[len(folder) :], self.uri_for(key)) for key in keys]
+        for key, target in zip(keys, targets, strict=True):
+            atomic_write_bytes(target, self.read_bytes(key))
+        return targets
 
     def upload_dir(self, source: Path, prefix: str = "") -> builtins.list[str]:
         """Copy every file under ``source`` to keys under ``prefix``."""
@@ -73,6 +75,27 @@ class Storage(ABC):
             self.write_bytes(key, path.read_bytes())
             keys.append(key)
         return keys
+
+
+def local_path_for(dest: Path, relative: str, name: str | None = None) -> Path:
+    """Where the key ``relative`` goes under ``dest``; never outside it.
+
+    Object-store keys are untrusted strings: an absolute key (leading ``/``), an empty segment
+    (``a//b``), a ``.`` or ``..`` segment, a backslash or a NUL byte is refused with a
+    :class:`StorageError` naming the key (``name``, e.g. its full URI), and the resolved path must
+    still lie inside ``dest`` (a symlink there cannot lead out either).
+    """
+    where = name or repr(relative)
+    parts = relative.split("/")
+    if any(part in {"", ".", ".."} for part in parts) or "\\" in relative or "\0" in relative:
+        raise StorageError(
+            f"{where}: unsafe key (absolute, '//', '.', '..' or a backslash/NUL); not downloaded"
+        )
+    root = dest.resolve()
+    target = (root / relative).resolve()
+    if root not in target.parents:
+        raise StorageError(f"{where}: key resolves outside {dest}; not downloaded")
+    return target
 
 
 class LocalStorage(Storage):
