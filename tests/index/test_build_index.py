@@ -141,3 +141,42 @@ def test_bad_documents_file_names_the_line(tmp_path: Path, embedder: SentenceTra
         run_index(make_config(tmp_path), path, tmp_path / "out", embedder=embedder)
     with pytest.raises(InputError, match="not found"):
         run_index(make_config(tmp_path), tmp_path / "missing.jsonl", tmp_path / "out", embedder=embedder)
+
+
+def test_rebuild_after_a_document_changed_never_retrieves_removed_text(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """FAISS: build, change a document (one section's text replaced), rebuild into the same folder,
+    query the removed text: nothing of it comes back, and the index holds exactly the new chunks."""
+    config = make_config(tmp_path)
+    old = guideline()
+    run_index(config, write_documents(tmp_path / "d1.jsonl", [old]), tmp_path / "out", embedder=embedder)
+    removed = old.sections[1].text
+    new_text = "Seclusion needs a documented review by the nurse in charge every two hours."
+    changed = old.model_copy(
+        update={"sections": [old.sections[0], old.sections[1].model_copy(update={"text": new_text})]}
+    )
+    run_index(config, write_documents(tmp_path / "d2.jsonl", [changed]), tmp_path / "out", embedder=embedder)
+
+    chunks = read_jsonl(tmp_path / "out" / "chunks.jsonl", Chunk)
+    with load_retriever(config, tmp_path / "out" / "index", embedder=embedder) as retriever:
+        assert len(retriever.store) == len(chunks)  # type: ignore[arg-type]
+        hits = retriever.search(removed, k=len(chunks))
+    assert hits and not any("intramuscular" in hit.chunk.text for hit in hits)
+    assert any(new_text in hit.chunk.text for hit in hits)
+
+
+def test_faiss_prune_keeps_only_the_given_chunks(embedder: SentenceTransformerEmbedder) -> None:
+    from ragtune.index.store import FaissStore
+
+    chunks = [
+        Chunk(chunk_id=f"c{i}", doc_id="d", section_id="s0", section_path=[], text=t, token_count=3)
+        for i, t in enumerate(["lithium levels", "clozapine neutrophils", "sleep hygiene"])
+    ]
+    store = FaissStore(embedder.name, embedder.dim)
+    store.upsert(chunks, embedder.encode([c.text for c in chunks]))
+    assert store.prune({"c0", "c2"}, {"d"}) == 1
+    assert store.ids == ["c0", "c2"] and store.index.ntotal == 2
+    query = embedder.encode(["clozapine neutrophils"])[0]
+    assert "c1" not in [cid for cid, _ in store.search(query, k=3)]
+    assert [cid for cid, _ in store.search(embedder.encode(["sleep hygiene"])[0], k=1)] == ["c2"]

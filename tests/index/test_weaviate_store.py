@@ -22,7 +22,7 @@ from weaviate.util import generate_uuid5
 
 from ragtune.core.config import VectorStoreConfig
 from ragtune.core.embedding import SentenceTransformerEmbedder
-from ragtune.core.records import Chunk
+from ragtune.core.records import Chunk, read_jsonl
 from ragtune.index import load_retriever, run_index
 from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
 from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
@@ -89,6 +89,20 @@ class FakeQuery:
         return SimpleNamespace(objects=objects)
 
 
+class FakeData:
+    def __init__(self, collection: FakeCollection) -> None:
+        self.collection = collection
+        self.deletes: list[int] = []
+
+    def delete_many(self, where: Any) -> Any:
+        assert (where.target, where.operator.value) == ("_id", "ContainsAny")
+        gone = [str(u) for u in where.value if str(u) in self.collection.objects]
+        for uuid in gone:
+            del self.collection.objects[uuid]
+        self.deletes.append(len(where.value))
+        return SimpleNamespace(failed=0, successful=len(gone), matches=len(gone))
+
+
 class FakeCollection:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -96,6 +110,13 @@ class FakeCollection:
         self.added: list[dict[str, Any]] = []
         self.batch = FakeBatching(self)
         self.query = FakeQuery(self)
+        self.data = FakeData(self)
+
+    def iterator(self, return_properties: list[str]) -> Iterator[Any]:
+        for uuid, (props, _) in list(self.objects.items()):
+            yield SimpleNamespace(
+                uuid=uuidlib.UUID(uuid), properties={k: props[k] for k in return_properties}
+            )
 
 
 class FakeCollections:
@@ -324,6 +345,38 @@ def test_build_index_and_retriever_over_weaviate(
         ] == ["Lithium", "Alcohol withdrawal"]
 
 
+def test_rebuild_after_a_document_changed_deletes_its_lost_chunks(
+    fake_client: FakeClient, embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Build, drop a section from the document, build again: the removed text is gone from the
+    collection (not merely filtered by the retriever), and other corpora's chunks stay."""
+    config = make_config(tmp_path, **{"index.store.weaviate_url": "http://weaviate:8080"})
+    document = topics_document()
+    first = run_index(
+        config, write_documents(tmp_path / "d1.jsonl", [document]), tmp_path / "one", embedder=embedder
+    )
+    collection = fake_client.collections.by_name[COLLECTION]
+    foreign = topic_chunks()[0].model_copy(update={"chunk_id": "other-0", "doc_id": "other"})
+    with open_store(tmp_path / "one" / "index", config.index.store) as store:
+        store.upsert([foreign], embedder.encode([foreign.text]))
+
+    removed = next(s for s in document.sections if s.heading == "Tardive dyskinesia")
+    changed = document.model_copy(update={"sections": [s for s in document.sections if s is not removed]})
+    second = run_index(
+        config, write_documents(tmp_path / "d2.jsonl", [changed]), tmp_path / "two", embedder=embedder
+    )
+
+    texts = [props["text"] for props, _ in collection.objects.values()]
+    assert not any(removed.text[:40] in text for text in texts)
+    assert second.stale_chunks_deleted == first.chunks - second.chunks > 0
+    assert len(collection.objects) == second.chunks + 1  # ours, plus the other corpus's chunk
+    with load_retriever(config, tmp_path / "two" / "index", embedder=embedder) as retriever:
+        hits = retriever.search(removed.text, k=3)
+    assert all("Tardive dyskinesia" not in r.chunk.section_path for r in hits)
+    ids = {props["chunk_id"] for props, _ in collection.objects.values()}
+    assert ids == {c.chunk_id for c in read_jsonl(tmp_path / "two" / "chunks.jsonl", Chunk)} | {"other-0"}
+
+
 def test_missing_collection_is_reported(fake_client: FakeClient, tmp_path: Path) -> None:
     (tmp_path / "store.json").write_text(
         json.dumps(
@@ -368,6 +421,33 @@ def test_real_weaviate_round_trip(
         assert chunks[1].chunk_id in [
             cid for cid, _ in store.hybrid_search("neutrophil count antipsychotic", query, k=3, alpha=0.5)
         ]
+    finally:
+        store.client.collections.delete(store.name)
+        store.close()
+
+
+@pytest.mark.weaviate
+@pytest.mark.skipif(not WEAVIATE_URL, reason="needs a Weaviate server at RAGTUNE_TEST_WEAVIATE_URL")
+def test_real_weaviate_prune_deletes_a_changed_documents_lost_chunks(
+    topic_vectors: tuple[list[Chunk], np.ndarray], embedder: SentenceTransformerEmbedder
+) -> None:
+    chunks, vectors = topic_vectors
+    config = VectorStoreConfig(
+        weaviate_url=WEAVIATE_URL,
+        weaviate_grpc_port=int(os.environ.get("RAGTUNE_TEST_WEAVIATE_GRPC_PORT", "50051")),
+        collection_prefix=f"RagtuneTest{uuidlib.uuid4().hex[:8]}",
+    )
+    store = create_store(config, embedder.name, embedder.dim)
+    assert isinstance(store, WeaviateStore)
+    foreign = chunks[0].model_copy(update={"chunk_id": "other-0", "doc_id": "other"})
+    try:
+        store.upsert([*chunks, foreign], np.vstack([vectors, vectors[:1]]))
+        keep = {c.chunk_id for c in chunks[2:]}
+        assert store.prune(keep, {chunks[0].doc_id}) == 2
+        total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
+        assert total == len(chunks) - 2 + 1  # the other corpus's chunk stays
+        found = [cid for cid, _ in store.search(vectors[1], k=len(chunks))]
+        assert chunks[1].chunk_id not in found and "other-0" in found
     finally:
         store.client.collections.delete(store.name)
         store.close()

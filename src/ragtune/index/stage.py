@@ -27,6 +27,7 @@ from ragtune.core.embedding import (
     embedding_cache,
     load_embedder,
 )
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.records import Chunk, Document, read_jsonl, write_jsonl
 from ragtune.index.chunking import chunk_document, load_token_spans
 from ragtune.index.store import create_store
@@ -56,6 +57,9 @@ class IndexReport(BaseModel):
     chunks: int
     duplicate_chunks: int = Field(
         0, description="Chunks dropped because an identical chunk (same id) came first."
+    )
+    stale_chunks_deleted: int = Field(
+        0, description="Chunks of these documents the store held from an earlier build and no longer has."
     )
     max_chunk_tokens: int = 0
     mean_chunk_tokens: float = 0.0
@@ -150,6 +154,8 @@ def run_index(
     with create_store(config.index.store, embedder.name, embedder.dim) as store:
         if chunks:
             store.upsert(chunks, vectors)
+        # A changed document's lost chunks go, also from a Weaviate collection that outlives runs.
+        stale = store.prune({chunk.chunk_id for chunk in chunks}, {doc.doc_id for doc in documents})
         store.save(index_dir, chunks=f"../{CHUNKS_FILE}")
         info = store.describe()
     write_jsonl(out_dir / CHUNKS_FILE, chunks)
@@ -165,6 +171,7 @@ def run_index(
         sections=len({(chunk.doc_id, chunk.section_id) for chunk in chunks}),
         chunks=len(chunks),
         duplicate_chunks=duplicates,
+        stale_chunks_deleted=stale,
         max_chunk_tokens=max(tokens, default=0),
         mean_chunk_tokens=round(sum(tokens) / len(tokens), 1) if tokens else 0.0,
         chunk_tokens=config.index.chunk_tokens,
@@ -178,7 +185,7 @@ def run_index(
         cache_misses=cache.misses,
         elapsed_s=round(time.perf_counter() - started, 3),
     )
-    (out_dir / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
     log.info(
         "index: %d chunks (%d embedded, %d from cache) in %s", len(chunks), cache.misses, cache.hits, location
     )

@@ -1,7 +1,9 @@
 """Vector stores: one interface, an embedded FAISS index and a Weaviate collection.
 
 Both hold our own unit-length vectors keyed by ``chunk_id`` and score by cosine similarity.
-Upserts are idempotent by ``chunk_id`` (re-importing a chunk replaces it, never duplicates it).
+Upserts are idempotent by ``chunk_id`` (re-importing a chunk replaces it, never duplicates it),
+and :meth:`VectorStore.prune` deletes what a rebuild no longer holds (the chunks a changed
+document lost), so retrieval never returns text the corpus no longer has.
 A store saves itself into a folder as ``store.json`` (what it is and how to reopen it) plus, for
 FAISS, the index and its id list; for Weaviate the folder only points at the collection.
 """
@@ -13,7 +15,7 @@ import logging
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
@@ -22,6 +24,7 @@ import numpy as np
 
 from ragtune.core.config import VectorStoreConfig
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.fsutil import atomic_write_bytes, atomic_write_text
 from ragtune.core.records import Chunk
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 STORE_FILE = "store.json"
 FAISS_FILE = "faiss.index"
 IDS_FILE = "ids.json"
+PRUNE_BATCH = 1000  # ids per delete_many call, well under Weaviate's default query maximum
 
 Hit = tuple[str, float]
 """A search result: ``(chunk_id, score)``, higher is closer."""
@@ -68,6 +72,14 @@ class VectorStore(ABC):
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` nearest chunks to ``vector``, best first."""
 
+    @abstractmethod
+    def prune(self, keep: Collection[str], doc_ids: Collection[str]) -> int:
+        """Delete the chunks of the documents ``doc_ids`` whose id is not in ``keep``; returns how many.
+
+        A shared store (a Weaviate collection other corpora may use) touches only those documents;
+        a store holding one build alone (FAISS) drops every chunk not in ``keep``.
+        """
+
     def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         return [self.search(row, k) for row in _as_matrix(vectors, self.dim)]
 
@@ -89,7 +101,7 @@ class VectorStore(ABC):
             **self.describe(),
             **extra,
         }
-        (directory / STORE_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(directory / STORE_FILE, json.dumps(info, indent=2) + "\n")
 
     def close(self) -> None:  # noqa: B027 - optional hook: in-process stores hold no connection
         """Release connections (nothing to do for an in-process store)."""
@@ -143,6 +155,19 @@ class FaissStore(VectorStore):
     def search(self, vector: np.ndarray, k: int) -> list[Hit]:
         return self.search_many(_as_matrix(vector, self.dim), k)[0]
 
+    def prune(self, keep: Collection[str], doc_ids: Collection[str]) -> int:
+        keep = set(keep)
+        kept_rows = [row for row, chunk_id in enumerate(self.ids) if chunk_id in keep]
+        removed = len(self.ids) - len(kept_rows)
+        if removed:
+            vectors = self.index.reconstruct_n(0, self.index.ntotal)[kept_rows]
+            self.index.reset()
+            if kept_rows:
+                self.index.add(np.ascontiguousarray(vectors))
+            self.ids = [self.ids[row] for row in kept_rows]
+            self._rows = {chunk_id: row for row, chunk_id in enumerate(self.ids)}
+        return removed
+
     def search_many(self, vectors: np.ndarray, k: int) -> list[list[Hit]]:
         matrix = _as_matrix(vectors, self.dim)
         if k <= 0 or not self.ids:
@@ -164,8 +189,8 @@ class FaissStore(VectorStore):
         import faiss
 
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index, str(directory / FAISS_FILE))
-        (directory / IDS_FILE).write_text(json.dumps(self.ids) + "\n", encoding="utf-8")
+        atomic_write_bytes(directory / FAISS_FILE, faiss.serialize_index(self.index).tobytes())
+        atomic_write_text(directory / IDS_FILE, json.dumps(self.ids) + "\n")
         super().save(directory, **extra)
 
     @classmethod
@@ -344,6 +369,33 @@ class WeaviateStore(VectorStore):
             raise VectorStoreError(
                 f"Weaviate collection {self.name}: {len(failed)} of {len(chunks)} objects failed to import (first: {failed[0].message})"
             )
+
+    def prune(self, keep: Collection[str], doc_ids: Collection[str]) -> int:
+        from weaviate.classes.query import Filter
+
+        keep, doc_ids = set(keep), set(doc_ids)
+        collection = self.ensure_collection()
+
+        def stale_uuids() -> list[Any]:
+            return [
+                obj.uuid
+                for obj in collection.iterator(return_properties=["chunk_id", "doc_id"])
+                if obj.properties.get("doc_id") in doc_ids and obj.properties.get("chunk_id") not in keep
+            ]
+
+        stale = self._call("listing objects", stale_uuids)
+        for start in range(0, len(stale), PRUNE_BATCH):
+            batch = stale[start : start + PRUNE_BATCH]
+            result = self._call(
+                "deleting stale chunks", collection.data.delete_many, where=Filter.by_id().contains_any(batch)
+            )
+            if getattr(result, "failed", 0):
+                raise VectorStoreError(
+                    f"Weaviate collection {self.name}: {result.failed} of {len(batch)} stale chunks not deleted"
+                )
+        if stale:
+            log.info("Weaviate collection %s: deleted %d stale chunk(s)", self.name, len(stale))
+        return len(stale)
 
     @staticmethod
     def _hits(response: Any, score_of: Literal["distance", "score"]) -> list[Hit]:
