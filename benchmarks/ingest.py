@@ -3,6 +3,11 @@
 * ``parse_ratio`` — our PDF reading (``ragtune.parse.run_parse`` on the PDFs: layout-aware
   lines, headings, sections, ``documents.jsonl``) in pages/s, divided by raw pypdf
   ``page.extract_text()`` pages/s on the same files.
+* ``isolation_overhead`` — ``parse_corpus`` over the whole sample corpus with every file read
+  in a worker process (``parse.isolation: process``, the default: timeout and memory cap)
+  against the same stage reading in its own process (``parse.isolation: none``), as
+  ``isolated / in-process - 1``; the goal is at most 0.10. Both sides include the cache writes
+  and the outputs; the isolated side includes forking its worker.
 * ``embed_ratio`` — our embed + index path (``embed_cached`` through an empty embedding cache, then
   a FAISS upsert) in chunks/s, divided by a bare ``SentenceTransformer.encode`` of the same chunk
   texts with the same batch size, on the same loaded model.
@@ -130,6 +135,29 @@ def main(argv: list[str] | None = None) -> int:
         bare_parse()
         parse_ours_s, parse_bare_s = median_seconds([ours_parse, bare_parse], args.repeat, args.min_seconds)
 
+        # --- parse isolation: worker processes vs the stage's own process, whole corpus ---------
+        def corpus_parse(isolation: str) -> Callable[[], None]:
+            run_config = config.model_copy(
+                update={"parse": config.parse.model_copy(update={"isolation": isolation})}
+            )
+
+            def run() -> None:
+                fresh_config = run_config.model_copy(
+                    update={"cache": config.cache.model_copy(update={"uri": str(fresh("cache"))})}
+                )
+                report = parse_corpus(fresh_config, fresh("isolation"))
+                if report.failed:
+                    raise SystemExit(f"parse failed: {[f.reason for f in report.failures]}")
+
+            return run
+
+        isolated, in_process = corpus_parse("process"), corpus_parse("none")
+        isolated()  # warm-up
+        in_process()
+        files = len(list(args.corpus.rglob("*.*")))
+        isolated_s, in_process_s = median_seconds([isolated, in_process], args.repeat, args.min_seconds)
+        isolation_overhead = isolated_s / in_process_s - 1
+
         # --- embed + index: our path vs bare SentenceTransformer.encode -------------------------
         parsed = fresh("corpus")
         report = run_parse(
@@ -175,6 +203,20 @@ def main(argv: list[str] | None = None) -> int:
             "pages/s",
         ),
         (
+            "parse corpus (isolated workers)",
+            f"{files} files",
+            isolated_s,
+            files / isolated_s,
+            "files/s",
+        ),
+        (
+            "parse corpus (in-process)",
+            f"{files} files",
+            in_process_s,
+            files / in_process_s,
+            "files/s",
+        ),
+        (
             "embed+index (ragtune)",
             f"{len(texts)} chunks",
             embed_ours_s,
@@ -196,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         f"parse_ratio={parse_ratio:.3f} embed_ratio={embed_ratio:.3f} pdfs={len(pdfs)} pages={pages} "
         f"chunks={len(texts)} parse_ours_pages_per_s={pages / parse_ours_s:.1f} "
         f"parse_pypdf_pages_per_s={pages / parse_bare_s:.1f} embed_ours_chunks_per_s={len(texts) / embed_ours_s:.1f} "
-        f"embed_bare_chunks_per_s={len(texts) / embed_bare_s:.1f}"
+        f"embed_bare_chunks_per_s={len(texts) / embed_bare_s:.1f} "
+        f"isolation_overhead={isolation_overhead:.3f} isolation_files={files} "
+        f"isolated_s={isolated_s:.4f} in_process_s={in_process_s:.4f}"
     )
     return 0
 
