@@ -397,41 +397,14 @@ def test_missing_collection_is_reported(fake_client: FakeClient, tmp_path: Path)
 WEAVIATE_URL = os.environ.get("RAGTUNE_TEST_WEAVIATE_URL")
 
 
-@pytest.mark.weaviate
-@pytest.mark.skipif(not WEAVIATE_URL, reason="needs a Weaviate server at RAGTUNE_TEST_WEAVIATE_URL")
-def test_real_weaviate_round_trip(
-    topic_vectors: tuple[list[Chunk], np.ndarray], embedder: SentenceTransformerEmbedder
-) -> None:
-    chunks, vectors = topic_vectors
-    grpc_port = int(os.environ.get("RAGTUNE_TEST_WEAVIATE_GRPC_PORT", "50051"))
-    config = VectorStoreConfig(
-        weaviate_url=WEAVIATE_URL,
-        weaviate_grpc_port=grpc_port,
-        collection_prefix=f"RagtuneTest{uuidlib.uuid4().hex[:8]}",
-    )
-    store = create_store(config, embedder.name, embedder.dim)
-    assert isinstance(store, WeaviateStore)
-    try:
-        store.upsert(chunks, vectors)
-        store.upsert(chunks, vectors)  # idempotent by chunk_id
-        total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
-        assert total == len(chunks)
-        query = embedder.encode([TOPICS[1][2]])[0]
-        assert chunks[1].chunk_id in [cid for cid, _ in store.search(query, k=3)]
-        assert chunks[1].chunk_id in [
-            cid for cid, _ in store.hybrid_search("neutrophil count antipsychotic", query, k=3, alpha=0.5)
-        ]
-    finally:
-        store.client.collections.delete(store.name)
-        store.close()
+needs_weaviate = pytest.mark.skipif(
+    not WEAVIATE_URL, reason="needs a Weaviate server at RAGTUNE_TEST_WEAVIATE_URL"
+)
 
 
-@pytest.mark.weaviate
-@pytest.mark.skipif(not WEAVIATE_URL, reason="needs a Weaviate server at RAGTUNE_TEST_WEAVIATE_URL")
-def test_real_weaviate_prune_deletes_a_changed_documents_lost_chunks(
-    topic_vectors: tuple[list[Chunk], np.ndarray], embedder: SentenceTransformerEmbedder
-) -> None:
-    chunks, vectors = topic_vectors
+@pytest.fixture
+def real_store(embedder: SentenceTransformerEmbedder) -> Iterator[WeaviateStore]:
+    """A fresh collection on the real server, deleted afterwards."""
     config = VectorStoreConfig(
         weaviate_url=WEAVIATE_URL,
         weaviate_grpc_port=int(os.environ.get("RAGTUNE_TEST_WEAVIATE_GRPC_PORT", "50051")),
@@ -439,15 +412,45 @@ def test_real_weaviate_prune_deletes_a_changed_documents_lost_chunks(
     )
     store = create_store(config, embedder.name, embedder.dim)
     assert isinstance(store, WeaviateStore)
-    foreign = chunks[0].model_copy(update={"chunk_id": "other-0", "doc_id": "other"})
     try:
-        store.upsert([*chunks, foreign], np.vstack([vectors, vectors[:1]]))
-        keep = {c.chunk_id for c in chunks[2:]}
-        assert store.prune(keep, {chunks[0].doc_id}) == 2
-        total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
-        assert total == len(chunks) - 2 + 1  # the other corpus's chunk stays
-        found = [cid for cid, _ in store.search(vectors[1], k=len(chunks))]
-        assert chunks[1].chunk_id not in found and "other-0" in found
+        yield store
     finally:
         store.client.collections.delete(store.name)
         store.close()
+
+
+@pytest.mark.weaviate
+@needs_weaviate
+def test_real_weaviate_round_trip(
+    topic_vectors: tuple[list[Chunk], np.ndarray],
+    embedder: SentenceTransformerEmbedder,
+    real_store: WeaviateStore,
+) -> None:
+    chunks, vectors = topic_vectors
+    store = real_store
+    store.upsert(chunks, vectors)
+    store.upsert(chunks, vectors)  # idempotent by chunk_id
+    total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
+    assert total == len(chunks)
+    query = embedder.encode([TOPICS[1][2]])[0]
+    assert chunks[1].chunk_id in [cid for cid, _ in store.search(query, k=3)]
+    assert chunks[1].chunk_id in [
+        cid for cid, _ in store.hybrid_search("neutrophil count antipsychotic", query, k=3, alpha=0.5)
+    ]
+
+
+@pytest.mark.weaviate
+@needs_weaviate
+def test_real_weaviate_prune_deletes_a_changed_documents_lost_chunks(
+    topic_vectors: tuple[list[Chunk], np.ndarray], real_store: WeaviateStore
+) -> None:
+    chunks, vectors = topic_vectors
+    store = real_store
+    foreign = chunks[0].model_copy(update={"chunk_id": "other-0", "doc_id": "other"})
+    store.upsert([*chunks, foreign], np.vstack([vectors, vectors[:1]]))
+    keep = {c.chunk_id for c in chunks[2:]}
+    assert store.prune(keep, {chunks[0].doc_id}) == 2
+    total = store.ensure_collection().aggregate.over_all(total_count=True).total_count
+    assert total == len(chunks) - 2 + 1  # the other corpus's chunk stays
+    found = [cid for cid, _ in store.search(vectors[1], k=len(chunks))]
+    assert chunks[1].chunk_id not in found and "other-0" in found
