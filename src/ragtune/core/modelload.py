@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.models import (
     default_model_cache,
     is_packaged_smollm2,
@@ -150,7 +151,7 @@ def load_tuned_model(
 
 
 def write_adapter_meta(adapter_dir: Path, meta: AdapterMeta) -> None:
-    (adapter_dir / ADAPTER_META_FILE).write_text(meta.model_dump_json(indent=2), encoding="utf-8")
+    atomic_write_text(adapter_dir / ADAPTER_META_FILE, meta.model_dump_json(indent=2))
 
 
 def adapter_fingerprint(adapter_dir: Path) -> str:

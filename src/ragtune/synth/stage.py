@@ -39,6 +39,7 @@ from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint, RagtuneConfig
 from ragtune.core.embedding import embed_cached, embedding_cache
 from ragtune.core.errors import RagtuneError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import (
     BUDGET_EXHAUSTED,
     MALFORMED,
@@ -581,8 +582,8 @@ def _write_outputs(
         s=s,
         rejections=Counter((r.stage, r.reason) for r in rejected).most_common(),
     )
-    (out_dir / CARD_FILE).write_text(card + "\n", encoding="utf-8")
-    (out_dir / REPORT_FILE).write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / CARD_FILE, card + "\n")
+    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
     log.info(
         "synth: %d slots -> %d train, %d eval, %d rejected (%s); LLM cache %d hits, %d misses",
         report.generated,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.modelload import AdapterMeta, compute_dtype, resolve_base_model, write_adapter_meta
 from ragtune.train.data import Splits, encode_items, make_collator, read_splits
 from ragtune.train.distributed import deepspeed_config_path
@@ -220,7 +221,7 @@ def run_training(
     if args.process_index == 0:
         checkpoints.mkdir(parents=True, exist_ok=True)
         if resume is None:
-            (checkpoints / RUN_FILE).write_text(json.dumps(identity, indent=2), encoding="utf-8")
+            atomic_write_text(checkpoints / RUN_FILE, json.dumps(identity, indent=2))
         else:
             log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ragtune.core.config import RagtuneConfig, TrainConfig
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.storage import is_s3_uri, open_storage
 from ragtune.train.cluster.job import (
     CONFIG_ENV,
@@ -120,7 +121,7 @@ def _rewrite_adapter_path(out_dir: Path) -> None:
         report = json.loads(metrics.read_text(encoding="utf-8"))
         if isinstance(report, dict) and "adapter_dir" in report:
             report["adapter_dir"] = str(out_dir / ADAPTER_DIR)
-            metrics.write_text(json.dumps(report, indent=2), encoding="utf-8")
+            atomic_write_text(metrics, json.dumps(report, indent=2))
 
 
 def train_on_cluster(
