@@ -101,7 +101,7 @@ def test_collator_pads_each_batch_to_its_longest_sequence(tokenizer: Any) -> Non
     tokenizer.padding_side = "right"
     short = encode_conversation(tokenizer, [USER, {"role": "assistant", "content": "Yes."}], 128)
     long = encode_conversation(tokenizer, [SYSTEM, USER, {"role": "assistant", "content": ANSWER}], 128)
-    batch = make_collator(tokenizer)([short, long])
+    batch = make_collator(tokenizer, packing=False)([short, long])
     width = len(long["input_ids"])
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, width)
     n = len(short["input_ids"])
