@@ -11,7 +11,11 @@ make it misbehave on purpose, so the filters can be tested end to end:
 * ``ungrounded`` — a question answered with unrelated facts;
 * ``offtopic`` — a question about something else, answered by quoting the context;
 * ``garbage`` — never valid JSON (also on the repair request);
-* ``mentions`` — a question that points at "the passage"; ``statement`` — not a question.
+* ``mentions`` — a question that points at "the passage"; ``statement`` — not a question;
+* ``leadin`` — "According to the passage, what ... ." (repaired: lead-in dropped, "?" fixed);
+* ``answered`` — a question followed by its own answer (repaired: cut after the "?");
+* ``rambling`` — an answer with a lead-in, a repeated sentence and a cut-off ending (repaired);
+* ``flaky`` — garbage on the first attempt, a good question on the retry (another seed).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import re
 from typing import Any
 
 from ragtune.synth.filters import content_words
+from ragtune.synth.pipeline import RETRY_SEED_STEP
 
-_QUESTION = re.compile(r'Write one (.+?) question for a study guide on "(.*?)"\.')
-_PASSAGE = re.compile(r'Passage:\n"""\n(.*?)\n"""', re.DOTALL)
+_QUESTION = re.compile(r"Write one (.+?) question on this topic\.")
+_HEADING = re.compile(r"^Topic: (.*)$", re.MULTILINE)
+_PASSAGE = re.compile(r'^Topic: .*\n"""\n(.*?)\n"""', re.DOTALL | re.MULTILINE)
 _CONTEXT_HEAD = re.compile(r"^\[([0-9a-f]+)\] ", re.MULTILINE)
 
 PREFIXES = {
@@ -81,10 +87,12 @@ def ok_question(passage: str, heading: str, qtype: str, seed: int) -> str:
 
 def question_reply(prompt: str, body: dict[str, Any]) -> str:
     match = _QUESTION.search(prompt)
-    qtype, heading = (match.group(1), match.group(2)) if match else ("definition", "")
+    qtype = match.group(1) if match else "definition"
+    heading_match = _HEADING.search(prompt)
+    heading = heading_match.group(1) if heading_match else ""
     passage = passage_of(prompt) or ""
     seed = int(body.get("seed") or 0)
-    if qtype == "garbage":
+    if qtype == "garbage" or (qtype == "flaky" and seed < RETRY_SEED_STEP):
         return "Sure! Here is a good question: {what about"
     base = ok_question(passage, heading, "definition", seed)
     question = {
@@ -97,7 +105,14 @@ def question_reply(prompt: str, body: dict[str, Any]) -> str:
         "ungrounded": f"Which historical events shaped the naming of {heading.split(' › ')[-1]}?",
         "offtopic": OFFTOPIC_QUESTION,
         "statement": f"The {heading.split(' › ')[-1]} section is clear and needs no further study.",
-        "mentions": f"According to the passage, what matters most about {heading.split(' › ')[-1]}?",
+        "mentions": f"What does the passage say about {heading.split(' › ')[-1]}?",
+        "leadin": "According to the passage, "
+        + ok_question(passage, heading, "differential", seed).lower()[:-1]
+        + ".",
+        "answered": f"{ok_question(passage, heading, 'criteria', seed)} It is described in the chapter.",
+        "rambling": ok_question(passage, heading, "treatment", seed).replace(
+            "How is care", "How is rambling care"
+        ),
     }.get(qtype) or ok_question(passage, heading, qtype, seed)
     return json.dumps({"question": question})
 
@@ -110,6 +125,9 @@ def answer_reply(prompt: str) -> str:
     if question.startswith("Which historical events"):
         return json.dumps({"answer": UNGROUNDED_ANSWER, "citations": ids[:1]})
     sentences = re.split(r"(?<=[.!?])\s+", first_context_text(prompt))
+    if question.startswith("How is rambling care"):
+        rambling = f"Based on the context, {sentences[0]} {sentences[0]} And then the"
+        return json.dumps({"answer": rambling, "citations": ids[:1]})
     return json.dumps({"answer": " ".join(sentences[:2]), "citations": ids[:1]})
 
 

@@ -90,7 +90,7 @@ def test_dataset_files_load_and_carry_provenance(
     card = (out / "README.md").read_text(encoding="utf-8")
     assert f"| train | {report.train} |" in card and "| Anxiety Disorders | 3 | 4 |" in card
     assert "local:lexical+embedding" in card and "openai:fake-model" in card
-    assert "question@1" in card and 'load_dataset("json"' in card
+    assert "question@2" in card and 'load_dataset("json"' in card
     assert "whitespace-separated words" in card and f"{report.cache_misses} misses" in card
     assert json.loads((out / "synth_report.json").read_text(encoding="utf-8")) == json.loads(
         report.model_dump_json()
@@ -119,6 +119,7 @@ def test_filters_reject_crafted_items_with_their_reasons(
         question_types=types,
         questions_per_category=len(types),
         max_chunks_per_category=1,  # every type asked once of the same chunk
+        retry_rejected=False,  # one attempt each: the retry is tested below
     )
     out = tmp_path / "out"
     report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
@@ -156,6 +157,91 @@ def test_filters_reject_crafted_items_with_their_reasons(
     # the five broken questions, and two of the three (near-)identical ones
     rejected_before_answering = {"garbage", "short", "long", "mentions", "statement", "dup", "neardup"}
     assert sum(q is not None for q in answered) == len(types) - len(rejected_before_answering)
+
+
+def test_repairs_and_one_retry_turn_rejections_into_items_and_are_counted(
+    single_doc_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    types = ["ok", "leadin", "answered", "rambling", "flaky", "refuse", "mentions", "garbage"]
+    config = make_config(
+        tmp_path,
+        synth_server.endpoint(temperature=0.7),  # sampled: another seed may write another question
+        question_types=types,
+        questions_per_category=len(types),
+        max_chunks_per_category=1,
+    )
+    out = tmp_path / "out"
+    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    assert_every_slot_accounted(out, report, expected_slots=len(types))  # kept + rejected = generated
+
+    kept = {i["question_type"]: i for i in read_lines(out / "train.jsonl") + read_lines(out / "eval.jsonl")}
+    rejected = {r["question_type"]: r for r in read_lines(out / "rejected.jsonl")}
+    assert set(kept) == {"ok", "leadin", "answered", "rambling", "flaky"}
+    assert set(rejected) == {"refuse", "mentions", "garbage"}
+
+    assert kept["leadin"]["question"].startswith("How are these told apart")
+    assert kept["leadin"]["question"].endswith("?")
+    assert kept["leadin"]["provenance"]["repairs"] == ["question:stripped_lead_in", "question:question_mark"]
+    assert kept["answered"]["question"].endswith("?") and "chapter" not in kept["answered"]["question"]
+    assert kept["answered"]["provenance"]["repairs"] == ["question:cut_after_question"]
+    rambling = kept["rambling"]
+    assert rambling["provenance"]["repairs"] == [
+        "answer:stripped_lead_in",
+        "answer:dropped_repeated_sentence",
+        "answer:closed_truncated_sentence",
+    ]
+    assert not rambling["answer"].startswith("Based on") and rambling["answer"].endswith(".")
+    assert rambling["messages"][2]["content"] == rambling["answer"]  # the repaired text is what trains
+    assert kept["ok"]["provenance"]["repairs"] == [] and kept["ok"]["provenance"]["attempts"] == 1
+
+    # the flaky slot failed once (malformed), was retried with another seed and kept
+    flaky = kept["flaky"]["provenance"]
+    assert (flaky["attempts"], flaky["retry_of"]) == (2, "question/malformed")
+    # the rest were retried and rejected again, with their second reason; garbage stays garbage
+    assert all(r["attempts"] == 2 for r in rejected.values())
+    assert rejected["refuse"]["retry_of"] == "answer/refusal" and rejected["refuse"]["reason"] == "refusal"
+    assert (
+        rejected["mentions"]["reason"] == "mentions_source" and rejected["garbage"]["reason"] == "malformed"
+    )
+
+    assert report.kept == 5 and report.kept_share == round(5 / len(types), 4)
+    assert (report.retried, report.kept_after_retry) == (4, 1)
+    assert report.retried_by_reason == {
+        "question/malformed": 2,
+        "question/mentions_source": 1,
+        "answer/refusal": 1,
+    }
+    assert report.items_repaired == 3
+    assert (
+        report.repairs["question:stripped_lead_in"] == 1
+        and report.repairs["answer:closed_truncated_sentence"] == 1
+    )
+    # a retry of a question asks again with another seed; a retry of an answer keeps the question
+    questions = Counter(
+        _question_type(r.body) for r in synth_server.chat_requests() if kind_of(r.body) == "question"
+    )
+    assert questions["flaky"] == 2 and questions["refuse"] == 1 and questions["ok"] == 1
+
+
+def test_without_repairs_or_retry_the_same_slots_are_rejected(
+    single_doc_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    types = ["ok", "leadin", "rambling", "flaky"]
+    config = make_config(
+        tmp_path,
+        synth_server.endpoint(),
+        question_types=types,
+        questions_per_category=len(types),
+        max_chunks_per_category=1,
+        repairs=False,
+        retry_rejected=False,
+    )
+    out = tmp_path / "out"
+    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    assert_every_slot_accounted(out, report, expected_slots=len(types))
+    rejected = {r["question_type"]: r["reason"] for r in read_lines(out / "rejected.jsonl")}
+    assert rejected == {"leadin": "mentions_source", "rambling": "mentions_source", "flaky": "malformed"}
+    assert (report.kept, report.retried, report.items_repaired, report.repairs) == (1, 0, 0, {})
 
 
 def _question_type(body: dict[str, Any]) -> str | None:
@@ -292,7 +378,7 @@ def test_an_llm_judge_decides_groundedness_when_configured(
 
     text = resources.files("ragtune.synth").joinpath("templates", source).read_text(encoding="utf-8")
     (templates / source).write_text(
-        text.replace("{# version: 1 #}", "{# version: 2-test #}"), encoding="utf-8"
+        text.replace("{# version: 2 #}", "{# version: 2-test #}"), encoding="utf-8"
     )
 
     config = make_config(

@@ -209,8 +209,22 @@ class LLMConfig(Section):
         default_factory=lambda: LLMEndpoint(temperature=0.0, max_tokens=256),
         description="Scores answers; GPT-4-class in production, the weak local model by default.",
     )
-    local_threads: int = Field(
-        1, ge=1, description="torch threads for the local backend (1 is steadiest on small CPUs)."
+    local_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads for the local backend; unset: one per CPU core this process may use.",
+    )
+    local_batch_size: int = Field(
+        16,
+        ge=1,
+        description=(
+            "Requests the local backend generates together; a finished row leaves the batch at once,"
+            " so larger batches cost little beyond memory (135M model: ~1 MB of KV cache per row)."
+        ),
+    )
+    local_stop_repeats: bool = Field(
+        True,
+        description="Stop a local generation as soon as it repeats a 12-token run (a loop), not at max_tokens.",
     )
 
 
@@ -280,6 +294,21 @@ class SynthConfig(Section):
     )
     eval_fraction: float = Field(
         0.2, ge=0, lt=1, description="Share of each category's kept items held out as the eval split."
+    )
+    repairs: bool = Field(
+        True,
+        description=(
+            "Repair generated text mechanically before the filters (drop a lead-in such as 'According to"
+            " the passage,', fix the question mark, cut a sentence the token cap broke off, ...); each"
+            " repair is recorded in the item's provenance and counted in synth_report.json."
+        ),
+    )
+    retry_rejected: bool = Field(
+        True,
+        description=(
+            "Give each slot rejected for its text (not for LLM failures or the budget) one more attempt"
+            " with another seed: a new question, or a new answer when only the answer failed."
+        ),
     )
 
     @field_validator("max_question_chars", "max_answer_chars")

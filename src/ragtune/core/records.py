@@ -159,6 +159,12 @@ class Provenance(Record):
     generator_model: str
     question_template: str = Field(description="Template name@version that wrote the question.")
     answer_template: str = Field(description="Template name@version that wrote the answer.")
+    repairs: list[str] = Field(
+        default_factory=list,
+        description="Deterministic repairs applied before filtering, as 'question:<name>' / 'answer:<name>'.",
+    )
+    attempts: int = Field(1, ge=1, description="2 when the slot was retried with another seed.")
+    retry_of: str | None = Field(None, description="'stage/reason' of the first attempt's rejection.")
 
 
 class InstructionItem(Record):

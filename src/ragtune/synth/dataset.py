@@ -33,6 +33,8 @@ def make_item(
     system_prompt: str,
     generator_model: str,
     templates: dict[str, str],
+    repairs: Sequence[str] = (),
+    retry_of: str | None = None,
 ) -> InstructionItem:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -52,6 +54,9 @@ def make_item(
             generator_model=generator_model,
             question_template=templates["question"],
             answer_template=templates["answer"],
+            repairs=list(repairs),
+            attempts=1 if retry_of is None else 2,
+            retry_of=retry_of,
         ),
     )
 

@@ -28,6 +28,10 @@ NEAR_DUPLICATE = "near_duplicate"
 NO_CONTEXT = "no_context"
 UNGROUNDED = "ungrounded"
 IRRELEVANT = "irrelevant"
+REPETITIVE = "repetitive"
+UNFINISHED = "unfinished"
+
+REPEAT_WORDS = 8  # a run of this many words seen twice in one text is a loop, not prose
 
 _REFUSAL = re.compile(
     r"|".join(
@@ -47,7 +51,8 @@ _REFUSAL = re.compile(
 
 # A training question must stand alone: one that points at "the passage" cannot be answered closed-book.
 _SOURCE_REFERENCE = re.compile(
-    r"\b(?:the|this|that|above|following|given|provided) (?:passage|text|article|excerpt|context|extract)\b",
+    r"\b(?:the|this|that|above|following|given|provided) (?:passage|text|article|excerpt|context|extract"
+    r"|material|notes)\b|\b(?:mentioned|described|named|discussed|listed|given) above\b",
     re.IGNORECASE,
 )
 
@@ -93,6 +98,23 @@ def length_problem(text: str, min_chars: int, max_chars: int) -> str | None:
     if length > max_chars:
         return TOO_LONG
     return None
+
+
+def repeated_run(text: str, words: int = REPEAT_WORDS) -> str | None:
+    """The first run of ``words`` words that occurs twice in ``text`` (case-insensitive), if any."""
+    tokens = _WORD.findall(text.casefold())
+    seen: set[tuple[str, ...]] = set()
+    for start in range(len(tokens) - words + 1):
+        run = tuple(tokens[start : start + words])
+        if run in seen:
+            return " ".join(run)
+        seen.add(run)
+    return None
+
+
+def is_unfinished(text: str) -> bool:
+    """Whether ``text`` stops without closing its last sentence (``.``, ``!``, ``?``, maybe quoted)."""
+    return not text.rstrip().rstrip("\"')]*").endswith((".", "!", "?"))
 
 
 def normalize_text(text: str) -> str:

@@ -29,6 +29,11 @@ class RejectedItem(BaseModel):
     scores: dict[str, float] = Field(default_factory=dict)
     generator_model: str
     templates: dict[str, str] = Field(default_factory=dict)
+    repairs: list[str] = Field(
+        default_factory=list, description="Repairs applied before the filters ('question:<name>', ...)."
+    )
+    attempts: int = Field(1, description="2 when the slot was retried with another seed (this is the retry).")
+    retry_of: str | None = Field(None, description="'stage/reason' of the first attempt's rejection.")
 
 
 class CategoryCounts(BaseModel):
@@ -67,6 +72,16 @@ class SynthReport(BaseModel):
     rejected: int
     rejected_by_reason: dict[str, int]
     rejected_by_stage: dict[str, int]
+    kept_share: float = Field(0.0, description="kept / generated.")
+    repairs: dict[str, int] = Field(
+        default_factory=dict, description="Repairs in the kept items, by 'question:<name>' / 'answer:<name>'."
+    )
+    items_repaired: int = Field(0, description="Kept items with at least one repair.")
+    retried: int = Field(0, description="Slots rejected once and retried with another seed.")
+    kept_after_retry: int = Field(0, description="Retried slots that ended kept.")
+    retried_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="First-attempt rejections that were retried, by 'stage/reason'."
+    )
     per_category: dict[str, CategoryCounts]
     answers_citing_context: int = Field(
         0, description="Kept answers whose citations name at least one of their context chunks."

@@ -4,16 +4,23 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
 
 1. categories from the table of contents, and the quota of question slots per category
    (:mod:`.categories`);
-2. one question per slot from its chunk (``question`` template, JSON with prefill);
-   rejected: LLM failure, malformed, budget, refusal, pointing at its source ("the passage"),
-   length, not a question; then exact and near-duplicate
-   questions (the first kept) — before answering, so duplicates cost no answer call;
+2. one question per slot from its chunk (``question`` template, JSON with prefill), mechanically
+   repaired (:mod:`.repairs`: a lead-in such as "According to the passage," dropped, the question
+   mark fixed, an answer written after the question cut); rejected: LLM failure, malformed,
+   budget, refusal, pointing at its source ("the passage"), length, not a question; then exact
+   and near-duplicate questions (the first kept) — before answering, so duplicates cost no answer
+   call;
 3. retrieval of ``top_k`` chunks over the whole corpus per question;
-4. one answer per question from that context only (``answer`` template), with citations;
+4. one answer per question from that context only (``answer`` template), with citations, repaired
+   likewise (lead-in, inline chunk ids, repeated sentences, a sentence cut off by the token cap);
    rejected: LLM failure, refusal / "not in the context", pointing at its source, length;
 5. groundedness — an LLM judge with the ``judge_grounded`` rubric where ``llm.judge.base_url`` is
    set, else lexical overlap + embedding similarity — and question–answer relevance;
-6. a split stratified by category with no source chunk or near-duplicate on both sides, then
+6. one more attempt, with another seed, for each slot rejected at steps 2–5 for what its text
+   said (``synth.retry_rejected``; not for LLM failures, the budget or an empty retrieval): a new
+   question when the question failed, else a new answer to the same question; the retry passes
+   the same filters, and its questions are deduplicated against every question already kept;
+7. a split stratified by category with no source chunk or near-duplicate on both sides, then
    ``train.jsonl``, ``eval.jsonl`` (chat), Alpaca twins, ``rejected.jsonl``, ``README.md`` (the
    dataset card) and ``synth_report.json``.
 
@@ -71,6 +78,7 @@ from ragtune.synth.prompts import (
     question_request,
     resolve_citations,
 )
+from ragtune.synth.repairs import repair_answer, repair_question
 from ragtune.synth.report import CategoryCounts, RejectedItem, SynthReport
 from ragtune.synth.split import SplitItem, split_eval
 from ragtune.synth.templates import TemplateSet
@@ -88,6 +96,13 @@ LLM_CACHE_NAMESPACE = "llm"
 LOCAL_GROUNDEDNESS = "local:lexical+embedding"
 
 S = TypeVar("S", bound=BaseModel)
+
+# Seed offset of a retry: far from the per-repeat offsets (slot.repeat), so no two attempts share a seed.
+RETRY_SEED_STEP = 100_003
+QUESTION_STAGES = frozenset({"question", "dedup"})
+ANSWER_STAGES = frozenset({"answer", "grounding", "relevance"})
+# Failures another seed cannot fix: the transport already retried, the budget is spent.
+NOT_RETRIED = frozenset({filters.LLM_FAILURE, filters.BUDGET})
 
 
 class SynthInvariantError(RagtuneError):
@@ -117,6 +132,9 @@ class Candidate:
     contexts: list[Chunk] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+    attempt: int = 0  # 1 on the retry
+    retry_of: str | None = None  # "stage/reason" of the first attempt's rejection
     rejected: RejectedItem | None = None
 
     @property
@@ -135,7 +153,8 @@ def _failure_reason(failure: LLMFailure) -> str:
 def text_problem(text: str, min_chars: int, max_chars: int) -> tuple[str, str] | None:
     """The first of the checks questions and answers share, as ``(reason, detail)``, or None.
 
-    A refusal, a reference to "the passage", or a length outside the bounds.
+    A refusal, a reference to "the passage", a length outside the bounds, or a loop (a run of
+    words written twice).
     """
     phrase = filters.refusal_phrase(text)
     if phrase is not None:
@@ -146,6 +165,9 @@ def text_problem(text: str, min_chars: int, max_chars: int) -> tuple[str, str] |
     problem = filters.length_problem(text, min_chars, max_chars)
     if problem is not None:
         return problem, f"{len(text)} characters"
+    run = filters.repeated_run(text)
+    if run is not None:
+        return filters.REPETITIVE, f"repeats {run!r}"
     return None
 
 
@@ -169,6 +191,8 @@ class _Synthesis:
             shared_ledger("synth", self.endpoint, self.embedding_cache.storage, budget_scope),
             local_threads=config.llm.local_threads,
             seed=config.run.seed,
+            local_batch_size=config.llm.local_batch_size,
+            local_stop_repeats=config.llm.local_stop_repeats,
         )
         self.judge: ChatModel | None = None
         if config.llm.judge.base_url:
@@ -185,6 +209,11 @@ class _Synthesis:
         )
         self.prompt_refs = self.templates.refs()  # the prompts; the card template is loaded next
         self.card_template = self.templates.get("card.md")
+        self.by_id: dict[str, Candidate] = {}
+
+    def track(self, candidates: Sequence[Candidate]) -> None:
+        """Remember this run's candidates by slot id (the retry's dedup looks earlier ones up)."""
+        self.by_id = {c.slot.slot_id: c for c in candidates}
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -223,6 +252,9 @@ class _Synthesis:
             scores=dict(candidate.scores),
             generator_model=self.generator.name,
             templates=self.prompt_refs,
+            repairs=list(candidate.repairs),
+            attempts=candidate.attempt + 1,
+            retry_of=candidate.retry_of,
         )
 
     def structured(
@@ -250,12 +282,13 @@ class _Synthesis:
 
     def ask_questions(self, candidates: list[Candidate]) -> None:
         s = self.settings
+        candidates = issue_order(candidates, "question")
         requests = [
             question_request(
                 self.question_template,
                 c.slot.chunk,
                 c.slot.question_type,
-                seed=self.config.run.seed + c.slot.repeat,
+                seed=self.config.run.seed + c.slot.repeat + c.attempt * RETRY_SEED_STEP,
                 temperature=self.endpoint.temperature,
                 max_tokens=min(s.question_max_tokens, self.endpoint.max_tokens),
             )
@@ -265,6 +298,9 @@ class _Synthesis:
             self.generator, candidates, requests, QuestionReply, "question", "synth: questions"
         ):
             candidate.question = " ".join(reply.question.split())
+            if s.repairs:
+                candidate.question, applied = repair_question(candidate.question)
+                candidate.repairs += [f"question:{name}" for name in applied]
             problem = text_problem(candidate.question, s.min_question_chars, s.max_question_chars)
             if problem is not None:
                 self.reject(candidate, "question", problem[0], detail=problem[1])
@@ -273,17 +309,35 @@ class _Synthesis:
                     candidate, "question", filters.NOT_A_QUESTION, detail="no '?' and no question word"
                 )
 
-    def drop_duplicates(self, candidates: list[Candidate]) -> dict[str, np.ndarray]:
-        """Reject exact and near-duplicate questions; return the question vectors of those kept."""
+    def drop_duplicates(
+        self, candidates: list[Candidate], kept_before: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Reject exact and near-duplicate questions; return the question vectors of those kept.
+
+        ``kept_before`` (slot id -> question vector) holds questions kept earlier: a new question
+        that duplicates one of them is rejected too (the retry's questions meet the first pass's).
+        """
         alive = [c for c in candidates if c.alive]
+        if not alive:
+            return {}
+        before = kept_before or {}
+        earlier = [self.by_id[slot_id] for slot_id in before]
         vectors = self.embed([c.question for c in alive])
-        found = filters.find_duplicates([c.question for c in alive], vectors, self.settings.dedup_threshold)
+        everyone = earlier + alive
+        pool = (
+            np.concatenate([np.stack([before[c.slot.slot_id] for c in earlier]), vectors])
+            if earlier
+            else vectors
+        )
+        found = filters.find_duplicates([c.question for c in everyone], pool, self.settings.dedup_threshold)[
+            len(earlier) :
+        ]
         kept: dict[str, np.ndarray] = {}
         for candidate, vector, duplicate in zip(alive, vectors, found, strict=True):
             if duplicate is None:
                 kept[candidate.slot.slot_id] = vector
                 continue
-            original = alive[duplicate.index]
+            original = everyone[duplicate.index]
             candidate.scores["question_similarity"] = duplicate.similarity
             self.reject(
                 candidate,
@@ -305,13 +359,13 @@ class _Synthesis:
 
     def answer(self, candidates: list[Candidate]) -> None:
         s = self.settings
-        alive = [c for c in candidates if c.alive]
+        alive = issue_order([c for c in candidates if c.alive], "answer")
         requests = [
             answer_request(
                 self.answer_template,
                 c.question,
                 c.contexts,
-                seed=self.config.run.seed,
+                seed=self.config.run.seed + c.attempt * RETRY_SEED_STEP,
                 temperature=s.answer_temperature,
                 max_tokens=self.endpoint.max_tokens,
             )
@@ -321,8 +375,13 @@ class _Synthesis:
             self.generator, alive, requests, AnswerReply, "answer", "synth: answers"
         ):
             candidate.answer = reply.answer.strip()
+            if s.repairs:
+                candidate.answer, applied = repair_answer(candidate.answer, s.min_answer_chars)
+                candidate.repairs += [f"answer:{name}" for name in applied]
             candidate.citations = resolve_citations(reply.citations, candidate.contexts)
             problem = text_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
+            if problem is None and filters.is_unfinished(candidate.answer):
+                problem = filters.UNFINISHED, f"ends {candidate.answer[-40:]!r}"
             if problem is not None:
                 self.reject(candidate, "answer", problem[0], detail=problem[1])
 
@@ -376,6 +435,47 @@ class _Synthesis:
                     detail=f"question–answer cosine {score} < {threshold}",
                 )
 
+    def answer_and_check(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
+        """Steps 4 and 5 for the live candidates: answer, then groundedness and relevance."""
+        self.answer(candidates)
+        self.check_grounding(candidates)
+        self.check_relevance(candidates, question_vectors)
+
+    def retryable(self, rejection: RejectedItem) -> bool:
+        """Whether another seed could change the outcome (the step samples, and the text was at fault)."""
+        if rejection.reason in NOT_RETRIED:
+            return False
+        if rejection.stage in QUESTION_STAGES:
+            return self.endpoint.temperature > 0
+        return rejection.stage in ANSWER_STAGES and self.settings.answer_temperature > 0
+
+    def retry(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
+        """Step 6: one more attempt for each retryable rejection, from the step that failed."""
+        again = [
+            c for c in candidates if c.rejected is not None and c.attempt == 0 and self.retryable(c.rejected)
+        ]
+        if not again:
+            return
+        log.info("synth: retrying %d rejected slots with another seed", len(again))
+        for candidate in again:
+            first = candidate.rejected
+            assert first is not None
+            candidate.retry_of = f"{first.stage}/{first.reason}"
+            candidate.attempt = 1
+            candidate.rejected = None
+            if first.stage in QUESTION_STAGES:
+                candidate.question, candidate.repairs, candidate.scores = "", [], {}
+            else:
+                candidate.answer, candidate.citations = "", []
+                candidate.repairs = [r for r in candidate.repairs if r.startswith("question:")]
+                for score in ("groundedness", "relevance"):
+                    candidate.scores.pop(score, None)
+        reask = [c for c in again if not c.question]
+        self.ask_questions(reask)
+        question_vectors.update(self.drop_duplicates(reask, question_vectors))
+        self.retrieve(reask)
+        self.answer_and_check(again, question_vectors)
+
     def item(self, candidate: Candidate) -> InstructionItem:
         contexts = [
             ContextChunk(chunk_id=c.chunk_id, sha256=sha256_hex(c.text), text=c.text)
@@ -389,6 +489,8 @@ class _Synthesis:
             self.system_prompt,
             self.generator.name,
             self.prompt_refs,
+            repairs=candidate.repairs,
+            retry_of=candidate.retry_of,
         )
 
 
@@ -415,6 +517,20 @@ def cached_raw_reply(model: ChatModel, request: ChatRequest, schema: type[BaseMo
     except Exception as err:  # the raw text is a diagnostic nicety, never a reason to fail
         log.debug("cannot read back the raw reply: %s", err)
         return None
+
+
+def issue_order(candidates: Sequence[Candidate], step: str) -> list[Candidate]:
+    """The order requests are sent in: those sharing a prompt prefix next to each other.
+
+    Questions are grouped by source chunk (every question type of a chunk shares the prompt up to
+    the type), answers by their retrieved chunks (shared up to the question). An OpenAI-compatible
+    server with prefix caching (vLLM's automatic prefix caching) then finds the shared part in its
+    KV cache; the local backend batches similar lengths together anyway. Stable, so ties keep
+    the slot order.
+    """
+    if step == "question":
+        return sorted(candidates, key=lambda c: c.slot.chunk.chunk_id)
+    return sorted(candidates, key=lambda c: [x.chunk_id for x in c.contexts])
 
 
 def in_shard(slot_id: str, shard: tuple[int, int] | None) -> bool:
@@ -460,12 +576,13 @@ def run_synth(
             run.groundedness_method,
         )
         candidates = [Candidate(slot) for slot in slots if in_shard(slot.slot_id, shard)]
+        run.track(candidates)
         run.ask_questions(candidates)
         question_vectors = run.drop_duplicates(candidates)
         run.retrieve(candidates)
-        run.answer(candidates)
-        run.check_grounding(candidates)
-        run.check_relevance(candidates, question_vectors)
+        run.answer_and_check(candidates, question_vectors)
+        if s.retry_rejected:
+            run.retry(candidates, question_vectors)
         return _write_outputs(run, categories, candidates, question_vectors, out_dir, started)
     finally:
         retriever.close()
@@ -555,6 +672,12 @@ def _write_outputs(
         rejected=len(rejected),
         rejected_by_reason=dict(Counter(r.reason for r in rejected).most_common()),
         rejected_by_stage=dict(Counter(r.stage for r in rejected).most_common()),
+        kept_share=round(len(items) / len(candidates), 4) if candidates else 0.0,
+        repairs=dict(Counter(name for c in kept for name in c.repairs).most_common()),
+        items_repaired=sum(bool(c.repairs) for c in kept),
+        retried=sum(c.attempt > 0 for c in candidates),
+        kept_after_retry=sum(c.attempt > 0 for c in kept),
+        retried_by_reason=dict(Counter(c.retry_of for c in candidates if c.retry_of).most_common()),
         per_category=per_category,
         answers_citing_context=sum(bool(c.citations) for c in kept),
         cache_hits=sum(st.get("cache_hits", 0) for st in stats.values()),

@@ -41,11 +41,14 @@ def open_chat_model(
     endpoint: LLMEndpoint,
     cache: ContentCache | None = None,
     ledger: TokenLedger | None = None,
-    local_threads: int = 1,
+    local_threads: int | None = None,
     seed: int = 0,
+    local_batch_size: int | None = None,
+    local_stop_repeats: bool = True,
 ) -> ChatModel:
     """The chat model for ``endpoint``: its OpenAI-compatible server, or the local SmolLM2 when unset.
 
+    ``local_*`` configure the local backend (``llm.local_threads`` etc.; threads unset: one per core).
     ``cache`` should be a ``ContentCache`` with namespace ``"llm"``. Without a ``ledger`` one is made
     from the endpoint (its prices and budget); pass one to read the spending afterwards.
     """
@@ -54,6 +57,14 @@ def open_chat_model(
         from ragtune.core.llm.openai_backend import OpenAIChat
 
         return OpenAIChat(endpoint, cache=cache, ledger=ledger, seed=seed)
-    from ragtune.core.llm.local_backend import LocalChat
+    from ragtune.core.llm.local_backend import DEFAULT_BATCH_SIZE, LocalChat
 
-    return LocalChat(endpoint, cache=cache, ledger=ledger, threads=local_threads, seed=seed)
+    return LocalChat(
+        endpoint,
+        cache=cache,
+        ledger=ledger,
+        threads=local_threads,
+        seed=seed,
+        batch_size=local_batch_size or DEFAULT_BATCH_SIZE,
+        stop_repeats=local_stop_repeats,
+    )

@@ -62,6 +62,21 @@ def close_string_value(prefill: str, continuation: str) -> str | None:
     return None
 
 
+def force_close_string_value(prefill: str, continuation: str) -> str:
+    """:func:`close_string_value`, or — for a value cut off (token cap, a loop) — the value closed here.
+
+    A dangling escape backslash is dropped, so the result always parses; the cut-off text is left
+    for the caller to judge (the synthesis stage trims an unfinished last sentence).
+    """
+    closed = close_string_value(prefill, continuation)
+    if closed is not None:
+        return closed
+    trailing = len(continuation) - len(continuation.rstrip("\\"))
+    text = continuation[: len(continuation) - 1] if trailing % 2 else continuation
+    _, depth, _ = next(reversed(list(_states(prefill + text))), (0, 0, False))
+    return text + '"' + "}" * max(depth, 0)
+
+
 def json_object_end(text: str, start: int = 0) -> int | None:
     """Index just past the ``}`` closing the object that opens at ``text[start]`` (which must be ``{``).
 

@@ -14,21 +14,31 @@ requests, generation of a row stops as soon as its JSON object is closed.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import os
 import threading
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.llm.base import ChatModel, ChatRequest, ChatResponse, LLMCallError, LLMFailure
-from ragtune.core.llm.jsonparse import close_string_value, has_complete_object, opens_string_value
+from ragtune.core.llm.jsonparse import (
+    close_string_value,
+    force_close_string_value,
+    has_complete_object,
+    opens_string_value,
+)
 from ragtune.core.llm.ledger import TokenLedger
 from ragtune.core.records import sha256_hex
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 16
+REPEAT_SPAN = 12  # tokens: a run this long seen twice in one reply is a loop
+TOP_K = 50  # sampling keeps the 50 likeliest tokens, as transformers' generate does by default
 
 _LOADED: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
@@ -56,7 +66,8 @@ class TransformersChat(ChatModel):
     """
 
     batch_size: int = DEFAULT_BATCH_SIZE
-    threads: int | None = 1
+    threads: int | None = 1  # None: one per available core
+    stop_repeats: bool = True
 
     def _model(self) -> tuple[Any, Any]:
         """The (model, tokenizer) to generate with; the tokenizer pads on the left."""
@@ -96,16 +107,15 @@ class TransformersChat(ChatModel):
         return list(await asyncio.to_thread(self.generate_batch, requests))
 
     def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        """One ``generate`` call for ``requests`` (they share temperature and ``max_tokens``).
+        """Generate replies for ``requests`` together (they share temperature and ``max_tokens``).
 
         The reply is ``prefill + continuation``; without a prefill it is trimmed. JSON rows stop once
         their object closes; rows prefilled into a string value ({"question": ") are constrained:
         they end where that string closes and the object is closed for them, so a weak model cannot
-        wander into extra keys (SmolLM2 does, in most replies, without this).
+        wander into extra keys (SmolLM2 does, in most replies, without this). A row that reaches the
+        token cap, or starts repeating itself (``stop_repeats``), inside such a value has the value
+        closed where it stopped, so the caller sees the text rather than a parse error.
         """
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
         model, tokenizer = self._model()
         prefills = [r.prefill or "" for r in requests]
         prompts = [
@@ -113,10 +123,7 @@ class TransformersChat(ChatModel):
             + prefill
             for r, prefill in zip(requests, prefills, strict=True)
         ]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {k: v.to(model.device) for k, v in encoded.items()}
-        prompt_len = encoded["input_ids"].shape[1]
-        json_rows = [i for i, r in enumerate(requests) if r.json_mode or r.json_schema is not None]
+        json_rows = {i for i, r in enumerate(requests) if r.json_mode or r.json_schema is not None}
         value_rows = {i for i in json_rows if opens_string_value(prefills[i])}
         eos = model.generation_config.eos_token_id
         stop_ids = set(eos if isinstance(eos, list) else [eos]) | {
@@ -125,40 +132,39 @@ class TransformersChat(ChatModel):
         }
         stop_ids.discard(None)
 
-        class JsonClosed(StoppingCriteria):
-            """Stop a JSON row once its object (or its constrained string value) is closed."""
-
-            def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-                done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-                for row in json_rows:
-                    generated = str(tokenizer.decode(input_ids[row, prompt_len:], skip_special_tokens=True))
-                    if row in value_rows:
-                        done[row] = close_string_value(prefills[row], generated) is not None
-                    else:
-                        done[row] = has_complete_object(prefills[row] + generated)
-                return done  # type: ignore[return-value]
+        def finished(row: int, tokens: list[int]) -> bool:
+            if tokens[-1] in stop_ids:
+                return True
+            if self.stop_repeats and repeats_itself(tokens):
+                return True
+            if row not in json_rows:
+                return False
+            generated = str(tokenizer.decode(tokens, skip_special_tokens=True))
+            if row in value_rows:
+                return close_string_value(prefills[row], generated) is not None
+            return has_complete_object(prefills[row] + generated)
 
         first = requests[0]
-        options: dict[str, Any] = {"max_new_tokens": first.max_tokens, "pad_token_id": tokenizer.pad_token_id}
-        if first.temperature > 0:
-            options.update(do_sample=True, temperature=first.temperature)
-        else:
-            options.update(do_sample=False)
-        if json_rows:
-            options["stopping_criteria"] = StoppingCriteriaList([JsonClosed()])
         batch_seed = int(sha256_hex(json.dumps([r.seed for r in requests]) + prompts[0])[:8], 16)
-        with _GENERATE_LOCK, torch.inference_mode():
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            torch.manual_seed((self.seed + batch_seed) % (2**31))
-            output = cast(Any, model).generate(**encoded, **options)
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with _GENERATE_LOCK:
+            threads = resolve_threads(self.threads)
+            generated = decode_rows(
+                model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                max_new_tokens=first.max_tokens,
+                temperature=first.temperature,
+                seed=(self.seed + batch_seed) % (2**31),
+                threads=threads,
+                finished=finished,
+            )
         responses = []
-        for row in range(len(requests)):
-            tokens = output[row, prompt_len:].tolist()
+        for row, tokens in enumerate(generated):
             length = next((i for i, t in enumerate(tokens) if t in stop_ids), len(tokens))
             continuation = str(tokenizer.decode(tokens[:length], skip_special_tokens=True))
             if row in value_rows:
-                continuation = close_string_value(prefills[row], continuation) or continuation
+                continuation = force_close_string_value(prefills[row], continuation)
             text = prefills[row] + continuation if prefills[row] else continuation.strip()
             responses.append(
                 ChatResponse(
@@ -171,6 +177,108 @@ class TransformersChat(ChatModel):
         return responses
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's CPU set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """``threads`` as configured, or one per available core when unset (``llm.local_threads: null``)."""
+    return threads if threads else available_cores()
+
+
+def repeats_itself(tokens: Sequence[int], span: int = REPEAT_SPAN) -> bool:
+    """Whether the last ``span`` tokens already occurred, in the same order, earlier in ``tokens``.
+
+    A small model that loops ("... and sleep. Sleep is ... and sleep. Sleep is ...") keeps writing
+    to the token cap; this stops the row at the first repeated run. ``span`` is long enough that
+    ordinary phrases ("of the", "such as") never match.
+    """
+    if len(tokens) < 2 * span:
+        return False
+    tail = list(tokens[-span:])
+    head = list(tokens[:-1])
+    first = tail[0]
+    for start in range(len(head) - span + 1):
+        if head[start] == first and head[start : start + span] == tail:
+            return True
+    return False
+
+
+def decode_rows(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    threads: int,
+    finished: Callable[[int, list[int]], bool],
+) -> list[list[int]]:
+    """Greedy (temperature 0) or sampled (top-k 50) decoding of a left-padded batch, row by row done.
+
+    Unlike ``generate``, which steps every row until the last one finishes, a row leaves the batch
+    (and its KV cache) as soon as ``finished(row, tokens)`` says so or it reaches
+    ``max_new_tokens``, so a batch costs what its rows generate, not its longest row times its size.
+    Returns the generated token ids of every row (the finishing token included).
+    """
+    import torch
+    from transformers import DynamicCache
+
+    torch.set_num_threads(threads)
+    generator = torch.Generator().manual_seed(seed)
+    rows = input_ids.shape[0]
+    out: list[list[int]] = [[] for _ in range(rows)]
+    active = torch.arange(rows)
+    mask = attention_mask.to(model.device)
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    # transformers 5.x renamed forward's ``past_key_values`` to ``cache`` (the old name warns)
+    cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    step_input = input_ids.to(model.device)
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            logits = (
+                model(
+                    input_ids=step_input,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    logits_to_keep=1,  # the prompt's other positions need no logits
+                    **{cache_kwarg: cache},
+                )
+                .logits[:, -1, :]
+                .float()
+            )
+            if temperature > 0:
+                logits = logits / temperature
+                top = torch.topk(logits, min(TOP_K, logits.shape[-1]))
+                choice = torch.multinomial(torch.softmax(top.values, dim=-1).cpu(), 1, generator=generator)
+                next_tokens = top.indices.gather(-1, choice.to(top.indices.device)).squeeze(-1)
+            else:
+                next_tokens = logits.argmax(dim=-1)
+            keep: list[int] = []
+            for position, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist(), strict=True)):
+                out[row].append(int(token))
+                if len(out[row]) < max_new_tokens and not finished(row, out[row]):
+                    keep.append(position)
+            if not keep:
+                break
+            if len(keep) < len(active):
+                index = torch.tensor(keep)
+                cache.batch_select_indices(index.to(model.device))
+                active, next_tokens = active[index], next_tokens[index.to(next_tokens.device)]
+                mask, positions = mask[index], positions[index]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+            step_input = next_tokens.unsqueeze(-1)
+    return out
+
+
 class LocalChat(TransformersChat):
     """The packaged SmolLM2 (or any local causal LM folder), loaded once per process."""
 
@@ -180,9 +288,10 @@ class LocalChat(TransformersChat):
         *,
         cache: ContentCache | None = None,
         ledger: TokenLedger | None = None,
-        threads: int = 1,
+        threads: int | None = None,
         seed: int = 0,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        stop_repeats: bool = True,
     ) -> None:
         super().__init__(
             f"local:{endpoint.model}",
@@ -196,6 +305,7 @@ class LocalChat(TransformersChat):
         self.model_name = endpoint.model
         self.threads = threads
         self.batch_size = batch_size
+        self.stop_repeats = stop_repeats
         self.concurrency = 1  # the CPU is the bottleneck: one batch at a time
 
     def _model(self) -> tuple[Any, Any]:
