@@ -113,9 +113,9 @@ def issued_prompts(config: Any, ingest: Path, out_dir: Path, tokenizer: Any) -> 
     """
     from ragtune.core.records import Chunk, Document, InstructionItem, read_jsonl
     from ragtune.synth.categories import build_categories, plan_slots
-    from ragtune.synth.pipeline import Candidate, issue_order
     from ragtune.synth.prompts import answer_request, question_request
     from ragtune.synth.report import RejectedItem
+    from ragtune.synth.stage import Candidate, issue_order
     from ragtune.synth.templates import TemplateSet
 
     s = config.synth
@@ -169,8 +169,8 @@ def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
     )
     if not items:
         return math.nan, 0, math.nan
+    from ragtune.core.embedding import load_embedder
     from ragtune.core.records import Chunk
-    from ragtune.index.embedder import load_embedder
 
     embedder = load_embedder(config.index.embedder)
     scores = []
@@ -204,14 +204,14 @@ def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
 def run_setting(name: str, base: Any, overrides: dict[str, Any], ingest: Path, workdir: Path) -> Outcome:
     from ragtune.core.config import build_config
     from ragtune.core.llm.local_backend import load_local_model
-    from ragtune.synth import synthesize
+    from ragtune.synth import run_synth
 
     data = base.model_dump(mode="json")
     config = build_config(data, {**overrides, "cache.uri": str(workdir / f"cache-{name}")})
     out = workdir / name
     load_local_model(config.train.base_model)  # not timed: both settings share the loaded model
     started = time.perf_counter()
-    report = synthesize(config, ingest / "documents.jsonl", ingest / "index", out)
+    report = run_synth(config, ingest / "documents.jsonl", ingest / "index", out)
     seconds = time.perf_counter() - started
     _, tokenizer = load_local_model(config.train.base_model)
     question_prompts, answer_prompts = issued_prompts(config, ingest, out, tokenizer)
@@ -232,12 +232,12 @@ def run_setting(name: str, base: Any, overrides: dict[str, Any], ingest: Path, w
 
 
 def ingest_corpus(config: Any, workdir: Path) -> Path:
-    from ragtune.index import build_index
-    from ragtune.parse import parse_corpus
+    from ragtune.index import run_index
+    from ragtune.parse import run_parse
 
     ingest = workdir / "ingest"
-    parse_corpus(config, ingest)
-    build_index(config, ingest / "documents.jsonl", ingest)
+    run_parse(config, ingest)
+    run_index(config, ingest / "documents.jsonl", ingest)
     return ingest
 
 

@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from ragtune.synth.filters import content_words
-from ragtune.synth.pipeline import RETRY_SEED_STEP
+from ragtune.synth.stage import RETRY_SEED_STEP
 
 _QUESTION = re.compile(r"Write one (.+?) question on this topic\.")
 _HEADING = re.compile(r"^Topic: (.*)$", re.MULTILINE)

@@ -20,10 +20,10 @@ RUN_SYNTH = """
 import json, sys
 from pathlib import Path
 from ragtune.core.config import config_from_json
-from ragtune.synth import synthesize
+from ragtune.synth import run_synth
 args = json.loads(sys.argv[1])
 config = config_from_json(Path(args["config"]).read_text())
-synthesize(config, Path(args["documents"]), Path(args["index"]), Path(args["out"]))
+run_synth(config, Path(args["documents"]), Path(args["index"]), Path(args["out"]))
 """
 
 ANSWERED_BEFORE_KILL = 14  # all 12 questions and 2 answers

@@ -171,7 +171,7 @@ def test_repairs_and_one_retry_turn_rejections_into_items_and_are_counted(
         max_chunks_per_category=1,
     )
     out = tmp_path / "out"
-    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
     assert_every_slot_accounted(out, report, expected_slots=len(types))  # kept + rejected = generated
 
     kept = {i["question_type"]: i for i in read_lines(out / "train.jsonl") + read_lines(out / "eval.jsonl")}
@@ -237,7 +237,7 @@ def test_without_repairs_or_retry_the_same_slots_are_rejected(
         retry_rejected=False,
     )
     out = tmp_path / "out"
-    report = synthesize(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
     assert_every_slot_accounted(out, report, expected_slots=len(types))
     rejected = {r["question_type"]: r["reason"] for r in read_lines(out / "rejected.jsonl")}
     assert rejected == {"leadin": "mentions_source", "rambling": "mentions_source", "flaky": "malformed"}
