@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help venv demo test lint bench compile images clean
+.PHONY: help venv demo test lint bench quality compile images clean
 
 help:
 	@echo "make demo   - install, then run the whole pipeline locally on the sample corpus"
 	@echo "make test   - install, then run the test suite"
 	@echo "make lint   - ruff and mypy"
-	@echo "make bench  - run the benchmarks in benchmarks/"
+	@echo "make bench  - run the benchmarks in benchmarks/ (all but quality.py)"
+	@echo "make quality - the ~45-minute check that tuning beats the base model (benchmarks/quality.py)"
 	@echo "make compile - regenerate pipelines/compiled/ragtune_pipeline.yaml"
 	@echo "make images - build the Docker images (needs a Docker engine)"
 
@@ -42,7 +43,10 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in $(filter-out benchmarks/quality.py,$(wildcard benchmarks/*.py)); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+quality: venv
+	$(BIN)/python benchmarks/quality.py
 
 compile: venv
 	$(BIN)/ragtune compile --out pipelines/compiled/ragtune_pipeline.yaml
