@@ -553,7 +553,8 @@ def run_synth(
     ``shard=(i, n)`` runs only the i-th of n disjoint parts of the question slots. That is how the
     cluster pipeline fans out: shards make the LLM calls in parallel and fill the shared response
     cache; a final unsharded run then finds every call cached and does what needs the whole
-    dataset at once (cross-shard near-duplicate removal, the stratified split, the card).
+    dataset at once (cross-shard near-duplicate removal, the stratified split, the card). Only
+    the retries of questions that turn out duplicated across shards are new calls there.
     """
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")

@@ -257,7 +257,8 @@ def decode_rows(
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     # transformers 5.x renamed forward's ``past_key_values`` to ``cache`` (the old name warns)
-    cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+    cache_kwarg = "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
     step_input = input_ids.to(model.device)
     with torch.inference_mode():
         if prefix_ids:
