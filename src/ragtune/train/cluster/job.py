@@ -96,6 +96,8 @@ def training_command(
         work_uri,
         "--workdir",
         workdir,
+        "--num-nodes",
+        str(num_nodes),
         "--",
         *torchrun_command(num_nodes, max(1, gpus_per_node), LAUNCH_MODULE, launch_args),
     ]
