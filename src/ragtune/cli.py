@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
+from ragtune.core.endpoints import export_grants
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
@@ -84,7 +85,9 @@ def _main(
 
 
 def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    return load_config(path, overrides=parse_set_flags(flags or []))
+    config = load_config(path, overrides=parse_set_flags(flags or []))
+    export_grants(config.security)  # this process and the local runner's tasks see the user's grants
+    return config
 
 
 def _print_json(data: Any) -> None:
