@@ -222,9 +222,14 @@ def test_the_pods_get_config_and_credentials_by_secret_reference() -> None:
     }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert env["DS_ACCELERATOR"]["value"] == "cpu"
-    assert all(
-        "value" not in e for n, e in env.items() if n not in (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR")
-    )
+    literal = (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR", "RAGTUNE_MODEL_DOWNLOADS")
+    assert all("value" not in e for n, e in env.items() if n not in literal)
+    # the credential grants come from the cluster's ConfigMap, never from the run's config
+    assert env["RAGTUNE_ENDPOINTS"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "ragtune-endpoints",
+        "key": "RAGTUNE_ENDPOINTS",
+    }
+    assert env["RAGTUNE_MODEL_DOWNLOADS"]["value"].startswith("/var/cache/ragtune")
 
 
 def test_small_helpers(tmp_path: Path) -> None:

@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.core.config import RagtuneConfig, TrainConfig, config_from_json
+from ragtune.core.endpoints import ENDPOINTS_ENV
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 from ragtune.core.fsutil import atomic_write_text
+from ragtune.core.models import MODEL_DOWNLOADS_ENV
 from ragtune.core.storage import is_s3_uri, open_storage
 from ragtune.train.cluster.job import (
     CONFIG_ENV,
+    ENDPOINTS_CONFIG_MAP,
+    MODEL_DOWNLOADS_DIR,
     build_pytorchjob,
+    config_map_env,
     secret_env,
     training_command,
     value_env,
@@ -100,6 +105,9 @@ def job_env(config: RagtuneConfig, options: ClusterTraining) -> list[dict[str, A
         secret_env(storage.secret_key_env, options.s3_secret, storage.secret_key_env),
         secret_env(storage.session_token_env, options.s3_secret, storage.session_token_env, optional=True),
         value_env("NCCL_DEBUG", "WARN"),
+        # Where the S3 credentials may go (ragtune.core.endpoints); from the cluster, not the run.
+        config_map_env(ENDPOINTS_ENV, ENDPOINTS_CONFIG_MAP, ENDPOINTS_ENV),
+        value_env(MODEL_DOWNLOADS_ENV, f"{MODEL_DOWNLOADS_DIR}/models"),
     ]
     if options.hf_secret:
         env.append(
