@@ -137,7 +137,7 @@ def test_llm_chat_with_the_s3_secret_to_an_undeclared_host_sends_nothing(
 
 
 def test_openai_embeddings_refuse_an_undeclared_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ragtune.index.embedder import OpenAIEmbedder
+    from ragtune.core.embedding import OpenAIEmbedder
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.delenv(ENDPOINTS_ENV, raising=False)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.core import modelload
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import ConfigError
 from ragtune.core.models import MODEL_DOWNLOADS_ENV, build_once
 from ragtune.core.storage import S3Storage, open_storage
-from ragtune.train import model as train_model
 from tests.conftest import S3Server
 
 MODEL_URI = "s3://ragtune-models/tiny-model"
@@ -37,7 +37,7 @@ def _rank(config_json: str, out: str) -> None:
     """One rank: resolve the base model and report the folder and the files it saw there."""
     from ragtune.core.config import config_from_json
 
-    folder = train_model._download_s3(MODEL_URI, config_from_json(config_json))
+    folder = modelload._download_s3(MODEL_URI, config_from_json(config_json))
     Path(out).write_text(f"{folder}\n{sorted(p.name for p in folder.iterdir())}")
 
 
@@ -71,7 +71,7 @@ def test_concurrent_ranks_download_once_and_all_see_the_whole_folder(
     assert len(results) == 1
     folder, files = results.pop().split("\n")
     assert Path(folder).parent == cache
-    assert files == str(sorted([train_model._COMPLETE_MARKER, "config.json", "model.safetensors"]))
+    assert files == str(sorted([modelload._COMPLETE_MARKER, "config.json", "model.safetensors"]))
     assert not [p for p in cache.iterdir() if ".tmp" in p.name]  # no half-built folder left
 
 
