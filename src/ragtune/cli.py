@@ -364,12 +364,25 @@ def submit(
         list[str] | None,
         typer.Option("--param", help="Pipeline parameter: --param synth_shards=4 (repeatable)."),
     ] = None,
+    lock_namespace: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAGTUNE_SUBMIT_LOCK_NAMESPACE",
+            help="With --git-revision: namespace of the Kubernetes Lease that makes concurrent submits "
+            "of one revision start one run (kubeconfig or in-cluster credentials).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a pipeline run of the config (as config_json) plus any --param; prints the run URL."""
     from pipelines.kfp_client import connect, parameters_from_flags
     from pipelines.kfp_client import submit as submit_run
+    from pipelines.lease import lease_lock
 
     cfg = _config(config, set_)
+    if git_revision and not lock_namespace:
+        logging.getLogger(__name__).warning(
+            "no --lock-namespace: two submits of this revision started together could start two runs"
+        )
     path = _package(package)
     params = {"config_json": cfg.to_json()} | parameters_from_flags(path, param or [])
     client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
@@ -382,6 +395,7 @@ def submit(
         git_revision=git_revision,
         run_name=run_name,
         service_account=service_account,
+        lock=lease_lock(lock_namespace) if git_revision and lock_namespace else None,
     )
     verb = "already submitted" if result.skipped else "submitted"
     console.print(

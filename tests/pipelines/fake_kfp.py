@@ -25,6 +25,7 @@ import email.policy
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,6 +56,7 @@ class State:
     uploads: list[bytes] = field(default_factory=list)  # package bytes, in upload order
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    list_runs_delay_s: float = 0.0  # a slow run lookup: concurrent submits all see "no run yet"
 
     def new_id(self, kind: str) -> str:
         return f"{kind}-{next(self.ids):04d}"
@@ -122,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = self._route(method, url.path, query, body)
             except ValueError as err:
                 status, payload = 400, {"error": str(err), "message": str(err), "code": 3}
+        if (method, url.path) == ("GET", f"{API}/runs"):
+            time.sleep(state.list_runs_delay_s)  # the answer is as of the lookup, sent later
         self._send(status, payload)
 
     def do_GET(self) -> None:
