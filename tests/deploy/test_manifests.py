@@ -111,6 +111,17 @@ def argocd_apps() -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in read_yaml_docs(MANIFESTS / "argocd" / "application.yaml")}
 
 
+def role_grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule of a Role."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     """Kubernetes label-selector semantics (matchLabels + matchExpressions)."""
     for key, value in selector.get("matchLabels", {}).items():
@@ -498,14 +509,7 @@ def test_pipeline_service_account_may_run_pytorchjobs(overlay: tuple[str, list[d
     assert {"kind": "ServiceAccount", "name": "ragtune-pipeline", "namespace": NAMESPACE} in binding[
         "subjects"
     ]
-    role = named(objects, "Role", binding["roleRef"]["name"])
-    grants = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    grants = role_grants(named(objects, "Role", binding["roleRef"]["name"]))
     for verb in ("create", "get", "list", "watch", "delete"):
         assert ("kubeflow.org", "pytorchjobs", verb) in grants, f"{name}: cannot {verb} pytorchjobs"
     assert ("", "pods/log", "get") in grants
@@ -803,13 +807,6 @@ def test_the_submit_hook_takes_the_revision_lease() -> None:
     assert env["RAGTUNE_SUBMIT_LOCK_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
-    role = named(objects, "Role", "ragtune-submit")
-    grants = {
-        (g, r, v)
-        for rule in role["rules"]
-        for g in rule["apiGroups"]
-        for r in rule["resources"]
-        for v in rule["verbs"]
-    }
+    grants = role_grants(named(objects, "Role", "ragtune-submit"))
     for verb in ("create", "get", "update", "delete"):
         assert ("coordination.k8s.io", "leases", verb) in grants

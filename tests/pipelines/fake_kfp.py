@@ -27,9 +27,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.pipelines.loopback import LoopbackServer
 
 API = "/apis/v2beta1"
 CREATED_AT = "2025-01-01T00:00:00Z"
@@ -231,23 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
         return version
 
 
-class FakeKfpServer:
+class FakeKfpServer(LoopbackServer):
     """``with FakeKfpServer(token=...) as server:`` serves on ``server.url`` in a thread."""
 
+    state: State
+
     def __init__(self, token: str | None = None, multi_user: bool = False) -> None:
-        self.state = State(token=token, multi_user=multi_user)
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> FakeKfpServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_Handler, State(token=token, multi_user=multi_user))

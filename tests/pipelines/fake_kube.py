@@ -13,8 +13,10 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.pipelines.loopback import LoopbackServer
 
 _LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/([^/]+)/leases(?:/([^/]+))?$")
 
@@ -112,17 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("DELETE")
 
 
-class FakeKubeServer:
+class FakeKubeServer(LoopbackServer):
     """``with FakeKubeServer() as kube:`` serves on ``kube.url``; ``kube.api()`` is a CoordinationV1Api."""
 
+    state: KubeState
+
     def __init__(self) -> None:
-        self.state = KubeState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(_Handler, KubeState())
 
     def api(self) -> Any:
         from kubernetes import client
@@ -130,12 +128,3 @@ class FakeKubeServer:
         configuration = client.Configuration()
         configuration.host = self.url
         return client.CoordinationV1Api(client.ApiClient(configuration))
-
-    def __enter__(self) -> FakeKubeServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
