@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
