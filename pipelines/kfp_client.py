@@ -1,7 +1,10 @@
 """Talk to a Kubeflow Pipelines API: connect, upload the compiled graph, submit one run per git revision.
 
 The CLI calls these; the Argo CD PostSync hook (``manifests/retrain``) runs a submit with the synced
-git revision, so a second sync of the same revision submits nothing.
+git revision, so a second sync of the same revision submits nothing. Two submits of one revision
+started together create one run too: the KFP lookup is the fast path, and a cluster Lease
+(``pipelines/lease.py``) serializes the look-again-then-create step. A run is keyed by the full
+commit hash (a short hash or a branch is resolved with git first).
 
 Authentication, first match wins (the token itself is never logged or printed):
 
@@ -25,8 +28,10 @@ import json
 import logging
 import os
 import re
+import subprocess
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,10 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUN_PREFIX = "ragtune"
-REVISION_CHARS = 12  # of the git revision in a run's display name
 GIT_REVISION_PARAM = "git_revision"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _REVISION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._/-]{0,254}$")
+_FULL_HASH = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # SHA-1 or SHA-256 object name
 _ARCHIVED = "ARCHIVED"
 _EQUALS = 1  # filter.proto Predicate.Operation.EQUALS
 
@@ -281,8 +286,43 @@ def upload(
 
 
 def revision_run_name(git_revision: str) -> str:
-    """The display name of the one run of a git revision: ``ragtune-<first 12 characters>``."""
-    return f"{RUN_PREFIX}-{git_revision[:REVISION_CHARS]}"
+    """The display name of the one run of a git revision: ``ragtune-<full commit hash>``.
+
+    The whole hash: two commits sharing a prefix are two revisions and get two runs.
+    """
+    return f"{RUN_PREFIX}-{git_revision}"
+
+
+def resolve_revision(revision: str, repo: Path | None = None) -> str:
+    """The full commit hash of ``revision``: as given when it is one, else resolved with git in ``repo``.
+
+    A short hash, a tag or a branch name is a moving or ambiguous key, so it never names a run.
+    """
+    revision = revision.strip()
+    if _FULL_HASH.match(revision.lower()):
+        return revision.lower()
+    if not _REVISION.match(revision) or revision.startswith("-"):
+        raise ConfigError(f"invalid git revision {revision!r}")
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(
+            f"git revision {revision!r} is not a full commit hash and git failed: {err}"
+        ) from None
+    resolved = done.stdout.strip().lower()
+    if done.returncode != 0 or not _FULL_HASH.match(resolved):
+        raise ConfigError(
+            f"git revision {revision!r} is not a full commit hash and git cannot resolve it in "
+            f"{repo or Path.cwd()}; pass the full hash (git rev-parse {revision})"
+        )
+    return resolved
 
 
 def _existing_run(client: kfp.Client, experiment_id: str, display_name: str) -> Any | None:
@@ -308,21 +348,22 @@ def submit(
     run_name: str | None = None,
     *,
     service_account: str | None = None,
+    lock: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> SubmitResult:
     """Submit one run of the compiled pipeline into ``experiment`` (created if missing).
 
-    With ``git_revision`` the run is named ``ragtune-<rev[:12]>`` (``run_name`` is then ignored),
-    ``git_revision`` is passed as the pipeline parameter of that name, and if a run with that name
-    exists in the experiment (and is not archived) nothing is submitted: ``skipped`` is True and
-    the existing run's id and link are returned. ``service_account`` is the Kubernetes service
+    With ``git_revision`` (resolved to the full commit hash) the run is named ``ragtune-<hash>``
+    (``run_name`` is then ignored), the hash is passed as the pipeline parameter ``git_revision``,
+    and if a run with that name exists in the experiment (and is not archived) nothing is
+    submitted: ``skipped`` is True and the existing run's id and link are returned. ``lock(hash)``
+    (e.g. :func:`pipelines.lease.lease_lock`) is held while looking again and creating the run,
+    so concurrent submits of one revision create one run. ``service_account`` is the Kubernetes service
     account the run's pods use (e.g. ``ragtune-pipeline``, which may launch PyTorchJobs).
     """
     declared = pipeline_parameters(package_path)
     arguments = dict(params)
     if git_revision is not None:
-        revision = git_revision.strip()
-        if not _REVISION.match(revision):
-            raise ConfigError(f"invalid git revision {git_revision!r}")
+        revision = resolve_revision(git_revision)
         if run_name:
             log.warning("run name %r ignored: a run for a git revision is named after it", run_name)
         arguments[GIT_REVISION_PARAM] = revision
@@ -337,17 +378,47 @@ def submit(
         )
     with _api(f"getting or creating experiment {experiment!r}"):
         experiment_id = str(client.create_experiment(name=experiment, namespace=namespace).experiment_id)
-    if git_revision is not None:
-        with _api(f"looking for run {display_name!r}"):
-            existing = _existing_run(client, experiment_id, display_name)
-        if existing is not None:
-            run_id = str(existing.run_id)
-            reason = (
-                f"run {display_name} for git revision {arguments[GIT_REVISION_PARAM]} exists already in experiment "
-                f"{experiment} (state {existing.state or 'unknown'}); one run per git revision, nothing submitted"
-            )
-            log.info(reason)
-            return SubmitResult(run_id, run_url(client, run_id), True, reason, display_name, experiment_id)
+    if git_revision is None:
+        return _create_run(
+            client, package_path, arguments, experiment, experiment_id, display_name, service_account
+        )
+    found = _skip_existing(client, experiment, experiment_id, display_name, arguments[GIT_REVISION_PARAM])
+    if found is not None:  # the fast path: no lock needed to see a run that exists
+        return found
+    with lock(arguments[GIT_REVISION_PARAM]) if lock is not None else contextlib.nullcontext():
+        found = _skip_existing(client, experiment, experiment_id, display_name, arguments[GIT_REVISION_PARAM])
+        if found is not None:  # another submit created it while we waited for the lock
+            return found
+        return _create_run(
+            client, package_path, arguments, experiment, experiment_id, display_name, service_account
+        )
+
+
+def _skip_existing(
+    client: kfp.Client, experiment: str, experiment_id: str, display_name: str, revision: str
+) -> SubmitResult | None:
+    with _api(f"looking for run {display_name!r}"):
+        existing = _existing_run(client, experiment_id, display_name)
+    if existing is None:
+        return None
+    run_id = str(existing.run_id)
+    reason = (
+        f"run {display_name} for git revision {revision} exists already in experiment "
+        f"{experiment} (state {existing.state or 'unknown'}); one run per git revision, nothing submitted"
+    )
+    log.info(reason)
+    return SubmitResult(run_id, run_url(client, run_id), True, reason, display_name, experiment_id)
+
+
+def _create_run(
+    client: kfp.Client,
+    package_path: Path,
+    arguments: Mapping[str, Any],
+    experiment: str,
+    experiment_id: str,
+    display_name: str,
+    service_account: str | None,
+) -> SubmitResult:
     with _api(f"submitting run {display_name!r}"):
         run = client.run_pipeline(
             experiment_id=experiment_id,

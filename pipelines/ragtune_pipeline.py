@@ -25,15 +25,30 @@ PIPELINE_NAME = "ragtune"
 DEFAULT_CONFIG_JSON = RagtuneConfig().to_json()
 
 # Kubernetes Secrets (see manifests/base/kustomization.yaml): secret name -> {key: env var}.
-SECRETS: dict[str, dict[str, str]] = {
-    "ragtune-s3": {
-        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
-    },
-    "ragtune-llm": {"OPENAI_API_KEY": "OPENAI_API_KEY"},
-    "ragtune-weaviate": {"WEAVIATE_API_KEY": "WEAVIATE_API_KEY"},
+S3_SECRET = {
+    "ragtune-s3": {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"}
 }
-TRAIN_SECRETS: dict[str, dict[str, str]] = {"ragtune-hf": {"HF_TOKEN": "HF_TOKEN"}}
+LLM_SECRET = {"ragtune-llm": {"OPENAI_API_KEY": "OPENAI_API_KEY"}}
+WEAVIATE_SECRET = {"ragtune-weaviate": {"WEAVIATE_API_KEY": "WEAVIATE_API_KEY"}}
+HF_SECRET = {"ragtune-hf": {"HF_TOKEN": "HF_TOKEN"}}
+MLFLOW_SECRET = {
+    "ragtune-mlflow": {
+        "MLFLOW_TRACKING_USERNAME": "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
+    }
+}
+# Each task gets only the Secrets its stage uses (issue 10): a compromised or misconfigured stage
+# cannot read another service's credentials. GROBID takes none. The config task reads nothing.
+STAGE_SECRETS: dict[str, dict[str, dict[str, str]]] = {
+    "config": {},
+    "parse": {**S3_SECRET},  # corpus and parse cache on S3
+    "index": {**S3_SECRET, **LLM_SECRET, **WEAVIATE_SECRET},  # cache, an OpenAI embedder, Weaviate
+    "synthesize": {**S3_SECRET, **LLM_SECRET, **WEAVIATE_SECRET},  # cache, generator/judge, retrieval
+    "train": {**S3_SECRET, **HF_SECRET},  # an s3:// or gated hub base model
+    "train-pytorchjob": {**S3_SECRET},  # stages data; its pods get S3/HF by Secret reference
+    "evaluate": {**S3_SECRET, **LLM_SECRET, **HF_SECRET},  # base model, judge and contenders
+    "register": {**S3_SECRET, **MLFLOW_SECRET},
+}
 # In-cluster endpoints as RAGTUNE_* overrides (ConfigMap ragtune-endpoints, same keys as env vars).
 ENDPOINT_KEYS = [
     "MLFLOW_TRACKING_URI",
@@ -46,21 +61,34 @@ ENDPOINT_KEYS = [
     "RAGTUNE_INDEX__STORE__WEAVIATE_URL",
     "RAGTUNE_INDEX__STORE__WEAVIATE_GRPC_PORT",
 ]
+# Which endpoints may receive which secret (ragtune.core.endpoints). Not optional: a pod starts
+# only when the ConfigMap declares them, so a run's own config can never grant itself a secret.
+GRANTS_KEY = "RAGTUNE_ENDPOINTS"
+# NetworkPolicies (manifests/base/networkpolicies.yaml) admit ragtune's services only from pods
+# carrying this label, which every task of this graph gets.
+POD_LABEL = ("ragtune.io/pipeline", "ragtune")
+# Writable model cache on every task: an s3:// base model is downloaded there once per pod
+# (RAGTUNE_MODEL_DOWNLOADS in the ConfigMap points at it; the image's own cache is read-only).
+MODEL_DOWNLOADS_MOUNT = "/var/cache/ragtune"
 
 
-def _in_cluster(
-    task: dsl.PipelineTask, cpu: str, memory: str, secrets: dict[str, dict[str, str]] = SECRETS
-) -> dsl.PipelineTask:
-    """Resources, secrets as env (optional: absent ones leave the embedded defaults) and endpoints."""
+def _in_cluster(task: dsl.PipelineTask, cpu: str, memory: str, stage: str) -> dsl.PipelineTask:
+    """Resources, the stage's secrets as env (optional: absent ones leave the embedded defaults),
+    endpoints and their credential grants, the pod label and the model download volume."""
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
-    for name, keys in secrets.items():
+    for name, keys in STAGE_SECRETS[stage].items():
         kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
     kubernetes.use_config_map_as_env(
         task,
         config_map_name="ragtune-endpoints",
-        config_map_key_to_env={k: k for k in ENDPOINT_KEYS},
+        config_map_key_to_env={k: k for k in [*ENDPOINT_KEYS, "RAGTUNE_MODEL_DOWNLOADS"]},
         optional=True,
     )
+    kubernetes.use_config_map_as_env(
+        task, config_map_name="ragtune-endpoints", config_map_key_to_env={GRANTS_KEY: GRANTS_KEY}
+    )
+    kubernetes.add_pod_label(task, *POD_LABEL)
+    kubernetes.empty_dir_mount(task, volume_name="model-downloads", mount_path=MODEL_DOWNLOADS_MOUNT)
     return task
 
 
@@ -89,6 +117,7 @@ def _evaluate_and_register(
         ),
         "4",
         "16Gi",
+        "evaluate",
     )
     evaluated.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
     _on_gpu_pool(evaluated, gpu_node_selector, gpu_tolerations)
@@ -104,6 +133,7 @@ def _evaluate_and_register(
         ),
         "1",
         "4Gi",
+        "register",
     )
     registered.set_display_name("register").set_caching_options(False)
 
@@ -177,15 +207,16 @@ def ragtune_pipeline(
         ).set_display_name("config"),
         "250m",
         "512Mi",
+        "config",
     )
     resolved = config.output
 
-    parsed = _in_cluster(parse_documents(config_json=resolved, corpus_uri=""), "1", "4Gi")
+    parsed = _in_cluster(parse_documents(config_json=resolved, corpus_uri=""), "1", "4Gi", "parse")
     parsed.set_display_name("parse").set_retry(num_retries=2, backoff_duration="30s")
     parsed.set_caching_options(False)  # it reads the corpus, which can change under the same URI
 
     indexed = _in_cluster(
-        index_documents(config_json=resolved, documents=parsed.outputs["documents"]), "2", "8Gi"
+        index_documents(config_json=resolved, documents=parsed.outputs["documents"]), "2", "8Gi", "index"
     )
     indexed.set_display_name("index").set_retry(num_retries=2, backoff_duration="30s")
 
@@ -201,6 +232,7 @@ def ragtune_pipeline(
             ),
             "2",
             "8Gi",
+            "synthesize",
         )
         shard_task.set_display_name("synthesize-shard").set_retry(num_retries=2, backoff_duration="60s")
     synthesized = _in_cluster(
@@ -209,6 +241,7 @@ def ragtune_pipeline(
         ),
         "2",
         "8Gi",
+        "synthesize",
     )
     synthesized.set_display_name("synthesize").after(shard_task)
 
@@ -219,7 +252,7 @@ def ragtune_pipeline(
             num_gpus=gpu_count,
             accelerator_type=gpu_type,
         )
-        _in_cluster(trained, "8", "64Gi", {**SECRETS, **TRAIN_SECRETS})
+        _in_cluster(trained, "8", "64Gi", "train")
         trained.set_display_name("train").set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)
         _on_gpu_pool(trained, gpu_node_selector, gpu_tolerations)
         kubernetes.empty_dir_mount(
@@ -249,7 +282,9 @@ def ragtune_pipeline(
             service_account="ragtune-pipeline",
             hf_secret="ragtune-hf",
         )
-        _in_cluster(job, "250m", "1Gi").set_display_name("train-pytorchjob").set_caching_options(False)
+        _in_cluster(job, "250m", "1Gi", "train-pytorchjob").set_display_name(
+            "train-pytorchjob"
+        ).set_caching_options(False)
         _evaluate_and_register(
             resolved,
             parsed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -19,6 +20,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def declare_endpoint(monkeypatch: pytest.MonkeyPatch, url: str, *secrets: str) -> None:
+    """Let ``url`` receive the env vars ``secrets`` (adds to $RAGTUNE_ENDPOINTS, see core/endpoints.py)."""
+    grants = json.loads(os.environ.get("RAGTUNE_ENDPOINTS") or "[]")
+    grants.append({"name": f"test-{len(grants)}", "url": url, "secrets": list(secrets)})
+    monkeypatch.setenv("RAGTUNE_ENDPOINTS", json.dumps(grants))
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,10 @@ def s3_server() -> Iterator[S3Server]:
 
 @pytest.fixture
 def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
-    """Credentials in the environment, where ragtune reads them (never from config)."""
+    """Credentials in the environment, where ragtune reads them (never from config), and the
+    server declared as the endpoint that may receive them (ragtune.core.endpoints)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    declare_endpoint(monkeypatch, s3_server.url, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     return s3_server

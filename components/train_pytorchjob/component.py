@@ -48,23 +48,15 @@ def train_pytorchjob(
         hf_secret: Secret holding the Hugging Face token (key train.hf_token_env); empty for none.
         timeout_hours: The job is deleted and the task fails if it runs longer.
     """
-    from pathlib import Path
+    from ragtune.train.cluster.stage import run_cluster_training
 
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    from ragtune.core.config import config_from_json
-    from ragtune.train.cluster.stage import (
-        ClusterTraining,
-        current_namespace,
-        job_name,
-        train_on_cluster,
-    )
-
-    config = config_from_json(config_json)
-    options = ClusterTraining(
+    run_cluster_training(
+        config_json,
+        dataset.path,
+        adapter.path,
+        dataset.uri,
         image=image,
-        namespace=namespace or current_namespace(),
+        namespace=namespace,
         num_nodes=num_nodes,
         gpus_per_node=gpus_per_node,
         node_selector=dict(node_selector),
@@ -73,14 +65,4 @@ def train_pytorchjob(
         s3_secret=s3_secret,
         hf_secret=hf_secret,
         timeout_s=timeout_hours * 3600.0,
-    )
-    kube_config.load_incluster_config()
-    train_on_cluster(
-        config,
-        Path(dataset.path),
-        Path(adapter.path),
-        options,
-        job_name(dataset.uri),
-        api=client.CustomObjectsApi(),
-        core=client.CoreV1Api(),
     )

@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
+from ragtune.core.endpoints import export_grants
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
@@ -84,7 +85,9 @@ def _main(
 
 
 def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    return load_config(path, overrides=parse_set_flags(flags or []))
+    config = load_config(path, overrides=parse_set_flags(flags or []))
+    export_grants(config.security)  # this process and the local runner's tasks see the user's grants
+    return config
 
 
 def _print_json(data: Any) -> None:
@@ -361,12 +364,25 @@ def submit(
         list[str] | None,
         typer.Option("--param", help="Pipeline parameter: --param synth_shards=4 (repeatable)."),
     ] = None,
+    lock_namespace: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAGTUNE_SUBMIT_LOCK_NAMESPACE",
+            help="With --git-revision: namespace of the Kubernetes Lease that makes concurrent submits "
+            "of one revision start one run (kubeconfig or in-cluster credentials).",
+        ),
+    ] = None,
 ) -> None:
     """Submit a pipeline run of the config (as config_json) plus any --param; prints the run URL."""
     from pipelines.kfp_client import connect, parameters_from_flags
     from pipelines.kfp_client import submit as submit_run
+    from pipelines.lease import lease_lock
 
     cfg = _config(config, set_)
+    if git_revision and not lock_namespace:
+        logging.getLogger(__name__).warning(
+            "no --lock-namespace: two submits of this revision started together could start two runs"
+        )
     path = _package(package)
     params = {"config_json": cfg.to_json()} | parameters_from_flags(path, param or [])
     client = connect(host, namespace, token_env=token_env, kubeconfig=kubeconfig)
@@ -379,6 +395,7 @@ def submit(
         git_revision=git_revision,
         run_name=run_name,
         service_account=service_account,
+        lock=lease_lock(lock_namespace) if git_revision and lock_namespace else None,
     )
     verb = "already submitted" if result.skipped else "submitted"
     console.print(

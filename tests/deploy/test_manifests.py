@@ -32,7 +32,13 @@ BUILDS = (*OVERLAYS, "retrain")
 # Objects the retrain kustomization uses but an overlay provides.
 PROVIDED_BY_OVERLAY = {("ConfigMap", "ragtune-endpoints")}
 # Kinds kubernetes-validate has no schema for (CRDs): allowed to be skipped, nothing else is.
-CRD_KINDS = {("argoproj.io/v1alpha1", "Application"), ("kubeflow.org/v1", "PyTorchJob")}
+CRD_KINDS = {
+    ("argoproj.io/v1alpha1", "Application"),
+    ("argoproj.io/v1alpha1", "AppProject"),
+    ("kubeflow.org/v1", "PyTorchJob"),
+    ("external-secrets.io/v1", "ExternalSecret"),
+}
+PIPELINE_POD = {"pipelines.kubeflow.org/v2_component": "true", "ragtune.io/pipeline": "ragtune"}
 
 PLACEHOLDER = re.compile(r"^CHANGE_ME$")
 GPU = "nvidia.com/gpu"
@@ -103,6 +109,17 @@ def read_yaml_docs(path: Path) -> list[dict[str, Any]]:
 
 def argocd_apps() -> dict[str, dict[str, Any]]:
     return {doc["metadata"]["name"]: doc for doc in read_yaml_docs(MANIFESTS / "argocd" / "application.yaml")}
+
+
+def role_grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule of a Role."""
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -312,6 +329,9 @@ def test_every_referenced_secret_and_configmap_exists_with_its_keys(
         for o in objects
         if o["kind"] in {"Secret", "ConfigMap"}
     }
+    for external in of_kind(objects, "ExternalSecret"):  # the Secret the operator will create
+        target = external["spec"]["target"]["name"]
+        data[("Secret", target)] = {d["secretKey"] for d in external["spec"]["data"]}
     refs: list[tuple[str, str, str | None, str]] = []  # kind, name, key, where
     for obj, template in workloads(objects):
         pod = template["spec"]
@@ -419,7 +439,7 @@ def test_only_mlflow_reaches_postgres(overlay: tuple[str, list[dict[str, Any]]])
 
 def test_pipeline_pods_may_reach_each_service(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     name, objects = overlay
-    kfp_pod = {"pipelines.kubeflow.org/v2_component": "true"}
+    kfp_pod = PIPELINE_POD
     namespaces = {"kubernetes.io/metadata.name": NAMESPACE}
     wanted = {"mlflow", "grobid", "weaviate"} | ({"vllm"} if name.endswith("gpu") else set())
     reachable = set()
@@ -489,14 +509,7 @@ def test_pipeline_service_account_may_run_pytorchjobs(overlay: tuple[str, list[d
     assert {"kind": "ServiceAccount", "name": "ragtune-pipeline", "namespace": NAMESPACE} in binding[
         "subjects"
     ]
-    role = named(objects, "Role", binding["roleRef"]["name"])
-    grants = {
-        (group, resource, verb)
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
+    grants = role_grants(named(objects, "Role", binding["roleRef"]["name"]))
     for verb in ("create", "get", "list", "watch", "delete"):
         assert ("kubeflow.org", "pytorchjobs", verb) in grants, f"{name}: cannot {verb} pytorchjobs"
     assert ("", "pods/log", "get") in grants
@@ -623,3 +636,177 @@ def test_ci_workflow_submits_the_pushed_revision() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch=="))
     assert any(f"pip install {torch_pin} --index-url https://download.pytorch.org/whl/cpu" in r for r in runs)
+
+
+# ----------------------------------------------------------------- issue 10: fail-closed defaults
+def test_the_synced_overlay_deploys_no_placeholder_secret() -> None:
+    """Argo CD syncs overlays/gpu: its Secrets come from ExternalSecrets, never from placeholders."""
+    objects = build("overlays/gpu")
+    assert not of_kind(objects, "Secret"), "overlays/gpu would deploy placeholder Secrets"
+    externals = {e["spec"]["target"]["name"]: e for e in of_kind(objects, "ExternalSecret")}
+    used = {
+        env["valueFrom"]["secretKeyRef"]["name"]
+        for _, template in workloads(objects)
+        for c in containers(template["spec"])
+        for env in c.get("env", [])
+        if "secretKeyRef" in env.get("valueFrom", {})
+    }
+    assert used <= set(externals), f"no ExternalSecret for {sorted(used - set(externals))}"
+    for external in externals.values():
+        assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": "ragtune"}
+    # the pipeline's Secrets too (pipelines/ragtune_pipeline.py STAGE_SECRETS)
+    from pipelines.ragtune_pipeline import STAGE_SECRETS
+
+    for secrets in STAGE_SECRETS.values():
+        for secret, keys in secrets.items():
+            keys_there = {d["secretKey"] for d in externals[secret]["spec"]["data"]}
+            assert set(keys) <= keys_there, f"{secret}: {sorted(set(keys) - keys_there)}"
+
+
+def test_the_argocd_project_allows_only_the_ragtune_namespace_and_our_kinds() -> None:
+    (project,) = read_yaml_docs(MANIFESTS / "argocd" / "project.yaml")
+    assert project["kind"] == "AppProject"
+    spec = project["spec"]
+    apps = argocd_apps()
+    assert {a["spec"]["project"] for a in apps.values()} == {project["metadata"]["name"]}
+    assert spec["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": NAMESPACE}]
+    assert spec["sourceRepos"] == sorted({a["spec"]["source"]["repoURL"] for a in apps.values()})
+    assert spec.get("clusterResourceWhitelist") == [], "no cluster-scoped kind"
+    allowed = {(k["group"], k["kind"]) for k in spec["namespaceResourceWhitelist"]}
+    shipped = {
+        (o["apiVersion"].rpartition("/")[0], o["kind"])
+        for name in ("overlays/gpu", "retrain")
+        for o in build(name)
+    }
+    assert allowed == shipped, (
+        f"whitelist {sorted(allowed - shipped)} extra, {sorted(shipped - allowed)} missing"
+    )
+    assert ("", "Secret") not in allowed
+    for app in apps.values():
+        assert "CreateNamespace=true" not in app["spec"]["syncPolicy"].get("syncOptions", [])
+
+
+def test_mlflow_requires_authentication_and_keeps_the_database_password_off_the_command_line(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    import configparser
+
+    name, objects = overlay
+    mlflow = named(objects, "Deployment", "mlflow")
+    (container,) = mlflow["spec"]["template"]["spec"]["containers"]
+    args = [*container.get("command", []), *container.get("args", [])]
+    assert "--app-name=basic-auth" in args
+    assert not [a for a in args if "$(" in a or "PASSWORD" in a.upper()], f"{name}: a secret in {args}"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-postgres",
+        "key": "POSTGRES_PASSWORD",
+    }
+    for variable in (
+        "MLFLOW_AUTH_ADMIN_USERNAME",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    ):
+        assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == "ragtune-mlflow", variable
+    ini = configparser.ConfigParser()
+    ini.read_string(named(objects, "ConfigMap", "mlflow-basic-auth")["data"]["basic_auth.ini"])
+    assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    assert (
+        "@" in ini["mlflow"]["database_uri"]
+        and ":" not in ini["mlflow"]["database_uri"].split("//")[1].split("@")[0]
+    )
+    assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == "/etc/mlflow/basic_auth.ini"
+
+
+def test_only_ragtunes_labelled_pipeline_pods_reach_the_services(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Another pipeline's KFP pod (no ragtune label) and pods of other PyTorchJobs reach nothing."""
+    name, objects = overlay
+    strangers = [
+        {"pipelines.kubeflow.org/v2_component": "true"},
+        {"training.kubeflow.org/job-name": "someone-elses-job"},
+    ]
+    for policy in of_kind(objects, "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                for stranger in strangers:
+                    assert not selector_matches(
+                        peer.get("podSelector", {"matchLabels": {"x": "x"}}), stranger
+                    ), f"{name}: {policy['metadata']['name']} admits {stranger}"
+
+
+def test_pipeline_and_training_pods_have_limited_egress(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, objects = overlay
+    from ragtune.train.cluster.job import build_pytorchjob
+
+    job = build_pytorchjob("ragtune-train-x", NAMESPACE, "img:1", ["true"], num_nodes=2, gpus_per_node=1)
+    training_pod = {
+        **job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["metadata"]["labels"],
+        "training.kubeflow.org/job-name": "ragtune-train-x",
+    }
+    for pod in (PIPELINE_POD, training_pod):
+        egress = [
+            p
+            for p in of_kind(objects, "NetworkPolicy")
+            if "Egress" in p["spec"]["policyTypes"] and selector_matches(p["spec"]["podSelector"], pod)
+        ]
+        assert egress, f"{name}: no egress policy selects {pod}"
+        rules = [rule for p in egress for rule in p["spec"].get("egress", [])]
+        assert all(rule.get("to") for rule in rules), f"{name}: an egress rule allows every destination"
+        dns = [r for r in rules if {q.get("port") for q in r.get("ports", [])} == {53}]
+        assert dns, f"{name}: {pod} cannot resolve names"
+        for rule in rules:
+            for peer in rule["to"]:
+                assert peer.get("ipBlock", {}).get("cidr") != "0.0.0.0/0", f"{name}: egress to anywhere"
+            if not rule.get("ports"):  # every port only between the pods of training jobs
+                assert pod is training_pod and all(
+                    selector_matches(p["podSelector"], training_pod) for p in rule["to"]
+                )
+    # the pipeline pods reach the services they use, on their ports
+    (pipeline,) = [p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "pipeline-egress"]
+    ports = {q["port"] for rule in pipeline["spec"]["egress"] for q in rule.get("ports", [])}
+    assert {53, 5000, 8070, 8080, 50051, 8000, 9000, 8888} <= ports
+
+
+def test_the_endpoint_grants_bind_each_secret_to_its_service(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    from ragtune.core.endpoints import credential_for, declared_endpoints, storage_url
+
+    config = pytest.importorskip("ragtune.core.config", reason="ragtune is not installed")
+    name, _ = overlay
+    env = endpoint_env(name)
+    assert declared_endpoints(env), f"{name}: ragtune-endpoints declares no RAGTUNE_ENDPOINTS"
+    cfg = config.build_config({}, config.env_overrides(env))
+    secrets = {
+        **env,
+        "AWS_SECRET_ACCESS_KEY": "s3",
+        "MLFLOW_TRACKING_PASSWORD": "ml",
+        "WEAVIATE_API_KEY": "wv",
+        "OPENAI_API_KEY": "llm",
+    }
+    assert credential_for(storage_url(cfg.storage), "AWS_SECRET_ACCESS_KEY", secrets) == "s3"
+    assert credential_for(str(cfg.registry.tracking_uri), "MLFLOW_TRACKING_PASSWORD", secrets) == "ml"
+    assert credential_for(str(cfg.index.store.weaviate_url), "WEAVIATE_API_KEY", secrets) == "wv"
+    if cfg.llm.generator.base_url:
+        assert credential_for(cfg.llm.generator.base_url, "OPENAI_API_KEY", secrets) == "llm"
+    from ragtune.core.endpoints import CredentialError
+
+    with pytest.raises(CredentialError):  # the S3 secret never goes to the LLM or MLflow
+        credential_for(str(cfg.registry.tracking_uri), "AWS_SECRET_ACCESS_KEY", secrets)
+    assert env["RAGTUNE_MODEL_DOWNLOADS"].startswith("/var/cache/ragtune")  # the tasks' emptyDir
+
+
+def test_the_submit_hook_takes_the_revision_lease() -> None:
+    objects = build("retrain")
+    job = named(objects, "Job", "ragtune-submit")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RAGTUNE_SUBMIT_LOCK_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    grants = role_grants(named(objects, "Role", "ragtune-submit"))
+    for verb in ("create", "get", "update", "delete"):
+        assert ("coordination.k8s.io", "leases", verb) in grants

@@ -14,6 +14,7 @@ from ragtune.core.records import write_jsonl
 from ragtune.evaluate import EvalReport, ScoreRow, run_evaluate
 from ragtune.evaluate.generators import answer_messages
 from ragtune.evaluate.stage import select_items
+from tests.conftest import declare_endpoint
 from tests.evaluate.fakes import PrefillJudge, ScriptedAnswerer, WordHashEncoder, judge_responder
 from tests.evaluate.helpers import ITEMS, make_item
 from tests.llm.fake_openai import FakeOpenAI
@@ -23,6 +24,7 @@ from tests.llm.fake_openai import FakeOpenAI
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     monkeypatch.setenv("RAGTUNE_TEST_JUDGE_KEY", "test-key")
     with FakeOpenAI(responder=judge_responder) as fake:
+        declare_endpoint(monkeypatch, str(fake.endpoint().base_url), "RAGTUNE_TEST_JUDGE_KEY")
         yield fake
 
 

@@ -17,6 +17,7 @@ from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.records import write_jsonl
 from ragtune.evaluate import ScoreRow, run_evaluate
 from ragtune.evaluate import generators as generators_module
+from tests.conftest import declare_endpoint
 from tests.evaluate.fakes import judge_responder
 from tests.evaluate.helpers import ITEMS
 from tests.llm.fake_openai import FakeOpenAI
@@ -64,6 +65,7 @@ def write_adapter(directory: Path) -> Path:
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     monkeypatch.setenv("RAGTUNE_TEST_JUDGE_KEY", "test-key")
     with FakeOpenAI(responder=judge_responder) as fake:
+        declare_endpoint(monkeypatch, str(fake.endpoint().base_url), "RAGTUNE_TEST_JUDGE_KEY")
         yield fake
 
 

@@ -23,6 +23,7 @@ from ragtune.core.embedding import (
     load_embedder,
 )
 from ragtune.core.storage import LocalStorage
+from tests.conftest import declare_endpoint
 
 
 def test_local_embedder_gives_unit_float32_rows(embedder: SentenceTransformerEmbedder) -> None:
@@ -138,6 +139,7 @@ def test_openai_embedder_batches_sorts_and_normalizes(
     embeddings_server: EmbeddingsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_EMBEDDINGS_KEY", "sk-test-123")
+    declare_endpoint(monkeypatch, embeddings_server.url, "TEST_EMBEDDINGS_KEY")
     config = EmbedderConfig(
         backend="openai",
         model="text-embedder",

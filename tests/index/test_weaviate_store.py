@@ -25,6 +25,7 @@ from ragtune.core.embedding import SentenceTransformerEmbedder
 from ragtune.core.records import Chunk, read_jsonl
 from ragtune.index import load_retriever, run_index
 from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
+from tests.conftest import declare_endpoint
 from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
 
 COLLECTION = "RagtuneAllMiniLML6V2D384"
@@ -171,6 +172,7 @@ def test_connect_creates_the_collection_with_self_provided_vectors(
     fake_client: FakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_WEAVIATE_KEY", "wv-secret")
+    declare_endpoint(monkeypatch, "https://weaviate.example:8443", "TEST_WEAVIATE_KEY")
     config = VectorStoreConfig(
         weaviate_url="https://weaviate.example:8443",
         weaviate_grpc_port=50052,
@@ -298,6 +300,7 @@ def test_build_index_and_retriever_over_weaviate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("WEAVIATE_API_KEY", "wv-very-secret")
+    declare_endpoint(monkeypatch, "http://weaviate:8080", "WEAVIATE_API_KEY")
     config = make_config(
         tmp_path,
         **{

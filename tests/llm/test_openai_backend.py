@@ -26,6 +26,7 @@ from ragtune.core.llm import (
 from ragtune.core.llm.local_backend import LocalChat
 from ragtune.core.llm.openai_backend import OpenAIChat, parse_retry_after, retry_after
 from ragtune.core.storage import LocalStorage
+from tests.conftest import declare_endpoint
 from tests.llm.fake_openai import FakeOpenAI, last_user_message
 
 pytestmark = pytest.mark.timeout(60)
@@ -298,6 +299,7 @@ def test_api_key_sent_but_never_logged(
 ) -> None:
     secret = "sk-test-very-secret-value"
     monkeypatch.setenv("RAGTUNE_TEST_FAKE_OPENAI_KEY", secret)
+    declare_endpoint(monkeypatch, str(fake_openai.endpoint().base_url), "RAGTUNE_TEST_FAKE_OPENAI_KEY")
     fake_openai.script = ["not_found"]
     model = open_chat_model(fake_openai.endpoint())
     with caplog.at_level(logging.DEBUG):

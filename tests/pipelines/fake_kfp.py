@@ -25,10 +25,13 @@ import email.policy
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.pipelines.loopback import LoopbackServer
 
 API = "/apis/v2beta1"
 CREATED_AT = "2025-01-01T00:00:00Z"
@@ -55,6 +58,7 @@ class State:
     uploads: list[bytes] = field(default_factory=list)  # package bytes, in upload order
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    list_runs_delay_s: float = 0.0  # a slow run lookup: concurrent submits all see "no run yet"
 
     def new_id(self, kind: str) -> str:
         return f"{kind}-{next(self.ids):04d}"
@@ -122,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status, payload = self._route(method, url.path, query, body)
             except ValueError as err:
                 status, payload = 400, {"error": str(err), "message": str(err), "code": 3}
+        if (method, url.path) == ("GET", f"{API}/runs"):
+            time.sleep(state.list_runs_delay_s)  # the answer is as of the lookup, sent later
         self._send(status, payload)
 
     def do_GET(self) -> None:
@@ -227,23 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
         return version
 
 
-class FakeKfpServer:
+class FakeKfpServer(LoopbackServer):
     """``with FakeKfpServer(token=...) as server:`` serves on ``server.url`` in a thread."""
 
+    state: State
+
     def __init__(self, token: str | None = None, multi_user: bool = False) -> None:
-        self.state = State(token=token, multi_user=multi_user)
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> FakeKfpServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__(_Handler, State(token=token, multi_user=multi_user))

@@ -12,15 +12,21 @@ No ``from __future__ import annotations`` here: kfp reads component annotations 
 
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kfp import Client
 
 from pipelines import kfp_client
+from pipelines.lease import LockTimeout, RevisionLease, lease_lock
 from ragtune.core.errors import ConfigError, RagtuneError
 from tests.pipelines.fake_kfp import API, FakeKfpServer
+from tests.pipelines.fake_kube import FakeKubeServer
 
 TOKEN = "s3cr3t-kfp-token-4f9a2c"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -124,11 +130,11 @@ def test_submit_creates_one_run_with_the_config_and_revision(
     )
 
     assert not result.skipped
-    assert result.display_name == f"ragtune-{REVISION[:12]}"
+    assert result.display_name == f"ragtune-{REVISION}"
     assert result.run_url == f"{server.url}/#/runs/details/{result.run_id}"
     (create,) = server.state.calls("POST", f"{API}/runs")
     body = json.loads(create.body)
-    assert body["display_name"] == "ragtune-0123456789ab"
+    assert body["display_name"] == f"ragtune-{REVISION}"
     assert body["runtime_config"]["parameters"] == {"config_json": config_json, "git_revision": REVISION}
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "ragtune-test"
     assert body["service_account"] == "ragtune-pipeline"
@@ -150,12 +156,12 @@ def test_a_second_submit_of_the_same_revision_submits_nothing(
     assert len(server.state.calls("POST", f"{API}/experiments")) == 1  # the experiment is reused
     lookup = server.state.calls("GET", f"{API}/runs")[-1]
     assert lookup.query["experiment_id"] == first.experiment_id
-    assert json.loads(lookup.query["filter"])["predicates"][0]["stringValue"] == "ragtune-0123456789ab"
+    assert json.loads(lookup.query["filter"])["predicates"][0]["stringValue"] == f"ragtune-{REVISION}"
 
-    other = kfp_client.submit(
-        client, package, {"config_json": "{}"}, "ragtune", git_revision="fedcba9876543210"
-    )
-    assert not other.skipped and other.display_name == "ragtune-fedcba987654"
+    # the key is the whole hash: a commit sharing the first 12 characters is another revision
+    same_prefix = REVISION[:12] + "f" * 28
+    other = kfp_client.submit(client, package, {"config_json": "{}"}, "ragtune", git_revision=same_prefix)
+    assert not other.skipped and other.display_name == f"ragtune-{same_prefix}"
 
     server.state.runs[first.run_id]["storage_state"] = "ARCHIVED"  # archiving a run allows a resubmit
     again = kfp_client.submit(client, package, {"config_json": "{}"}, "ragtune", git_revision=REVISION)
@@ -272,3 +278,109 @@ def test_param_flags_keep_ui_strings_and_type_the_rest(tmp_path: Path) -> None:
     }
     with pytest.raises(InputError, match="NAME one of"):
         parameters_from_flags(COMPILED_PATH, ["no_such_param=1"])
+
+
+# -- concurrency: one run per revision, held by a Kubernetes Lease --------------------------------
+
+
+def _concurrent_submits(
+    server: FakeKfpServer, package: Path, lock: Any, count: int = 2
+) -> list[kfp_client.SubmitResult]:
+    """``count`` submits of one revision started together, each with its own client (own process in life)."""
+    clients = [kfp_client.connect(server.url, None) for _ in range(count)]
+    kfp_client.submit(clients[0], package, {"config_json": "{}"}, "ragtune")  # the experiment exists
+    server.state.list_runs_delay_s = 0.3  # every submit is inside its lookup at the same time
+    start = threading.Barrier(count)
+
+    def one(client: Client) -> kfp_client.SubmitResult:
+        start.wait()
+        return kfp_client.submit(
+            client, package, {"config_json": "{}"}, "ragtune", git_revision=REVISION, lock=lock
+        )
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, clients))
+
+
+def _revision_runs(server: FakeKfpServer) -> list[dict[str, Any]]:
+    return [r for r in server.state.runs.values() if r["display_name"] == f"ragtune-{REVISION}"]
+
+
+def test_concurrent_submits_of_one_revision_create_exactly_one_run(
+    server: FakeKfpServer, package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KFP_TOKEN", TOKEN)
+    with FakeKubeServer() as kube:
+        lock = lease_lock("ragtune", kube.api(), poll_s=0.05, wait_s=30)
+        results = _concurrent_submits(server, package, lock, count=3)
+
+        assert len(_revision_runs(server)) == 1
+        assert sorted(r.skipped for r in results) == [False, True, True]
+        assert len({r.run_id for r in results}) == 1
+        assert kube.state.leases == {}  # released
+        creates = [c for c in kube.state.calls if c[0] == "POST"]
+        assert any(status == 409 for _, _, status in creates)  # they really contended
+        assert all(
+            f"ragtune-submit-{REVISION}" in path for _, path, _ in kube.state.calls if "/leases/" in path
+        )
+
+
+def test_without_the_lock_concurrent_submits_race(
+    server: FakeKfpServer, package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fake reproduces the race the lock prevents (so the test above can fail)."""
+    monkeypatch.setenv("KFP_TOKEN", TOKEN)
+    _concurrent_submits(server, package, lock=None)
+    assert len(_revision_runs(server)) == 2
+
+
+def test_an_expired_lease_is_taken_over_and_a_live_one_waited_for() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with FakeKubeServer() as kube:
+        api = kube.api()
+        dead = RevisionLease(api, "ragtune", "ragtune-submit-x", duration_s=60, holder="crashed")
+        dead.acquire()  # never released: its process died
+        t0 = datetime.now(UTC)
+        waiting = RevisionLease(api, "ragtune", "ragtune-submit-x", wait_s=0.2, poll_s=0.05, clock=lambda: t0)
+        with pytest.raises(LockTimeout, match="still held"):
+            waiting.acquire()
+        later = RevisionLease(
+            api, "ragtune", "ragtune-submit-x", holder="me", clock=lambda: t0 + timedelta(seconds=61)
+        )
+        with later:
+            (lease,) = kube.state.leases.values()
+            assert lease["spec"]["holderIdentity"] == "me"
+        assert kube.state.leases == {}
+        dead.release()  # the old holder's late release cannot delete someone else's lease
+
+
+def test_short_revisions_and_branches_are_resolved_to_the_full_hash(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
+        return subprocess.run(
+            ["git", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    git("commit", "-q", "--allow-empty", "-m", "one")
+    full = git("rev-parse", "HEAD")
+    assert kfp_client.resolve_revision(full[:7], tmp_path) == full
+    assert kfp_client.resolve_revision("main", tmp_path) == full
+    assert kfp_client.resolve_revision(full.upper()) == full  # a full hash needs no git
+    with pytest.raises(ConfigError, match="cannot resolve"):
+        kfp_client.resolve_revision("no-such-branch", tmp_path)
+    with pytest.raises(ConfigError, match="invalid git revision"):
+        kfp_client.resolve_revision("--upload-pack=evil", tmp_path)

@@ -517,6 +517,46 @@ class RegistryConfig(Section):
         return value
 
 
+class EndpointGrant(Section):
+    """An endpoint that may receive credentials, and which ones (see ``ragtune.core.endpoints``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Label used in errors.")
+    url: str = Field(
+        description=(
+            "http(s)://host[:port][/path]: a request URL matches when scheme, host and port are equal"
+            " and its path starts with this path (whole segments)."
+        )
+    )
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Env vars (the config's *_env names) whose values may be sent to this endpoint.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ValueError(f"{value!r} must be http(s)://host[:port][/path] without credentials")
+        return value
+
+
+class SecurityConfig(Section):
+    """Which endpoints may receive which credentials (a credential sent anywhere else is refused)."""
+
+    endpoints: list[EndpointGrant] = Field(
+        default_factory=list,
+        description=(
+            "Endpoints and the secrets (env var names) they may receive. The CLI exports them as"
+            " $RAGTUNE_ENDPOINTS for its tasks; where $RAGTUNE_ENDPOINTS is already set (in a cluster:"
+            " from the ragtune-endpoints ConfigMap) it alone counts, so a run's config cannot grant itself"
+            " a secret."
+        ),
+    )
+
+
 class RagtuneConfig(Section):
     """The whole run. Sections are added by the stages that read them."""
 
@@ -531,6 +571,7 @@ class RagtuneConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     def cache_uri(self) -> str:
         """Where content-hash caches live: the configured URI or ``<run.root>/cache``."""

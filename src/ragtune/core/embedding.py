@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import EmbedderConfig, RagtuneConfig
+from ragtune.core.endpoints import OPENAI_URL, credential_for
 from ragtune.core.errors import ConfigError, RagtuneError, StorageError
 from ragtune.core.models import MINILM_NAMES, resolve_embedder_path
 from ragtune.core.records import sha256_hex
@@ -128,7 +128,7 @@ class OpenAIEmbedder(Embedder):
         self.model = model
         self.batch_size = batch_size
         # Self-hosted servers often need no key, but the client insists on one.
-        api_key = os.environ.get(api_key_env) or "unset"
+        api_key = credential_for(base_url or OPENAI_URL, api_key_env) or "unset"
         # Retries are ours (index.embedder.max_retries, core.retry), not the SDK's fixed count.
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
         self.retry = retry or RetryPolicy(max_retries)

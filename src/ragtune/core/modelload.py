@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +21,10 @@ from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.models import (
-    default_model_cache,
+    build_once,
     is_packaged_smollm2,
     load_causal_lm,
+    model_download_dir,
     resolve_causal_lm_path,
 )
 from ragtune.core.records import sha256_hex
@@ -72,24 +72,19 @@ def read_adapter_meta(adapter_dir: Path) -> AdapterMeta:
 
 
 def _download_s3(uri: str, config: RagtuneConfig) -> Path:
-    target = default_model_cache() / f"s3-{sha256_hex(uri)[:16]}"
-    if (target / _COMPLETE_MARKER).is_file():
-        return target
-    log.info("downloading base model %s into %s (once)", uri, target)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    files = open_storage(uri, config.storage).download_dir("", tmp)
-    if not (tmp / "config.json").is_file():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ConfigError(
-            f"train.base_model {uri}: no config.json there ({len(files)} files); not a model folder"
-        )
-    (tmp / _COMPLETE_MARKER).write_text(uri, encoding="utf-8")
-    if (target / _COMPLETE_MARKER).is_file():  # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        return target
-    shutil.rmtree(target, ignore_errors=True)  # a partial copy left by a crash
-    tmp.replace(target)
-    return target
+    """The model folder at ``uri``, downloaded once per machine even when every rank asks at once."""
+    target = model_download_dir() / f"s3-{sha256_hex(uri)[:16]}"
+
+    def download(folder: Path) -> None:
+        log.info("downloading base model %s into %s (once)", uri, target)
+        files = open_storage(uri, config.storage).download_dir("", folder)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"train.base_model {uri}: no config.json there ({len(files)} files); not a model folder"
+            )
+        (folder / _COMPLETE_MARKER).write_text(uri, encoding="utf-8")
+
+    return build_once(target, download, lambda folder: (folder / _COMPLETE_MARKER).is_file())
 
 
 def _download_hub(repo_id: str, token_env: str) -> Path:

@@ -11,9 +11,12 @@ hub is reachable, e.g. a cluster model cache).
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 SMOLLM2_NAMES = {"smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_DOWNLOADS_ENV = "RAGTUNE_MODEL_DOWNLOADS"
 
 
 def _package_dir(module: str, install_hint: str) -> Path:
@@ -63,30 +67,68 @@ def default_model_cache() -> Path:
     return Path(os.environ.get("RAGTUNE_MODEL_CACHE", Path.home() / ".cache" / "ragtune" / "models"))
 
 
-def materialize_smollm2(cache_dir: Path | None = None) -> Path:
-    """Convert the packaged GGUF to a plain transformers folder once; return that folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def model_download_dir() -> Path:
+    """Where downloaded models go: ``$RAGTUNE_MODEL_DOWNLOADS``, else the model cache.
 
-    gguf = smollm2_gguf_path()
-    target = (cache_dir or default_model_cache()) / f"smollm2-135m-instruct-{gguf.stat().st_size}"
-    if (target / "config.json").is_file():
+    The images bake SmolLM2 into a read-only ``$RAGTUNE_MODEL_CACHE``; in a cluster every task and
+    PyTorchJob pod mounts a writable volume and points ``$RAGTUNE_MODEL_DOWNLOADS`` at it.
+    """
+    configured = os.environ.get(MODEL_DOWNLOADS_ENV)
+    return Path(configured) if configured else default_model_cache()
+
+
+def build_once(target: Path, build: Callable[[Path], None], is_complete: Callable[[Path], bool]) -> Path:
+    """Make ``target`` exist exactly once however many processes (training ranks) ask at the same time.
+
+    The first caller takes an exclusive lock on ``<target>.lock`` and runs ``build`` into a
+    temporary folder beside ``target``, which is renamed into place once, complete. The others
+    wait on the lock, then find ``target`` complete; nobody ever reads or deletes a half-built
+    folder. The lock dies with its process, so a crashed builder leaves only a temp folder.
+    """
+    if is_complete(target):
         return target
-    log.info("converting %s to a transformers model in %s (once)", gguf.name, target)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:  # GGUF leaves a quantization config that save_pretrained and Trainer refuse
-        quantizer.remove_quantization_config(model)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():  # another process converted it meanwhile; keep theirs
-        import shutil
-
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = (target.parent / f"{target.name}.lock").open("a")
+    except OSError as err:
+        raise ConfigError(
+            f"model cache {target.parent} is not writable ({err.strerror}); point ${MODEL_DOWNLOADS_ENV} "
+            "at a writable folder (a mounted volume in a cluster)"
+        ) from None
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_complete(target):  # another process built it while we waited
+            return target
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-    else:
+        try:
+            build(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(target, ignore_errors=True)  # a partial copy from before the lock existed
         tmp.replace(target)
     return target
+
+
+def materialize_smollm2(cache_dir: Path | None = None) -> Path:
+    """Convert the packaged GGUF to a plain transformers folder once; return that folder."""
+    gguf = smollm2_gguf_path()
+    target = (cache_dir or default_model_cache()) / f"smollm2-135m-instruct-{gguf.stat().st_size}"
+
+    def convert(folder: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("converting %s to a transformers model in %s (once)", gguf.name, target)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:  # GGUF leaves a quantization config that save_pretrained and Trainer refuse
+            quantizer.remove_quantization_config(model)
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return build_once(target, convert, lambda folder: (folder / "config.json").is_file())
 
 
 def resolve_causal_lm_path(name: str, cache_dir: Path | None = None) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import builtins
 import io
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from ragtune.core.config import StorageConfig
+from ragtune.core.endpoints import credential_for, storage_url
 from ragtune.core.errors import StorageError
 from ragtune.core.fsutil import atomic_write_bytes
 
@@ -163,18 +163,14 @@ class S3Storage(Storage):
         self.uri = uri.rstrip("/")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
-        endpoint = config.endpoint or "s3.amazonaws.com"
-        if "://" in endpoint:  # accept http://host:port for convenience
-            endpoint_url = urlparse(endpoint)
-            endpoint, secure = endpoint_url.netloc, endpoint_url.scheme == "https"
-        else:
-            secure = config.secure
+        url = storage_url(config)  # storage.endpoint as host:port or http(s)://host:port
+        endpoint_url = urlparse(url)
         self.client = Minio(
-            endpoint,
-            access_key=os.environ.get(config.access_key_env),
-            secret_key=os.environ.get(config.secret_key_env),
-            session_token=os.environ.get(config.session_token_env) or None,
-            secure=secure,
+            endpoint_url.netloc,
+            access_key=credential_for(url, config.access_key_env),
+            secret_key=credential_for(url, config.secret_key_env),
+            session_token=credential_for(url, config.session_token_env),
+            secure=endpoint_url.scheme == "https",
             region=config.region,
         )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
@@ -23,6 +22,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ragtune.core.config import VectorStoreConfig
+from ragtune.core.endpoints import credential_for
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 from ragtune.core.fsutil import atomic_write_bytes, atomic_write_text
 from ragtune.core.records import Chunk
@@ -274,7 +274,7 @@ class WeaviateStore(VectorStore):
         if parsed.scheme not in {"http", "https"} or not parsed.hostname:
             raise ConfigError(f"index.store.weaviate_url: expected http(s)://host[:port], got {url!r}")
         secure = parsed.scheme == "https"
-        api_key = os.environ.get(config.weaviate_api_key_env)
+        api_key = credential_for(url if "://" in url else f"http://{url}", config.weaviate_api_key_env)
         try:
             client = weaviate.connect_to_custom(
                 http_host=parsed.hostname,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.endpoints import MLFLOW_CREDENTIAL_ENVS, check_credentials
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def mlflow_root(config: RagtuneConfig) -> Path:
 def tracking_uri(config: RagtuneConfig) -> str:
     """The configured URI, or the local sqlite store under ``<run.root>/mlflow`` (created here)."""
     if config.registry.tracking_uri:
+        if config.registry.tracking_uri.startswith(("http://", "https://")):  # MLflow sends its env creds
+            check_credentials(config.registry.tracking_uri, MLFLOW_CREDENTIAL_ENVS)
         return config.registry.tracking_uri
     root = mlflow_root(config)
     root.mkdir(parents=True, exist_ok=True)

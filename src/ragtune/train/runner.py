@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RUN_FILE = "ragtune_run.json"  # in checkpoints/: what the checkpoints were trained from
 PROBE_FILE = "probe_logits.pt"
-_TRAINER_STATE = "trainer_state.json"
+TRAINER_STATE = "trainer_state.json"
 
 
 def _run_identity(config: RagtuneConfig, splits: Splits, stage: DeepSpeedStage) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def resumable_checkpoint(checkpoints: Path, identity: dict[str, Any]) -> Path | 
     complete = [
         path
         for path in checkpoints.glob("checkpoint-*")
-        if path.name.split("-")[-1].isdigit() and (path / _TRAINER_STATE).is_file()
+        if path.name.split("-")[-1].isdigit() and (path / TRAINER_STATE).is_file()
     ]
     if not complete:
         return None
@@ -156,6 +156,9 @@ def training_arguments(
         save_strategy="steps",
         save_steps=train.save_steps,
         save_total_limit=train.save_total_limit,
+        # Every node writes whole checkpoints to its own disk (a PyTorchJob pod's emptyDir, copied to
+        # shared storage by ragtune.train.cluster.checkpoints); on one node this changes nothing.
+        save_on_each_node=True,
         # packed batches hold no padding (and no attention_mask for the Trainer to count by)
         include_num_input_tokens_seen="all" if train.packing else "non_padding",
         report_to="none",

@@ -99,7 +99,12 @@ def test_the_container_runs_torchrun_on_the_launcher_with_gpus_and_shm() -> None
     assert container["ports"] == [{"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"}]
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "4"}}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts == {"dshm": "/dev/shm", "workspace": "/workspace", "tmp": "/tmp"}
+    assert mounts == {
+        "dshm": "/dev/shm",
+        "workspace": "/workspace",
+        "tmp": "/tmp",
+        "model-downloads": "/var/cache/ragtune",
+    }
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
     assert volumes["workspace"]["emptyDir"] == {} and volumes["tmp"]["emptyDir"] == {}

@@ -222,9 +222,14 @@ def test_the_pods_get_config_and_credentials_by_secret_reference() -> None:
     }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert env["DS_ACCELERATOR"]["value"] == "cpu"
-    assert all(
-        "value" not in e for n, e in env.items() if n not in (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR")
-    )
+    literal = (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR", "RAGTUNE_MODEL_DOWNLOADS")
+    assert all("value" not in e for n, e in env.items() if n not in literal)
+    # the credential grants come from the cluster's ConfigMap, never from the run's config
+    assert env["RAGTUNE_ENDPOINTS"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "ragtune-endpoints",
+        "key": "RAGTUNE_ENDPOINTS",
+    }
+    assert env["RAGTUNE_MODEL_DOWNLOADS"]["value"].startswith("/var/cache/ragtune")
 
 
 def test_small_helpers(tmp_path: Path) -> None:
@@ -238,3 +243,41 @@ def test_small_helpers(tmp_path: Path) -> None:
     assert current_namespace(tmp_path / "ns") == "ragtune"
     with pytest.raises(ConfigError, match="no namespace given"):
         current_namespace(tmp_path / "missing")
+
+
+def test_run_cluster_training_is_the_component_body(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The component's one call: in-cluster credentials, this pod's namespace, the job named after the dataset."""
+    import kubernetes
+
+    from ragtune.train.cluster import stage
+
+    calls: dict[str, Any] = {}
+    monkeypatch.setattr(
+        kubernetes.config, "load_incluster_config", lambda: calls.setdefault("incluster", True)
+    )
+    monkeypatch.setattr(stage, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "ns")
+    (tmp_path / "ns").write_text("team-a\n")
+
+    def fake_train(
+        config: RagtuneConfig, dataset: Path, out: Path, options: ClusterTraining, name: str, **kw: Any
+    ) -> str:
+        calls.update(config=config, dataset=dataset, out=out, options=options, name=name, **kw)
+        return "Succeeded"
+
+    monkeypatch.setattr(stage, "train_on_cluster", fake_train)
+    config = build_config({"run": {"name": "x"}})
+
+    result = stage.run_cluster_training(
+        config.to_json(),
+        str(tmp_path / "d"),
+        str(tmp_path / "o"),
+        "minio://b/run/dataset",
+        image="img",
+        namespace="",
+        num_nodes=3,
+    )
+
+    assert result == "Succeeded" and calls["incluster"] is True
+    assert calls["options"].namespace == "team-a" and calls["options"].num_nodes == 3
+    assert calls["name"] == job_name("minio://b/run/dataset")
+    assert calls["dataset"] == tmp_path / "d" and calls["config"].run.name == "x"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -41,6 +40,7 @@ import openai
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
+from ragtune.core.endpoints import OPENAI_URL, credential_for
 from ragtune.core.llm.base import BUDGET_EXHAUSTED, ChatModel, ChatRequest, ChatResponse, LLMCallError
 from ragtune.core.llm.ledger import TokenLedger, estimate_prompt_tokens
 from ragtune.core.llm.limiter import AdaptiveLimiter
@@ -141,7 +141,8 @@ class OpenAIChat(ChatModel):
             http_client = openai.DefaultAsyncHttpxClient(verify=False)
         client = openai.AsyncOpenAI(
             base_url=self.endpoint.base_url,
-            api_key=os.environ.get(self.endpoint.api_key_env) or "not-needed",
+            api_key=credential_for(self.endpoint.base_url or OPENAI_URL, self.endpoint.api_key_env)
+            or "not-needed",
             timeout=self.endpoint.timeout_s,
             max_retries=0,
             http_client=http_client,

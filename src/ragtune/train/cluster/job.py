@@ -38,6 +38,8 @@ LAUNCH_MODULE = "ragtune.train.launch"
 NODE_MODULE = "ragtune.train.cluster.node"
 CONFIG_ENV = "RAGTUNE_JOB_CONFIG_JSON"  # the resolved config (no secrets) for node.py
 RUN_AS_USER = 10001  # the ragtune images' user
+MODEL_DOWNLOADS_DIR = "/var/cache/ragtune"  # writable; $RAGTUNE_MODEL_DOWNLOADS points here
+ENDPOINTS_CONFIG_MAP = "ragtune-endpoints"  # holds RAGTUNE_ENDPOINTS, the credential grants
 
 # Pod names are <job>-worker-<index>: keep them a DNS-1035 label (63 characters).
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
@@ -46,6 +48,11 @@ _RESTART_POLICIES = {"OnFailure", "Never", "Always", "ExitCode"}
 
 def value_env(name: str, value: str) -> dict[str, Any]:
     return {"name": name, "value": value}
+
+
+def config_map_env(name: str, config_map: str, key: str) -> dict[str, Any]:
+    """An env entry read from a ConfigMap key (required: the pod does not start without it)."""
+    return {"name": name, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key}}}
 
 
 def secret_env(name: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
@@ -96,6 +103,8 @@ def training_command(
         work_uri,
         "--workdir",
         workdir,
+        "--num-nodes",
+        str(num_nodes),
         "--",
         *torchrun_command(num_nodes, max(1, gpus_per_node), LAUNCH_MODULE, launch_args),
     ]
@@ -153,6 +162,7 @@ def _pod_template(
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "workspace", "mountPath": workdir},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model-downloads", "mountPath": MODEL_DOWNLOADS_DIR},
         ],
     }
     return {
@@ -180,6 +190,8 @@ def _pod_template(
                 # Dataset, config, checkpoints and outputs: survives container restarts in the pod.
                 {"name": "workspace", "emptyDir": {}},
                 {"name": "tmp", "emptyDir": {}},
+                # An s3:// base model, downloaded once per pod (ranks wait for the first one).
+                {"name": "model-downloads", "emptyDir": {}},
             ],
         },
     }

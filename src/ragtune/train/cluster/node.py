@@ -1,9 +1,12 @@
 """Entry point of every PyTorchJob pod: ``python -m ragtune.train.cluster.node --work-uri URI -- torchrun ...``.
 
 1. reads the resolved config from ``$RAGTUNE_JOB_CONFIG_JSON`` into ``<workdir>/config.json``;
-2. copies ``<work-uri>/dataset/`` into ``<workdir>/dataset`` (each node has its own disk);
+2. copies ``<work-uri>/dataset/`` into ``<workdir>/dataset`` (each node has its own disk), and
+   the newest checkpoint all ``--num-nodes`` nodes uploaded to ``<work-uri>/checkpoints/`` into
+   ``<workdir>/out/checkpoints`` (a rescheduled pod resumes there; see ``checkpoints.py``);
 3. runs the launcher command given after ``--`` (torchrun on ``ragtune.train.launch``), forwarding
-   SIGTERM/SIGINT to it so a deleted job stops training;
+   SIGTERM/SIGINT to it so a deleted job stops training, while copying each new complete
+   checkpoint to ``<work-uri>/checkpoints/`` every ``--checkpoint-sync-s`` seconds;
 4. on node rank 0 (``$RANK``, set by the operator), whose global rank 0 writes the outputs, copies
    ``<workdir>/out`` (without ``checkpoints/``) to ``<work-uri>/output/`` when training succeeded,
    and ``train_error.txt`` there when it did not.
@@ -25,11 +28,13 @@ from types import FrameType
 from ragtune.core.config import config_from_json
 from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage, open_storage
+from ragtune.train.cluster import checkpoints
 from ragtune.train.cluster.job import CONFIG_ENV, WORKDIR
+from ragtune.train.report import CHECKPOINTS_DIR
 
 DATASET_PREFIX = "dataset/"
 OUTPUT_PREFIX = "output/"
-SKIP_OUTPUTS = ("checkpoints",)  # per-node, large, and only useful to resume inside this pod
+SKIP_OUTPUTS = (CHECKPOINTS_DIR,)  # large; shared through <work-uri>/checkpoints/ while training
 ERROR_FILE = "train_error.txt"  # ragtune.train.distributed.ERROR_FILE
 
 
@@ -75,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         "--work-uri", required=True, help="s3:// prefix holding dataset/ and receiving output/."
     )
     parser.add_argument("--workdir", type=Path, default=Path(WORKDIR), help="Local folder of this node.")
+    parser.add_argument(
+        "--num-nodes", type=int, default=1, help="Nodes of the job (a shared checkpoint needs all of them)."
+    )
+    parser.add_argument(
+        "--checkpoint-sync-s",
+        type=float,
+        default=30.0,
+        help="Seconds between uploads of new complete checkpoints to <work-uri>/checkpoints/.",
+    )
     options = parser.parse_args(args[:split])
     command = args[split + 1 :]
     if not command:
@@ -92,10 +106,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{storage.uri_for(DATASET_PREFIX)}: no dataset files (the component stages them there)"
             )
         print(f"node {rank}: {len(files)} dataset file(s) from {storage.uri_for(DATASET_PREFIX)}", flush=True)
+        local_checkpoints = workdir / "out" / CHECKPOINTS_DIR
+        resumed = checkpoints.restore(storage, local_checkpoints, options.num_nodes)
+        if resumed:
+            print(f"node {rank}: resuming from {storage.uri_for(checkpoints.PREFIX + resumed)}", flush=True)
     except RagtuneError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
-    code = _run(command)
+    with checkpoints.CheckpointSync(local_checkpoints, storage, rank, options.checkpoint_sync_s):
+        code = _run(command)
     if rank != 0:
         return code
     out_dir = workdir / "out"

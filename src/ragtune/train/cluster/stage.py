@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ragtune.core.config import RagtuneConfig, TrainConfig
+from ragtune.core.config import RagtuneConfig, TrainConfig, config_from_json
+from ragtune.core.endpoints import ENDPOINTS_ENV
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
 from ragtune.core.fsutil import atomic_write_text
+from ragtune.core.models import MODEL_DOWNLOADS_ENV
 from ragtune.core.storage import is_s3_uri, open_storage
 from ragtune.train.cluster.job import (
     CONFIG_ENV,
+    ENDPOINTS_CONFIG_MAP,
+    MODEL_DOWNLOADS_DIR,
     build_pytorchjob,
+    config_map_env,
     secret_env,
     training_command,
     value_env,
@@ -58,8 +63,9 @@ class ClusterTraining:
     poll_s: float = 15.0
 
 
-def current_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+def current_namespace(path: Path | None = None) -> str:
     """The namespace this pod runs in (where the PyTorchJob goes unless told otherwise)."""
+    path = path or SERVICE_ACCOUNT_NAMESPACE
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError:
@@ -99,6 +105,9 @@ def job_env(config: RagtuneConfig, options: ClusterTraining) -> list[dict[str, A
         secret_env(storage.secret_key_env, options.s3_secret, storage.secret_key_env),
         secret_env(storage.session_token_env, options.s3_secret, storage.session_token_env, optional=True),
         value_env("NCCL_DEBUG", "WARN"),
+        # Where the S3 credentials may go (ragtune.core.endpoints); from the cluster, not the run.
+        config_map_env(ENDPOINTS_ENV, ENDPOINTS_CONFIG_MAP, ENDPOINTS_ENV),
+        value_env(MODEL_DOWNLOADS_ENV, f"{MODEL_DOWNLOADS_DIR}/models"),
     ]
     if options.hf_secret:
         env.append(
@@ -175,3 +184,33 @@ def train_on_cluster(
     _rewrite_adapter_path(out_dir)
     log.info("adapter and %d file(s) from %s", len(files), storage.uri_for(OUTPUT_PREFIX))
     return condition
+
+
+def run_cluster_training(
+    config_json: str,
+    dataset_dir: str | Path,
+    adapter_dir: str | Path,
+    dataset_uri: str,
+    **options: Any,
+) -> str:
+    """The KFP component's whole body: train in this pod's cluster (in-cluster credentials).
+
+    ``options`` are :class:`ClusterTraining` fields; an empty ``namespace`` means this pod's. The
+    job is named after ``dataset_uri`` (see :func:`job_name`).
+    """
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    if not options.get("namespace"):
+        options["namespace"] = current_namespace()
+    cluster = ClusterTraining(**options)
+    kube_config.load_incluster_config()
+    return train_on_cluster(
+        config_from_json(config_json),
+        Path(dataset_dir),
+        Path(adapter_dir),
+        cluster,
+        job_name(dataset_uri),
+        api=client.CustomObjectsApi(),
+        core=client.CoreV1Api(),
+    )
