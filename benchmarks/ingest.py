@@ -3,7 +3,7 @@
 * ``parse_ratio`` — our PDF reading (``ragtune.parse.run_parse`` on the PDFs: layout-aware
   lines, headings, sections, ``documents.jsonl``) in pages/s, divided by raw pypdf
   ``page.extract_text()`` pages/s on the same files.
-* ``isolation_overhead`` — ``parse_corpus`` over the whole sample corpus with every file read
+* ``isolation_overhead`` — ``run_parse`` over the whole sample corpus with every file read
   in a worker process (``parse.isolation: process``, the default: timeout and memory cap)
   against the same stage reading in its own process (``parse.isolation: none``), as
   ``isolated / in-process - 1``; the goal is at most 0.10. Both sides include the cache writes
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 fresh_config = run_config.model_copy(
                     update={"cache": config.cache.model_copy(update={"uri": str(fresh("cache"))})}
                 )
-                report = parse_corpus(fresh_config, fresh("isolation"))
+                report = run_parse(fresh_config, fresh("isolation"))
                 if report.failed:
                     raise SystemExit(f"parse failed: {[f.reason for f in report.failures]}")
 
