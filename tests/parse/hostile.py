@@ -30,8 +30,8 @@ def hostile_text_reader(data: bytes, source: Source) -> Document:
         time.sleep(600)
     elif word == "HOG":
         hoard = []
-        while True:
-            hoard.append(bytearray(64 * 1024 * 1024))
+        while True:  # bytes(n) is calloc'ed: address space grows at once, pages only when touched
+            hoard.append(bytes(64 * 1024 * 1024))
     elif word == "SEGV":
         os.kill(os.getpid(), signal.SIGSEGV)
     elif word == "NULLREAD":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.parse import dispatch, parse_corpus
+from ragtune.parse import dispatch, run_parse
 from tests.parse import pdfs
 from tests.parse.conftest import MakeConfig, load_outputs
 from tests.parse.hostile import hostile_text_reader
@@ -60,9 +60,9 @@ def test_every_file_is_accounted_for_and_the_good_ones_kept(
         (mixed_root / name).parent.mkdir(exist_ok=True)
         (mixed_root / name).write_bytes(data)
 
-    limits = {"file_timeout_s": 2.0, "file_memory_mb": 256, "max_file_mb": 1.0}
-    alone = parse_corpus(make_config(good_root, **limits), tmp_path / "alone")
-    mixed = parse_corpus(make_config(mixed_root, max_failed_fraction=1.0, **limits), tmp_path / "mixed-out")
+    limits = {"file_timeout_s": 4.0, "file_memory_mb": 256, "max_file_mb": 1.0}
+    alone = run_parse(make_config(good_root, **limits), tmp_path / "alone")
+    mixed = run_parse(make_config(mixed_root, max_failed_fraction=1.0, **limits), tmp_path / "mixed-out")
     alone_docs, _ = load_outputs(tmp_path / "alone")
     mixed_docs, _ = load_outputs(tmp_path / "mixed-out")
 

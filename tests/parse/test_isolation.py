@@ -9,7 +9,7 @@ import pytest
 
 from ragtune.core.errors import InputError
 from ragtune.core.storage import LocalStorage
-from ragtune.parse import dispatch, parse_corpus
+from ragtune.parse import dispatch, run_parse
 from ragtune.parse.report import EXIT_PARTIAL
 from tests.parse.conftest import MakeConfig, load_outputs, report_entry
 from tests.parse.hostile import hostile_text_reader
@@ -47,8 +47,8 @@ def test_hanging_hungry_and_crashing_files_are_recorded_and_the_rest_parsed(
     tmp_path: Path, make_config: MakeConfig, hostile_reader: None
 ) -> None:
     corpus = write_corpus(tmp_path / "corpus")
-    config = make_config(corpus, file_timeout_s=1.0, file_memory_mb=128, max_failed_fraction=1.0)
-    report = parse_corpus(config, tmp_path / "out")
+    config = make_config(corpus, file_timeout_s=4.0, file_memory_mb=128, max_failed_fraction=1.0)
+    report = run_parse(config, tmp_path / "out")
     documents, on_disk = load_outputs(tmp_path / "out")
 
     for name, (_, kind, words) in HOSTILE.items():
@@ -73,13 +73,13 @@ def test_worker_is_reused_and_the_cache_stays_deterministic(
         (corpus / name).write_text(GOOD_TEXT.replace("Sleep", f"Sleep {name}"), encoding="utf-8")
     (corpus / "f-segv.txt").write_text(f"SEGV\n\n{GOOD_TEXT}", encoding="utf-8")
     config = make_config(corpus, max_failed_fraction=1.0)
-    first = parse_corpus(config, tmp_path / "first")
+    first = run_parse(config, tmp_path / "first")
     first_docs, _ = load_outputs(tmp_path / "first")
     titles = [d.title for d in first_docs]
     assert len(set(titles[:3])) == 1 and len(set(titles[3:])) == 1  # one worker before, one after the crash
     assert titles[0] != titles[3]
 
-    second = parse_corpus(config, tmp_path / "second")
+    second = run_parse(config, tmp_path / "second")
     second_docs, on_disk = load_outputs(tmp_path / "second")
     assert second_docs == first_docs  # same documents, same order, from the cache
     assert second.cache_hits == len(GOOD) and first.cache_hits == 0
@@ -104,7 +104,7 @@ def test_files_over_max_file_mb_are_reported_not_read(
         return real(self, key)
 
     monkeypatch.setattr(LocalStorage, "read_bytes", spy)
-    report = parse_corpus(make_config(corpus, max_file_mb=0.004, max_failed_fraction=1.0), tmp_path / "out")
+    report = run_parse(make_config(corpus, max_file_mb=0.004, max_failed_fraction=1.0), tmp_path / "out")
     huge = next(f for f in report.files if f.source == "huge.txt")
     assert huge.failure == "too_large"
     assert huge.reason is not None and "over parse.max_file_mb = 0.004; not read" in huge.reason
@@ -120,14 +120,14 @@ def test_too_many_failures_fail_the_stage_naming_the_files(tmp_path: Path, make_
     (corpus / "f-binary.txt").write_bytes(bytes(range(256)) * 4)
 
     with pytest.raises(InputError) as caught:
-        parse_corpus(make_config(corpus), tmp_path / "out")  # 2 of 6 failed: over the default 0.2
+        run_parse(make_config(corpus), tmp_path / "out")  # 2 of 6 failed: over the default 0.2
     message = str(caught.value)
     assert "2 of 6 files failed" in message and "parse.max_failed_fraction = 0.2" in message
     assert "e-empty.txt, f-binary.txt" in message
     _, on_disk = load_outputs(tmp_path / "out")  # the outputs are still written, for the post-mortem
     assert on_disk["failed"] == 2
 
-    report = parse_corpus(make_config(corpus, max_failed_fraction=0.5), tmp_path / "out2")
+    report = run_parse(make_config(corpus, max_failed_fraction=0.5), tmp_path / "out2")
     assert report.exit_code == EXIT_PARTIAL  # within the bound: partial success, as before
 
 
@@ -138,7 +138,7 @@ def test_in_process_isolation_none_reads_in_this_process(
     corpus.mkdir()
     (corpus / "a.txt").write_text(GOOD_TEXT, encoding="utf-8")
     (corpus / "b-deep.txt").write_text(f"DEEP\n\n{GOOD_TEXT}", encoding="utf-8")
-    report = parse_corpus(make_config(corpus, isolation="none", max_failed_fraction=1.0), tmp_path / "out")
+    report = run_parse(make_config(corpus, isolation="none", max_failed_fraction=1.0), tmp_path / "out")
     documents, _ = load_outputs(tmp_path / "out")
     assert [d.title for d in documents] == [f"pid {os.getpid()}"]
     deep = next(f for f in report.files if f.source == "b-deep.txt")
