@@ -237,7 +237,35 @@ def tiny_adapter(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 # -- stage outputs and configs ---------------------------------------------------------------------
 
 
-def eval_metrics(tuned: float, base: float, ci_low: float, ci_high: float, n: int = 20) -> dict[str, Any]:
+Versus = tuple[str, float, float, float]
+"""A champion evaluated beside the tuned model: (its identity adapter:<sha prefix>, mean, ci_low, ci_high)."""
+
+
+def comparison(
+    name: str, mean: float, low: float, high: float, n: int, metric: str = "judge"
+) -> dict[str, Any]:
+    first, second = name.split("-")
+    return {
+        "name": name,
+        "first": first,
+        "second": second,
+        "metric": metric,
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "n": n,
+        "per_category": {},
+    }
+
+
+def eval_metrics(
+    tuned: float,
+    base: float,
+    ci_low: float,
+    ci_high: float,
+    n: int = 30,
+    champion: Versus | None = None,
+) -> dict[str, Any]:
     """An evaluate-stage ``metrics.json`` (the fields the registry reads, in the stage's layout)."""
 
     def contender(name: str, mean: float) -> dict[str, Any]:
@@ -253,7 +281,7 @@ def eval_metrics(tuned: float, base: float, ci_low: float, ci_high: float, n: in
             "per_category": {"Anxiety › Panic disorder": {"n_scored": n, "score_mean": mean}},
         }
 
-    return {
+    data: dict[str, Any] = {
         "schema_version": 1,
         "judge_model": "gpt-4o",
         "judge_templates": {"score": "judge_score@1"},
@@ -267,13 +295,36 @@ def eval_metrics(tuned: float, base: float, ci_low: float, ci_high: float, n: in
         "delta_ci_high": ci_high,
         "delta_n": n,
         "failures_total": 0,
+        "judge_is_weak": False,
+        "primary_metric": "judge",
+        "judge_check": {
+            "n": n,
+            "discrimination": 0.95,
+            "consistency": 0.9,
+            "score_gap": 5.0,
+            "passed": True,
+            "reasons": [],
+        },
+        "comparisons": [comparison("tuned-base", tuned - base, ci_low, ci_high, n)],
     }
+    if champion is not None:
+        identity, mean, low, high = champion
+        data["contenders"]["champion"] = {**contender("champion", tuned - mean), "model": identity}
+        data["comparisons"].append(comparison("tuned-champion", mean, low, high, n))
+    return data
 
 
-def write_eval(directory: Path, tuned: float, base: float, ci_low: float, ci_high: float) -> Path:
+def write_eval(
+    directory: Path,
+    tuned: float,
+    base: float,
+    ci_low: float,
+    ci_high: float,
+    champion: Versus | None = None,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "metrics.json"
-    path.write_text(json.dumps(eval_metrics(tuned, base, ci_low, ci_high)))
+    path.write_text(json.dumps(eval_metrics(tuned, base, ci_low, ci_high, champion=champion)))
     (directory / "report.html").write_text("<html><body><h1>tuned vs base</h1></body></html>")
     (directory / "scores.jsonl").write_text(
         json.dumps({"item_id": "i1", "contender": "tuned", "score": 7}) + "\n"

@@ -9,7 +9,7 @@ import pytest
 from ragtune.core.config import build_config
 from ragtune.core.errors import ConfigError
 from ragtune.registry.evalsummary import EvalSummary
-from ragtune.registry.promote import decide
+from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
 from ragtune.registry.register import git_revision, lineage_tags
 from ragtune.registry.stage import train_metrics
 from ragtune.registry.tracking import REDACTED, config_params, flatten, tracking_uri
@@ -20,7 +20,9 @@ def test_summary_reads_the_evaluate_stage_metrics_and_round_trips_through_tags()
     summary = EvalSummary.from_metrics(eval_metrics(tuned=6.5, base=5.25, ci_low=0.4, ci_high=2.1))
     assert (summary.tuned_mean, summary.base_mean) == (6.5, 5.25)
     assert (summary.delta_mean, summary.delta_ci_low, summary.delta_ci_high) == (1.25, 0.4, 2.1)
-    assert summary.delta_n == 20 and summary.judge_templates == "judge_score@1"
+    assert summary.delta_n == 30 and summary.primary_n == 30 and summary.judge_templates == "judge_score@1"
+    assert summary.primary_metric == "judge" and summary.judge_check_passed is True
+    assert summary.judge_is_weak is False and summary.primary_ci_low == 0.4
     assert EvalSummary.from_tags(summary.to_tags()) == summary
     assert EvalSummary.from_tags({"other": "x"}) is None
 
@@ -32,38 +34,11 @@ def test_summary_falls_back_to_contender_entries() -> None:
     assert (summary.tuned_mean, summary.base_mean) == (4.0, 3.0)
 
 
-@pytest.mark.parametrize(
-    ("registry", "tuned", "base", "low", "promoted", "words"),
-    [
-        ({}, 6.0, 5.0, 0.2, True, ["6.000 vs 5.000", "+1.000", "[0.200, 2.000] lies above 0"]),
-        ({"promotion_margin": 1.5}, 6.0, 5.0, 0.2, False, ["+1.000 (margin 1.500)", "below the margin"]),
-        ({}, 6.0, 5.0, 0.0, False, ["[0.000, 2.000] does not lie above 0"]),
-        ({"require_ci_above_zero": False}, 6.0, 5.0, -0.3, True, ["6.000 vs 5.000"]),
-        ({}, 5.0, 5.0, 0.1, False, ["+0.000", "not above it"]),
-    ],
-)
-def test_rule_against_the_base(
-    registry: dict[str, object], tuned: float, base: float, low: float, promoted: bool, words: list[str]
-) -> None:
-    config = build_config({"registry": registry})
-    summary = EvalSummary(tuned_mean=tuned, base_mean=base, delta_ci_low=low, delta_ci_high=2.0)
-    ok, reason, reference, reference_mean = decide(config, summary, None, None)
-    assert ok is promoted
-    assert reference == "base" and reference_mean == base
-    for word in words:
-        assert word in reason
-
-
-def test_rule_compares_with_the_champion_and_explains_missing_numbers() -> None:
-    config = build_config({})
-    champion = EvalSummary(tuned_mean=7.0, base_mean=5.0)
-    summary = EvalSummary(tuned_mean=6.5, base_mean=5.0, delta_ci_low=0.5, delta_ci_high=2.0)
-    ok, reason, reference, _ = decide(config, summary, 3, champion)
-    assert (
-        not ok and reference == "champion" and "champion (version 3)" in reason and "6.500 vs 7.000" in reason
-    )
-    ok, reason, _, _ = decide(config, EvalSummary(tuned_mean=None, base_mean=5.0), None, None)
-    assert not ok and "no mean judge score" in reason and "no CI" in reason
+def test_eval_metrics_for_mlflow_hold_the_judge_check_and_comparisons() -> None:
+    metrics = eval_metrics_for_mlflow(eval_metrics(tuned=6.0, base=5.0, ci_low=0.4, ci_high=1.6))
+    assert metrics["judge_check/discrimination"] == 0.95 and metrics["judge_check/passed"] == 1.0
+    assert metrics["comparisons/tuned-base/judge/ci_low"] == 0.4
+    assert metrics["comparisons/tuned-base/judge/n"] == 30
 
 
 def test_params_hold_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

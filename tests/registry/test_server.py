@@ -20,6 +20,7 @@ from ragtune.registry import (
     run_registry,
     start_pipeline_run,
 )
+from ragtune.registry.register import adapter_sha256
 from tests.registry.conftest import (
     DATASET_HASH,
     LINEAGE,
@@ -43,9 +44,13 @@ def _register(
     tuned: float,
     base: float,
     ci: tuple[float, float] = (0.4, 1.6),
+    versus_champion: tuple[float, float, float] | None = None,
 ) -> tuple[ModelVersionInfo, EvalSummary]:
     run_id = start_pipeline_run(config, pipeline_run_id)
-    metrics = write_eval(tmp_path / pipeline_run_id / "eval", tuned, base, *ci)
+    champion = (
+        (f"adapter:{adapter_sha256(tiny.adapter_dir)[:32]}", *versus_champion) if versus_champion else None
+    )
+    metrics = write_eval(tmp_path / pipeline_run_id / "eval", tuned, base, *ci, champion=champion)
     info = register_model(config, run_id, tiny.adapter_dir, metrics, LINEAGE)
     return info, EvalSummary.load(metrics)
 
@@ -83,19 +88,23 @@ def test_champion_replaced_only_by_a_better_version(
     first, summary = _register(config, tiny_adapter, tmp_path, "pipe-1", tuned=6.0, base=5.0)
     decision = promote(config, first, summary)
     assert decision.promoted and decision.alias == "champion" and decision.reference == "base"
-    assert "6.000 vs 5.000" in decision.reason and _alias(mlflow_server, config, "champion") == 1
+    assert "tuned − base (judge) +1.000" in decision.reason and _alias(mlflow_server, config, "champion") == 1
 
-    second, summary = _register(config, tiny_adapter, tmp_path, "pipe-2", tuned=6.5, base=5.0)
+    second, summary = _register(
+        config, tiny_adapter, tmp_path, "pipe-2", tuned=6.5, base=5.0, versus_champion=(0.5, 0.1, 0.9)
+    )
     decision = promote(config, second, summary)
     assert decision.promoted and decision.previous_champion == 1 and decision.reference_version == 1
     assert _alias(mlflow_server, config, "champion") == 2
     old_tags = _client(mlflow_server).get_model_version(config.registry.model_name, "1").tags
     assert old_tags["ragtune.promotion"] == "replaced" and old_tags["ragtune.replaced_by"] == "2"
 
-    third, summary = _register(config, tiny_adapter, tmp_path, "pipe-3", tuned=6.2, base=5.0)
+    third, summary = _register(
+        config, tiny_adapter, tmp_path, "pipe-3", tuned=6.2, base=5.0, versus_champion=(-0.3, -0.6, 0.0)
+    )
     decision = promote(config, third, summary)  # beats the base, not the champion
     assert not decision.promoted and decision.alias == "challenger"
-    assert "6.200 vs 6.500 for the champion (version 2)" in decision.reason
+    assert "tuned − champion version 2 (judge) -0.300" in decision.reason
     assert _alias(mlflow_server, config, "champion") == 2
     assert _alias(mlflow_server, config, "challenger") == 3
     tags = _client(mlflow_server).get_model_version(config.registry.model_name, "3").tags
@@ -115,7 +124,7 @@ def test_refusals_name_their_numbers(
     small, summary = _register(config, tiny_adapter, tmp_path, "pipe-small", tuned=5.2, base=5.0)
     decision = promote(config, small, summary)
     assert not decision.promoted and decision.alias == "challenger"
-    assert "5.200 vs 5.000 for the base model: +0.200 (margin 0.500)" in decision.reason
+    assert "tuned − base (judge) +0.200 (margin 0.500, n=30) — below the margin" in decision.reason
 
     noisy, summary = _register(
         config, tiny_adapter, tmp_path, "pipe-noisy", tuned=6.0, base=5.0, ci=(-0.1, 2.1)

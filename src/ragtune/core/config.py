@@ -403,12 +403,19 @@ class TrainConfig(Section):
         return value
 
 
+RESERVED_CONTENDERS = frozenset({"base", "tuned", "base_rag", "tuned_rag", "champion"})
+"""Contender names the evaluate stage gives its own models (with and without retrieval, the champion)."""
+
+
 class ContenderConfig(Section):
     """An extra model answering the eval questions through an OpenAI-compatible endpoint."""
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Label in the report, e.g. gpt-3.5-turbo; 'base' and 'tuned' are taken.",
+        description=(
+            "Label in the report, e.g. gpt-3.5-turbo; 'base', 'tuned', 'base_rag', 'tuned_rag' and"
+            " 'champion' are taken."
+        ),
     )
     base_url: str = Field(description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1.")
     model: str = Field(description="Model name sent to the endpoint.")
@@ -417,8 +424,8 @@ class ContenderConfig(Section):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, value: str) -> str:
-        if value in {"base", "tuned"}:
-            raise ValueError("'base' and 'tuned' name the models under evaluation")
+        if value in RESERVED_CONTENDERS:
+            raise ValueError(f"{', '.join(sorted(RESERVED_CONTENDERS))} name the models under evaluation")
         return value
 
 
@@ -446,6 +453,62 @@ class EvaluateConfig(Section):
     )
     judge_context_chars: int = Field(
         6000, ge=0, description="Characters of the item's source context shown to the judge."
+    )
+    rag: bool = Field(
+        True,
+        description=(
+            "Also evaluate base_rag and tuned_rag: the same models answering with synth.top_k chunks"
+            " retrieved from the run's index, so the report shows what tuning adds to RAG."
+        ),
+    )
+    primary_metric: Literal["auto", "judge", "reference"] = Field(
+        "auto",
+        description=(
+            "The metric the comparisons and the promotion gate rest on. judge: the LLM judge's 1-10"
+            " score; reference: embedding cosine of the answer to the RAG-grounded reference answer"
+            " (ROUGE-L reported beside). auto: judge when it passed its sanity check and is not the"
+            " weak local model, else reference."
+        ),
+    )
+    judge_min_discrimination: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description=(
+            "Judge sanity check: least share of items where the judge scores the reference answer"
+            " above a mismatched one (another category's reference answer)."
+        ),
+    )
+    judge_min_consistency: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description=(
+            "Judge sanity check: least share of reference-vs-mismatched pairwise verdicts that"
+            " survive swapping the two answers' positions."
+        ),
+    )
+    holdout: Literal["items", "sections", "documents"] = Field(
+        "items",
+        description=(
+            "What the eval split holds out (read by the synth stage's split): single items (with"
+            " their near-duplicates), whole sections, or whole documents."
+        ),
+    )
+    leakage_cosine: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="An eval question this close (embedding cosine) to a training question or answer leaks.",
+    )
+    max_leakage: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description=(
+            "The evaluate stage fails when more than this share of eval questions has a 13-gram or"
+            " embedding near-duplicate in the training questions and answers."
+        ),
     )
 
     @field_validator("contenders")
@@ -480,13 +543,25 @@ class RegistryConfig(Section):
         0.0,
         ge=0,
         description=(
-            "The tuned model's mean judge score must beat the champion's recorded mean (or the base"
-            " model's mean when there is no champion) by at least this much to become champion."
+            "The paired mean difference on the primary metric (tuned − champion, or tuned − base when"
+            " there is no champion) must be at least this much, in that metric's units (judge: 1-10"
+            " points; reference: cosine), to become champion."
         ),
     )
     require_ci_above_zero: bool = Field(
         True,
-        description="Also require the lower bound of the paired tuned − base score difference CI to be above 0.",
+        description=(
+            "Also require the lower bound of the paired tuned − base (and tuned − champion) difference"
+            " CI on the primary metric to be above 0."
+        ),
+    )
+    min_eval_items: int = Field(
+        30,
+        ge=1,
+        description=(
+            "Fewest paired, scored eval items (tuned and base, on the primary metric) a promotion may"
+            " rest on; fewer means not promoted."
+        ),
     )
     champion_alias: str = Field(
         "champion",

@@ -1,10 +1,11 @@
 """The few evaluation numbers promotion decides on, read from ``metrics.json`` or a version's tags.
 
-The evaluate stage writes (``ragtune.evaluate.schema.EvalMetrics``) per-contender means under
-``means`` (and ``contenders.<name>.score_mean``) and the paired tuned − base difference as
-``delta_mean`` / ``delta_ci_low`` / ``delta_ci_high``. They are copied onto the registered model
-version as ``ragtune.eval.*`` tags, so a later promotion (``ragtune promote --version N``) and the
-comparison with a future challenger need nothing but the registry.
+The evaluate stage writes (``ragtune.evaluate.schema.EvalMetrics``) per-contender judge means under
+``means``, the paired tuned − base judge difference as ``delta_*``, the resolved
+``primary_metric``, the judge's sanity check (``judge_check``) and paired differences on both
+metrics (``comparisons``: ``tuned-base``, ``tuned-champion``, ...). The gate reads the comparisons on
+the primary metric. The summary is copied onto the registered model version as ``ragtune.eval.*``
+tags, so a later promotion (``ragtune promote --version N``) needs nothing but the registry.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from pydantic import BaseModel, Field
 
 from ragtune.core.records import read_json_object
 
-TUNED, BASE = "tuned", "base"
+TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 TAG_PREFIX = "ragtune.eval."
+_TEXT_FIELDS = {"judge_model", "judge_templates", "primary_metric", "judge_check_reasons", "champion_model"}
+_INT_FIELDS = {"delta_n", "primary_n", "champion_n"}
+_BOOL_FIELDS = {"judge_is_weak", "judge_check_passed"}
 
 
 def _number(value: Any) -> float | None:
@@ -45,6 +49,30 @@ def _contender_mean(data: Mapping[str, Any], name: str) -> float | None:
     return None
 
 
+def _comparison(data: Mapping[str, Any], name: str, metric: str) -> Mapping[str, Any] | None:
+    """The ``comparisons`` entry called ``name`` on ``metric``, if the stage wrote one."""
+    entries = data.get("comparisons")
+    if not isinstance(entries, list):
+        return None
+    for entry in entries:
+        if isinstance(entry, Mapping) and entry.get("name") == name and entry.get("metric") == metric:
+            return entry
+    return None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    return None
+
+
 class EvalSummary(BaseModel):
     """Judge-score summary of one evaluation of the tuned model against its base."""
 
@@ -57,6 +85,28 @@ class EvalSummary(BaseModel):
     confidence: float | None = Field(None, description="Confidence level of the CI.")
     judge_model: str | None = None
     judge_templates: str | None = Field(None, description="Rubric template ids, comma-separated.")
+    judge_is_weak: bool | None = Field(None, description="The judge was the small local model.")
+    judge_check_passed: bool | None = Field(
+        None, description="The judge passed its sanity check; None when no check was recorded."
+    )
+    judge_check_reasons: str | None = Field(None, description="Why the judge check failed, if it did.")
+    primary_metric: str | None = Field(
+        None, description="judge or reference: the metric the stage resolved (None: an old judge-only run)."
+    )
+    primary_delta_mean: float | None = Field(None, description="tuned − base on the primary metric.")
+    primary_ci_low: float | None = None
+    primary_ci_high: float | None = None
+    primary_n: int | None = Field(
+        None, description="Paired items tuned − base on the primary metric is over."
+    )
+    champion_model: str | None = Field(
+        None,
+        description="Identity (adapter:<sha256 prefix>) of the champion evaluated beside the tuned model.",
+    )
+    champion_delta_mean: float | None = Field(None, description="tuned − champion on the primary metric.")
+    champion_ci_low: float | None = None
+    champion_ci_high: float | None = None
+    champion_n: int | None = None
 
     @classmethod
     def from_metrics(cls, data: Mapping[str, Any]) -> EvalSummary:
@@ -72,6 +122,21 @@ class EvalSummary(BaseModel):
         if isinstance(templates, Mapping):
             templates = ",".join(str(v) for _, v in sorted(templates.items()))
         n = pick("delta_n", "n")
+        metric = data.get("primary_metric")
+        primary = str(metric) if metric in {"judge", "reference"} else None
+        # an evaluation from before comparisons existed: tuned − base on the judge is its evidence
+        versus_base = _comparison(data, f"{TUNED}-{BASE}", primary or "judge") or {
+            "mean": pick("delta_mean", "mean"),
+            "ci_low": pick("delta_ci_low", "low"),
+            "ci_high": pick("delta_ci_high", "high"),
+            "n": n,
+        }
+        versus_champion = _comparison(data, f"{TUNED}-{CHAMPION}", primary or "judge") or {}
+        check = data.get("judge_check")
+        check = check if isinstance(check, Mapping) else {}
+        reasons = check.get("reasons")
+        contenders = data.get("contenders")
+        champion = contenders.get(CHAMPION) if isinstance(contenders, Mapping) else None
         return cls(
             tuned_mean=_contender_mean(data, TUNED),
             base_mean=_contender_mean(data, BASE),
@@ -82,6 +147,23 @@ class EvalSummary(BaseModel):
             confidence=_number(data.get("confidence")),
             judge_model=str(data["judge_model"]) if data.get("judge_model") else None,
             judge_templates=str(templates) if templates else None,
+            judge_is_weak=_flag(data.get("judge_is_weak")),
+            judge_check_passed=_flag(check.get("passed")),
+            judge_check_reasons="; ".join(map(str, reasons))
+            if isinstance(reasons, list) and reasons
+            else None,
+            primary_metric=primary,
+            primary_delta_mean=_number(versus_base.get("mean")),
+            primary_ci_low=_number(versus_base.get("ci_low")),
+            primary_ci_high=_number(versus_base.get("ci_high")),
+            primary_n=_count(versus_base.get("n")),
+            champion_model=(
+                str(champion["model"]) if isinstance(champion, Mapping) and champion.get("model") else None
+            ),
+            champion_delta_mean=_number(versus_champion.get("mean")),
+            champion_ci_low=_number(versus_champion.get("ci_low")),
+            champion_ci_high=_number(versus_champion.get("ci_high")),
+            champion_n=_count(versus_champion.get("n")),
         )
 
     @classmethod
@@ -92,7 +174,13 @@ class EvalSummary(BaseModel):
     def to_tags(self) -> dict[str, str]:
         """``ragtune.eval.<field>`` tags for the fields that have a value."""
         return {
-            f"{TAG_PREFIX}{key}": (repr(value) if isinstance(value, float) else str(value))
+            f"{TAG_PREFIX}{key}": (
+                repr(value)
+                if isinstance(value, float)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
             for key, value in self.model_dump().items()
             if value is not None
         }
@@ -106,11 +194,12 @@ class EvalSummary(BaseModel):
             return None
         data: dict[str, Any] = {}
         for key, raw in values.items():
-            if key in {"judge_model", "judge_templates"}:
+            if key in _TEXT_FIELDS:
                 data[key] = raw
-            elif key == "delta_n":
-                number = _number(raw)
-                data[key] = int(number) if number is not None else None
+            elif key in _INT_FIELDS:
+                data[key] = _count(raw)
+            elif key in _BOOL_FIELDS:
+                data[key] = _flag(raw)
             else:
                 data[key] = _number(raw)
         data.setdefault("tuned_mean", None)

@@ -92,8 +92,20 @@ def train_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
 
 
 def eval_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
-    """Eval ``metrics.json`` as MLflow metrics: every number in it, by slash-joined path."""
-    return dict(numeric_leaves(data))
+    """Eval ``metrics.json`` as MLflow metrics: every number in it, by slash-joined path.
+
+    The paired comparisons (a list in the file) are keyed ``comparisons/<name>/<metric>/...`` and the
+    judge check's verdict is ``judge_check/passed`` (1 or 0), so the evidence is searchable in MLflow.
+    """
+    metrics: dict[str, MetricValue] = dict(numeric_leaves(data))
+    comparisons = data.get("comparisons")
+    for entry in comparisons if isinstance(comparisons, list) else []:
+        if isinstance(entry, Mapping) and entry.get("name") and entry.get("metric"):
+            metrics.update(numeric_leaves(entry, f"comparisons/{entry['name']}/{entry['metric']}"))
+    check = data.get("judge_check")
+    if isinstance(check, Mapping) and isinstance(check.get("passed"), bool):
+        metrics["judge_check/passed"] = float(check["passed"])
+    return metrics
 
 
 def dataset_system_prompt(dataset_dir: Path) -> str | None:
