@@ -126,7 +126,7 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
         assert key in metrics
     assert metrics["contenders"]["tuned"]["score_mean"] == 9.0
     assert metrics["failures"]["judge_scores"] == {"base": 0, "tuned": 0, "gpt-3.5": 2}
-    assert metrics["judge_templates"]["score"] == "judge_score@1"
+    assert metrics["judge_templates"]["score"] == "judge_score@2"
     assert metrics["llm_usage"]["judge"]["calls"] == 6 + 8  # 6 scores, 4 comparisons x 2 orders
 
     pairs = [json.loads(line) for line in (out / "pairwise.jsonl").read_text().splitlines()]

@@ -14,6 +14,7 @@ from importlib import resources
 import jinja2
 
 from ragtune.core.errors import ConfigError
+from ragtune.core.llm.prompting import UNTRUSTED_NOTE, quote_untrusted
 
 SCORE_TEMPLATE = "judge_score.j2"
 PAIRWISE_TEMPLATE = "judge_pairwise.j2"
@@ -37,13 +38,16 @@ def template_id(name: str) -> str:
 
 @cache
 def _environment(autoescape: bool) -> jinja2.Environment:
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FunctionLoader(template_source),
         undefined=jinja2.StrictUndefined,
         autoescape=autoescape,
         trim_blocks=True,
         keep_trailing_newline=False,
     )
+    environment.filters["untrusted"] = quote_untrusted  # judge prompts: text that cannot close a tag
+    environment.globals["untrusted_note"] = UNTRUSTED_NOTE
+    return environment
 
 
 def render(name: str, *, autoescape: bool = False, **values: object) -> str:
