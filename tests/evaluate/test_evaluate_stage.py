@@ -127,7 +127,17 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     assert metrics["contenders"]["tuned"]["score_mean"] == 9.0
     assert metrics["failures"]["judge_scores"] == {"base": 0, "tuned": 0, "gpt-3.5": 2}
     assert metrics["judge_templates"]["score"] == "judge_score@2"
-    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 8  # 6 scores, 4 comparisons x 2 orders
+    # 6 scores, 4 comparisons x 2 orders, and the judge check: 2 x 2 scores, 2 comparisons x 2 orders
+    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 8 + 4 + 4
+    # this judge scores every answer without "TUNED" alike: it cannot tell a reference from a wrong one
+    check = metrics["judge_check"]
+    assert check["n"] == 2 and check["discrimination"] == 0.0 and not check["passed"]
+    assert metrics["primary_metric"] == "reference"  # auto falls back from the flagged judge
+    names = {(c["name"], c["metric"]) for c in metrics["comparisons"]}
+    assert names == {("tuned-base", "judge"), ("tuned-base", "reference")}
+    judge_delta = next(c for c in metrics["comparisons"] if c["metric"] == "judge")
+    assert (judge_delta["mean"], judge_delta["ci_low"], judge_delta["n"]) == (6.0, 6.0, 2)
+    assert metrics["leakage"]["n_train"] == 0 and metrics["leakage"]["share"] == 0.0
 
     pairs = [json.loads(line) for line in (out / "pairwise.jsonl").read_text().splitlines()]
     assert {(p["contender"], p["verdict_tuned_first"], p["verdict_tuned_second"]) for p in pairs} == {

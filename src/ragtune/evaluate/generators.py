@@ -11,6 +11,8 @@ OpenAI-compatible endpoints through :func:`ragtune.core.llm.open_chat_model`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,21 @@ def answer_messages(item: InstructionItem) -> list[dict[str, str]]:
     return prompt
 
 
+RAG_INSTRUCTION = "Answer the question using the context below."
+
+
+def rag_messages(item: InstructionItem, chunks: list[str]) -> list[dict[str, str]]:
+    """:func:`answer_messages` with retrieved ``chunks`` put before the question (the RAG contenders)."""
+    context = "\n".join(f"[{i}] {chunk}" for i, chunk in enumerate(chunks, 1)) or "(nothing retrieved)"
+    prompt = answer_messages(item)
+    last = max(i for i, m in enumerate(prompt) if m["role"] == "user")
+    prompt[last] = {
+        "role": "user",
+        "content": f"{RAG_INSTRUCTION}\n\nContext:\n{context}\n\nQuestion: {prompt[last]['content']}",
+    }
+    return prompt
+
+
 def _load_base(name: str, config: RagtuneConfig) -> Any:
     """The base model resolved and loaded exactly as training loads it (same folder, same dtype)."""
     from ragtune.core.modelload import compute_dtype, resolve_base_model
@@ -58,12 +75,17 @@ def _load_tuned(adapter_dir: Path, config: RagtuneConfig) -> Any:
 
 
 def model_answerers(
-    config: RagtuneConfig, adapter_dir: Path | None, cache: ContentCache | None
+    config: RagtuneConfig,
+    adapter_dir: Path | None,
+    cache: ContentCache | None,
+    extra_adapters: Mapping[str, Path] | None = None,
 ) -> tuple[dict[str, ChatModel], list[str]]:
     """``base`` and, given an adapter, ``tuned`` — both loaded lazily — plus warnings.
 
     Without an adapter the base is ``train.base_model``. With one, it is the base the adapter was
     trained on (its ``ragtune_adapter.json``), so the comparison isolates what tuning changed.
+    ``extra_adapters`` (e.g. ``{"champion": path}``) are evaluated too, when trained on that same
+    base; an adapter on another base is left out with a warning (its scores would not be comparable).
     """
     from ragtune.core.modelload import read_adapter_meta
 
@@ -92,6 +114,18 @@ def model_answerers(
     }
     if tuned is not None:
         answerers[TUNED] = tuned
+    for label, path in (extra_adapters or {}).items():
+        path = Path(path)
+        other = read_adapter_meta(path).base_model
+        if other != name:
+            warnings.append(
+                f"{label}: its adapter was trained on {other!r}, not {name!r}: the versions are not"
+                f" comparable, so {label} is not evaluated"
+            )
+            continue
+        answerers[label] = HFChat(
+            f"adapter:{adapter_fingerprint(path)[:32]}", partial(_load_tuned, path, config), **options
+        )
     for warning in warnings:
         log.warning(warning)
     return answerers, warnings

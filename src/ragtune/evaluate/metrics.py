@@ -9,17 +9,24 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
+from ragtune.evaluate.judgecheck import JudgeCheck
+from ragtune.evaluate.leakage import Leakage
 from ragtune.evaluate.schema import (
     BASE,
+    COMPARISONS,
     TUNED,
     CategoryScore,
+    Comparison,
     ContenderSummary,
+    Difference,
     EvalMetrics,
+    Metric,
     PairRow,
     PairwiseSummary,
     ScoreRow,
 )
 from ragtune.evaluate.stats import (
+    Interval,
     bootstrap_mean_ci,
     mean_or_none,
     paired_bootstrap_ci,
@@ -82,6 +89,68 @@ def summarize_contender(name: str, rows: Sequence[ScoreRow], settings: MetricSet
     )
 
 
+def metric_value(row: ScoreRow, metric: Metric) -> float | None:
+    """One row's value on ``metric``: the judge score, or the answer's cosine to the reference."""
+    value = row.score if metric == "judge" else row.cosine
+    return None if value is None else float(value)
+
+
+def paired_interval(
+    rows: Sequence[ScoreRow], first: str, second: str, metric: Metric, settings: MetricSettings
+) -> Interval | None:
+    """``first`` − ``second`` over the items both have a value for, with a paired bootstrap CI."""
+    values = {(r.item_id, r.contender): metric_value(r, metric) for r in rows}
+    items = list(dict.fromkeys(r.item_id for r in rows))
+    both = [i for i in items if values.get((i, first)) is not None and values.get((i, second)) is not None]
+    purpose = f"delta:{first}-{second}" + ("" if metric == "judge" else f":{metric}")
+    return paired_bootstrap_ci(
+        [values[(i, first)] or 0.0 for i in both],
+        [values[(i, second)] or 0.0 for i in both],
+        samples=settings.bootstrap_samples,
+        confidence=settings.confidence,
+        rng=_rng(settings.seed, purpose),
+    )
+
+
+def paired_difference(
+    rows: Sequence[ScoreRow], first: str, second: str, metric: Metric, settings: MetricSettings
+) -> Difference:
+    interval = paired_interval(rows, first, second, metric, settings)
+    if interval is None:
+        return Difference(mean=None, ci_low=None, ci_high=None, n=0)
+    return Difference(mean=interval.mean, ci_low=interval.low, ci_high=interval.high, n=interval.n)
+
+
+def compute_comparisons(
+    rows: Sequence[ScoreRow], contender_names: Sequence[str], settings: MetricSettings
+) -> list[Comparison]:
+    """Every pair of :data:`COMPARISONS` whose two contenders were evaluated, on both metrics."""
+    comparisons = []
+    categories = sorted({r.category for r in rows})
+    for first, second in COMPARISONS:
+        if first not in contender_names or second not in contender_names:
+            continue
+        for metric in ("judge", "reference"):
+            overall = paired_difference(rows, first, second, metric, settings)
+            per_category = {
+                category: paired_difference(
+                    [r for r in rows if r.category == category], first, second, metric, settings
+                )
+                for category in categories
+            }
+            comparisons.append(
+                Comparison(
+                    name=f"{first}-{second}",
+                    first=first,
+                    second=second,
+                    metric=metric,
+                    per_category=per_category,
+                    **overall.model_dump(),
+                )
+            )
+    return comparisons
+
+
 def compute_metrics(
     rows: Sequence[ScoreRow],
     pairs: Sequence[PairRow],
@@ -91,6 +160,9 @@ def compute_metrics(
     settings: MetricSettings,
     llm_usage: dict[str, dict[str, object]] | None = None,
     warnings: Sequence[str] = (),
+    primary_metric: Metric = "judge",
+    judge_check: JudgeCheck | None = None,
+    leakage: Leakage | None = None,
 ) -> EvalMetrics:
     """Every number of ``metrics.json`` from the rows (one per item × contender) and pair rows."""
     by_contender = {name: [r for r in rows if r.contender == name] for name in contender_names}
@@ -102,21 +174,9 @@ def compute_metrics(
     sums_common = {name: score_sum([score_of[(i, name)] for i in common]) for name in contender_names}
 
     delta = None
-    delta_n = 0
     if BASE in contender_names and TUNED in contender_names:
-        both = [
-            i
-            for i in item_ids
-            if score_of.get((i, BASE)) is not None and score_of.get((i, TUNED)) is not None
-        ]
-        delta_n = len(both)
-        delta = paired_bootstrap_ci(
-            [float(score_of[(i, TUNED)] or 0) for i in both],
-            [float(score_of[(i, BASE)] or 0) for i in both],
-            samples=settings.bootstrap_samples,
-            confidence=settings.confidence,
-            rng=_rng(settings.seed, "delta:tuned-base"),
-        )
+        delta = paired_interval(rows, TUNED, BASE, "judge", settings)
+    delta_n = delta.n if delta else 0
 
     pairwise = {}
     for name in contender_names:
@@ -158,4 +218,8 @@ def compute_metrics(
         judge_parse={key: parse_counts.get(key, 0) for key in ("json", "partial_json", "text")},
         llm_usage=llm_usage or {},
         warnings=list(warnings),
+        primary_metric=primary_metric,
+        judge_check=judge_check,
+        comparisons=compute_comparisons(rows, contender_names, settings),
+        leakage=leakage,
     )

@@ -1,20 +1,30 @@
 """What the evaluate stage writes: per-item rows, the metrics summary, and the returned report.
 
-``metrics.json`` is :class:`EvalMetrics`; the registry promotes on ``delta_mean`` /
-``delta_ci_low`` / ``delta_ci_high`` (tuned − base, paired bootstrap) and reads each contender's
-``contenders.<name>.score_mean`` (also flat in ``means``).
+``metrics.json`` is :class:`EvalMetrics`. The registry's gate reads ``primary_metric``,
+``judge_check`` and the paired ``comparisons`` on the primary metric (``tuned-base``,
+``tuned-champion``); ``delta_*`` stay tuned − base on the judge, and each contender's
+``contenders.<name>.score_mean`` (also flat in ``means``) its mean judge score.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragtune.evaluate.judgecheck import JudgeCheck
+from ragtune.evaluate.leakage import Leakage
 from ragtune.evaluate.stats import Outcome, Verdict, WinTieLoss
 
-METRICS_SCHEMA_VERSION = 1
-BASE, TUNED = "base", "tuned"
+METRICS_SCHEMA_VERSION = 2
+BASE, TUNED, BASE_RAG, TUNED_RAG, CHAMPION = "base", "tuned", "base_rag", "tuned_rag", "champion"
+COMPARISONS = ((TUNED, BASE), (TUNED, BASE_RAG), (TUNED_RAG, BASE_RAG), (TUNED, CHAMPION))
+"""The paired differences the report answers: does tuning beat the base, beat RAG alone, add to
+RAG, and beat the current champion."""
+
+Metric = Literal["judge", "reference"]
+"""judge: the LLM judge's 1-10 score; reference: embedding cosine of the answer to the reference."""
 
 
 class Row(BaseModel):
@@ -82,6 +92,25 @@ class PairwiseSummary(WinTieLoss):
     against: str = "tuned"
 
 
+class Difference(BaseModel):
+    """A paired mean difference with its bootstrap CI over ``n`` items."""
+
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+
+
+class Comparison(Difference):
+    """``first`` − ``second`` on one metric, paired per item, overall and per category."""
+
+    name: str = Field(description="first-second, e.g. tuned-base.")
+    first: str
+    second: str
+    metric: Metric
+    per_category: dict[str, Difference] = Field(default_factory=dict)
+
+
 class EvalMetrics(BaseModel):
     """Everything in ``metrics.json``."""
 
@@ -119,6 +148,19 @@ class EvalMetrics(BaseModel):
     )
     llm_usage: dict[str, dict[str, object]] = Field(default_factory=dict, description="Token ledgers.")
     warnings: list[str] = Field(default_factory=list)
+    primary_metric: Metric = Field(
+        "judge", description="The metric comparisons and the promotion gate rest on (resolved from auto)."
+    )
+    judge_check: JudgeCheck | None = Field(None, description="The judge's sanity check.")
+    comparisons: list[Comparison] = Field(
+        default_factory=list, description="Paired differences (tuned-base, ...), on both metrics."
+    )
+    leakage: Leakage | None = Field(None, description="Eval questions with a near-duplicate in training.")
+
+    def comparison(self, name: str, metric: str | None = None) -> Comparison | None:
+        """The comparison ``name`` on ``metric`` (default: the primary metric), if computed."""
+        wanted = metric or self.primary_metric
+        return next((c for c in self.comparisons if c.name == name and c.metric == wanted), None)
 
 
 class EvalReport(BaseModel):
@@ -137,6 +179,9 @@ class EvalReport(BaseModel):
     pairwise: dict[str, PairwiseSummary]
     failures_total: int
     warnings: list[str]
+    primary_metric: Metric = "judge"
+    judge_check: JudgeCheck | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
     scores_path: Path
     pairwise_path: Path
     metrics_path: Path

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -23,18 +24,26 @@ from ragtune.evaluate.generators import (
     contender_answerers,
     load_error,
     model_answerers,
+    rag_messages,
     release,
 )
 from ragtune.evaluate.judge import Case, Judge, JudgeFailure, is_weak_judge
+from ragtune.evaluate.judgecheck import JudgeCheck, check_judge
+from ragtune.evaluate.leakage import Leakage, measure_leakage
 from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
 from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, template_id
 from ragtune.evaluate.report import render_report
-from ragtune.evaluate.schema import TUNED, EvalMetrics, EvalReport, PairRow, ScoreRow
+from ragtune.evaluate.schema import BASE, TUNED, EvalMetrics, EvalReport, Metric, PairRow, ScoreRow
 from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
+
+if TYPE_CHECKING:
+    from ragtune.index.retriever import ScoredChunk
 
 log = logging.getLogger(__name__)
 
 EVAL_FILE = "eval.jsonl"
+TRAIN_FILE = "train.jsonl"
+RAG_SUFFIX = "_rag"
 SCORES_FILE = "scores.jsonl"
 PAIRWISE_FILE = "pairwise.jsonl"
 METRICS_FILE = "metrics.json"
@@ -80,21 +89,94 @@ def load_eval_items(dataset_dir: Path) -> list[InstructionItem]:
     return read_jsonl(path, InstructionItem)
 
 
+class Retrieval(Protocol):
+    """What the RAG contenders need of a retriever (``ragtune.index.Retriever`` fits)."""
+
+    def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[ScoredChunk]]: ...
+
+
+def retrieved_contexts(retriever: Retrieval, items: Sequence[InstructionItem], k: int) -> list[list[str]]:
+    """The ``k`` chunks retrieved for each item's question, best first (what a RAG contender reads)."""
+    hits = retriever.search_many([item.question for item in items], k)
+    return [[hit.chunk.text for hit in found] for found in hits]
+
+
 def _collect_answers(
-    answerers: Mapping[str, ChatModel], items: Sequence[InstructionItem], max_new_tokens: int, seed: int
+    answerers: Mapping[str, ChatModel],
+    items: Sequence[InstructionItem],
+    contexts: list[list[str]] | None,
+    max_new_tokens: int,
+    seed: int,
 ) -> dict[str, list[ChatResponse | LLMFailure]]:
-    """Every contender's answer to every item, one contender at a time (local models are released)."""
-    requests = [answer_request(answer_messages(item), max_new_tokens, seed) for item in items]
+    """Every contender's answer to every item, one model at a time (local models are released).
+
+    A ``*_rag`` contender is the same model object as its plain twin, asked with the retrieved
+    ``contexts``; a model is released only once all its contenders have answered.
+    """
+    plain = [answer_request(answer_messages(item), max_new_tokens, seed) for item in items]
+    rag = [
+        answer_request(rag_messages(item, chunks), max_new_tokens, seed)
+        for item, chunks in zip(items, contexts or [[] for _ in items], strict=True)
+    ]
     answers: dict[str, list[ChatResponse | LLMFailure]] = {}
-    for name, answerer in answerers.items():
+    names = list(answerers)
+    for position, name in enumerate(names):
+        answerer = answerers[name]
+        requests = rag if name.endswith(RAG_SUFFIX) else plain
         try:
             answers[name] = answerer.chat_many(requests, desc=f"answers: {name}")
         finally:
-            release(answerer)
+            if not any(answerers[later] is answerer for later in names[position + 1 :]):
+                release(answerer)
         error = load_error(answerer)
         if error is not None:
             raise RagtuneError(f"evaluate: the {name} model could not be loaded: {error}")
     return answers
+
+
+def with_rag(local: Mapping[str, ChatModel]) -> dict[str, ChatModel]:
+    """``base``, ``base_rag``, ``tuned``, ``tuned_rag``, then the rest: each RAG twin beside its model."""
+    ordered: dict[str, ChatModel] = {}
+    for name, model in local.items():
+        ordered[name] = model
+        if name in (BASE, TUNED):
+            ordered[name + RAG_SUFFIX] = model
+    return ordered
+
+
+def resolve_primary_metric(setting: str, check: JudgeCheck | None, weak: bool) -> Metric:
+    """``auto``: the judge when it passed its sanity check and is not the weak local model."""
+    if setting == "judge":
+        return "judge"
+    if setting == "reference":
+        return "reference"
+    return "judge" if check is not None and check.passed and not weak else "reference"
+
+
+def check_leakage(
+    config: RagtuneConfig, dataset_dir: Path, items: Sequence[InstructionItem], encoder: TextEncoder | None
+) -> Leakage:
+    """Leakage of ``items`` from ``train.jsonl``; an :class:`InputError` above ``evaluate.max_leakage``."""
+    cfg = config.evaluate
+    train_path = dataset_dir / TRAIN_FILE
+    train = read_jsonl(train_path, InstructionItem) if train_path.is_file() else []
+    leakage = measure_leakage(
+        items, train, encoder, cosine_threshold=cfg.leakage_cosine, max_share=cfg.max_leakage
+    )
+    log.info(
+        "leakage: %d of %d eval questions have a near-duplicate in training (%.0f%%)",
+        leakage.leaked,
+        leakage.n_eval,
+        100 * leakage.share,
+    )
+    if leakage.share > cfg.max_leakage:
+        raise InputError(
+            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval questions"
+            f" ({leakage.share:.0%}) have a 13-gram or embedding (cosine >= {cfg.leakage_cosine})"
+            f" near-duplicate in {TRAIN_FILE}, above evaluate.max_leakage {cfg.max_leakage:.0%}"
+            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out more (evaluate.holdout) or regenerate"
+        )
+    return leakage
 
 
 def _score_rows(
@@ -139,13 +221,13 @@ def _score_rows(
 def _pair_rows(
     items: Sequence[InstructionItem], answers: Mapping[str, list[ChatResponse | LLMFailure]], judge: Judge
 ) -> list[PairRow]:
-    """Tuned against every other contender on every item, each asked in both orders."""
+    """Tuned against every other contender (not the RAG twins) on every item, in both orders."""
     if TUNED not in answers:
         return []
     rows: list[PairRow] = []
     jobs: list[tuple[Case, str, str]] = []
     asked: list[PairRow] = []
-    for name in (n for n in answers if n != TUNED):
+    for name in (n for n in answers if n != TUNED and not n.endswith(RAG_SUFFIX)):
         for position, item in enumerate(items):
             tuned, other = answers[TUNED][position], answers[name][position]
             row = PairRow(
@@ -173,15 +255,26 @@ def _pair_rows(
     return rows
 
 
+def open_retriever(config: RagtuneConfig, index_dir: Path, encoder: TextEncoder | None) -> Retrieval:
+    """The run's index, searched with the encoder already loaded when it is the index's embedder."""
+    from ragtune.index import load_retriever
+    from ragtune.index.embedder import Embedder
+
+    return load_retriever(config, index_dir, embedder=encoder if isinstance(encoder, Embedder) else None)
+
+
 def run_evaluate(
     config: RagtuneConfig,
     dataset_dir: Path,
     adapter_dir: Path | None,
     out_dir: Path,
     *,
+    index_dir: Path | None = None,
+    extra_adapters: Mapping[str, Path] | None = None,
     answerers: Mapping[str, ChatModel] | None = None,
     judge_model: ChatModel | None = None,
     encoder: TextEncoder | None = None,
+    retriever: Retrieval | None = None,
 ) -> EvalReport:
     """Judge the base and tuned models (and ``evaluate.contenders``) on ``dataset_dir/eval.jsonl``.
 
@@ -190,9 +283,16 @@ def run_evaluate(
     ``report.html`` into ``out_dir``.
 
     ``answerers`` replaces the local models: ``None`` loads ``base`` from ``train.base_model`` and,
-    when ``adapter_dir`` is given, ``tuned`` from the adapter; the configured contenders are added
-    either way. ``judge_model`` replaces the ``llm.judge`` endpoint and ``encoder`` the
-    ``index.embedder`` (for cosine similarity); both default to what the config names.
+    when ``adapter_dir`` is given, ``tuned`` from the adapter, plus one contender per
+    ``extra_adapters`` entry (``{"champion": path}``: the current champion, same base model). With
+    ``evaluate.rag`` and an index (``index_dir``, or a ``retriever``), ``base_rag`` and ``tuned_rag``
+    answer with ``synth.top_k`` retrieved chunks. The configured contenders are added either way.
+    ``judge_model`` replaces the ``llm.judge`` endpoint and ``encoder`` the ``index.embedder`` (for
+    cosine similarity and leakage); both default to what the config names.
+
+    Before answering, eval questions are checked for leakage from ``train.jsonl`` (an
+    :class:`InputError` above ``evaluate.max_leakage``); after, the judge's sanity check decides
+    whether ``evaluate.primary_metric: auto`` means the judge or the reference similarity.
     """
     cfg = config.evaluate
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
@@ -200,14 +300,26 @@ def run_evaluate(
     if not items:
         raise InputError(f"{dataset_dir / EVAL_FILE}: holds no evaluation items")
     log.info("evaluating %d items", len(items))
+    if encoder is None:
+        encoder = load_encoder(config)
+    leakage = check_leakage(config, dataset_dir, items, encoder)
 
     storage = open_storage(config.cache_uri(), config.storage)
     answer_cache = ContentCache(storage, ANSWER_CACHE_NAMESPACE)
     if answerers is not None:
         local = dict(answerers)
     else:
-        local, model_warnings = model_answerers(config, adapter_dir, answer_cache)
+        local, model_warnings = model_answerers(config, adapter_dir, answer_cache, extra_adapters)
         warnings += model_warnings
+    contexts: list[list[str]] | None = None
+    if cfg.rag:
+        if retriever is None and index_dir is not None:
+            retriever = open_retriever(config, Path(index_dir), encoder)
+        if retriever is not None:
+            contexts = retrieved_contexts(retriever, items, config.synth.top_k)
+            local = with_rag(local)
+        else:
+            warnings.append("no index given: base_rag and tuned_rag (evaluate.rag) are not evaluated")
     extra = contender_answerers(config, answer_cache)
     clash = sorted(set(local) & set(extra))
     if clash:
@@ -218,7 +330,7 @@ def run_evaluate(
             "no tuned model evaluated (no adapter): no tuned − base delta and no pairwise comparison"
         )
 
-    answers = _collect_answers(everyone, items, cfg.max_new_tokens, config.run.seed)
+    answers = _collect_answers(everyone, items, contexts, cfg.max_new_tokens, config.run.seed)
     models = {name: answerer.name for name, answerer in everyone.items()}
 
     judge_ledger = TokenLedger("evaluate:judge", config.llm.judge)
@@ -239,10 +351,19 @@ def run_evaluate(
         context_chars=cfg.judge_context_chars,
         seed=config.run.seed,
     )
-    has_answers = any(isinstance(a, ChatResponse) for replies in answers.values() for a in replies)
-    encoder = encoder if encoder is not None or not has_answers else load_encoder(config)
     rows = _score_rows(items, answers, models, judge, encoder)
     pairs = _pair_rows(items, answers, judge) if cfg.pairwise else []
+    check = check_judge(
+        judge,
+        items,
+        min_discrimination=cfg.judge_min_discrimination,
+        min_consistency=cfg.judge_min_consistency,
+        seed=config.run.seed,
+    )
+    primary = resolve_primary_metric(cfg.primary_metric, check, weak)
+    if not check.passed:
+        log.warning("the judge failed its sanity check: %s", "; ".join(check.reasons))
+    log.info("primary metric: %s (evaluate.primary_metric %s)", primary, cfg.primary_metric)
 
     usage: dict[str, dict[str, object]] = {"judge": judge_chat.ledger.to_dict()}
     usage.update({name: answerer.ledger.to_dict() for name, answerer in extra.items()})
@@ -268,6 +389,9 @@ def run_evaluate(
         ),
         llm_usage=usage,
         warnings=warnings,
+        primary_metric=primary,
+        judge_check=check,
+        leakage=leakage,
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -295,6 +419,9 @@ def run_evaluate(
         pairwise=metrics.pairwise,
         failures_total=metrics.failures_total,
         warnings=metrics.warnings,
+        primary_metric=metrics.primary_metric,
+        judge_check=metrics.judge_check,
+        comparisons=metrics.comparisons,
         scores_path=scores_path,
         pairwise_path=pairwise_path,
         metrics_path=metrics_path,

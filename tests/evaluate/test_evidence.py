@@ -1,0 +1,259 @@
+"""Evidence the evaluation gives: the judge's sanity check, the four-way comparison, leakage."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragtune.core.config import RagtuneConfig, build_config
+from ragtune.core.errors import InputError
+from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse
+from ragtune.core.records import Chunk, InstructionItem, write_jsonl
+from ragtune.evaluate import run_evaluate
+from ragtune.evaluate.judge import Judge
+from ragtune.evaluate.judgecheck import check_judge, mismatched_answers
+from ragtune.evaluate.leakage import measure_leakage, ngrams
+from ragtune.evaluate.run import resolve_primary_metric
+from ragtune.index.retriever import ScoredChunk
+from tests.evaluate.fakes import ScriptedAnswerer, WordHashEncoder
+from tests.evaluate.helpers import make_item
+
+CATEGORIES = ["Anxiety", "Sleep", "Mood", "Eating"]
+TOPICS = [
+    "panic attacks",
+    "insomnia",
+    "depression",
+    "anorexia",
+    "phobias",
+    "narcolepsy",
+    "mania",
+    "bulimia",
+    "worry",
+    "apnea",
+    "grief",
+    "binge eating",
+]
+
+
+def items(count: int = 12) -> list[InstructionItem]:
+    return [
+        make_item(
+            f"item-{i}",
+            CATEGORIES[i % len(CATEGORIES)],
+            f"What characterises {TOPICS[i % len(TOPICS)]} (case {i})?",
+            f"{TOPICS[i % len(TOPICS)].capitalize()} show signs number {i} described in section {i}.",
+            [f"Section {i}: {TOPICS[i % len(TOPICS)]} show signs number {i}."],
+        )
+        for i in range(count)
+    ]
+
+
+def _section(prompt: str, tag: str) -> str:
+    match = re.search(rf"<{tag}>\n(.*?)\n</{tag}>", prompt, re.DOTALL)
+    return match.group(1) if match else ""
+
+
+class GroundedJudge(ChatModel):
+    """Prefers the answer that agrees with the reference: scores it 9 (others 2), picks it pairwise."""
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        prompt = request.messages[-1]["content"]
+        reference = _section(prompt, "reference")
+        if "<answer>" in prompt:
+            score = 9 if _section(prompt, "answer") == reference else 2
+            return ChatResponse(text=json.dumps({"score": score, "reason": "r"}), model=self.name)
+        a, b = _section(prompt, "answer_a"), _section(prompt, "answer_b")
+        winner = "A" if a == reference else "B" if b == reference else "tie"
+        return ChatResponse(text=json.dumps({"winner": winner, "reason": "r"}), model=self.name)
+
+
+class RandomJudge(ChatModel):
+    """Scores and picks at random (seeded): a judge that cannot tell anything apart."""
+
+    def __init__(self, name: str, seed: int = 7) -> None:
+        super().__init__(name)
+        self.rng = random.Random(seed)
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        if "<answer>" in request.messages[-1]["content"]:
+            text = json.dumps({"score": self.rng.randint(1, 10), "reason": "r"})
+        else:
+            text = json.dumps({"winner": self.rng.choice(["A", "B", "tie"]), "reason": "r"})
+        return ChatResponse(text=text, model=self.name)
+
+
+def check(judge: ChatModel, count: int = 20) -> Any:
+    return check_judge(
+        Judge(judge, weak=False), items(count), min_discrimination=0.8, min_consistency=0.7, seed=0
+    )
+
+
+def test_a_random_judge_is_flagged() -> None:
+    result = check(RandomJudge("random"))
+    assert result.n == 20 and not result.passed
+    assert result.discrimination is not None and result.discrimination < 0.8
+    assert result.consistency is not None and result.consistency < 0.7
+    assert any("discrimination" in r for r in result.reasons)
+
+
+def test_a_judge_preferring_grounded_answers_passes() -> None:
+    result = check(GroundedJudge("grounded"))
+    assert result.passed and result.reasons == []
+    assert (result.n, result.discrimination, result.consistency, result.reference_wins) == (20, 1.0, 1.0, 1.0)
+    assert result.score_gap == 7.0
+
+
+def test_mismatched_answers_come_from_another_category() -> None:
+    pool = items(8)
+    by_answer = {i.answer: i for i in pool}
+    for item, wrong in zip(pool, mismatched_answers(pool, seed=3), strict=True):
+        assert wrong is not None and by_answer[wrong].category != item.category
+    assert mismatched_answers(pool[:1], seed=3) == [None]  # nothing to mismatch with
+    assert not check_judge(
+        Judge(GroundedJudge("g"), weak=False), pool[:1], min_discrimination=0.8, min_consistency=0.7, seed=0
+    ).passed
+
+
+def test_auto_primary_metric_needs_a_checked_strong_judge() -> None:
+    passed = check(GroundedJudge("grounded"), 4)
+    failed = check(RandomJudge("random"), 4)
+    assert resolve_primary_metric("auto", passed, weak=False) == "judge"
+    assert resolve_primary_metric("auto", passed, weak=True) == "reference"
+    assert resolve_primary_metric("auto", failed, weak=False) == "reference"
+    assert resolve_primary_metric("judge", failed, weak=True) == "judge"
+    assert resolve_primary_metric("reference", passed, weak=False) == "reference"
+
+
+def _chunk(n: int, text: str) -> Chunk:
+    return Chunk(chunk_id=f"c{n}", doc_id="d", section_id="s", section_path=["S"], text=text, token_count=5)
+
+
+class FakeRetriever:
+    """Returns, for each question, the context chunk of the matching item (what a good index would)."""
+
+    def __init__(self, pool: list[InstructionItem]) -> None:
+        self.by_question = {i.question: i.context[0].text for i in pool}
+        self.asked: list[tuple[int, int]] = []
+
+    def search_many(self, queries: list[str], k: int = 5) -> list[list[ScoredChunk]]:
+        self.asked.append((len(queries), k))
+        return [[ScoredChunk(chunk=_chunk(n, self.by_question[q]), score=1.0)] for n, q in enumerate(queries)]
+
+
+def _answerer(name: str, pool: list[InstructionItem], good_with_context: bool) -> ScriptedAnswerer:
+    references = {i.question: i.answer for i in pool}
+
+    def answer(prompt: str) -> str:
+        question = prompt.split("Question: ")[-1]
+        if "Context:" in prompt and good_with_context:
+            return references[question]
+        return f"{name} is not sure about {question}"
+
+    return ScriptedAnswerer(f"test:{name}", answer)
+
+
+def config(tmp_path: Path, **evaluate_settings: object) -> RagtuneConfig:
+    return build_config(
+        {
+            "run": {"root": str(tmp_path / "runs")},
+            "synth": {"top_k": 2},
+            "llm": {"judge": {"base_url": "http://judge.invalid/v1"}},  # not the weak local judge
+            "evaluate": {"bootstrap_samples": 200, "primary_metric": "auto", **evaluate_settings},
+        }
+    )
+
+
+def test_four_way_comparison_with_retrieval(tmp_path: Path) -> None:
+    pool = items(8)
+    dataset = tmp_path / "dataset"
+    write_jsonl(dataset / "eval.jsonl", pool)
+    retriever = FakeRetriever(pool)
+    out = tmp_path / "eval"
+    base, tuned = _answerer("base", pool, True), _answerer("tuned", pool, True)
+    report = run_evaluate(
+        config(tmp_path),
+        dataset,
+        None,
+        out,
+        answerers={"base": base, "tuned": tuned},
+        judge_model=GroundedJudge("judge"),
+        encoder=WordHashEncoder(),
+        retriever=retriever,
+    )
+    assert report.contenders == ["base", "base_rag", "tuned", "tuned_rag"]
+    assert retriever.asked == [(8, 2)]  # one batched search, synth.top_k chunks
+    rag_prompts = [q for q in tuned.asked if "Context:" in q]
+    assert len(rag_prompts) == 8 and "Section 0: panic attacks" in rag_prompts[0]
+    assert report.judge_check is not None and report.judge_check.passed
+    assert report.primary_metric == "judge"
+    metrics = json.loads((out / "metrics.json").read_text())
+    by_name = {(c["name"], c["metric"]): c for c in metrics["comparisons"]}
+    assert set(by_name) == {
+        (name, metric)
+        for name in ("tuned-base", "tuned-base_rag", "tuned_rag-base_rag")
+        for metric in ("judge", "reference")
+    }
+    # the RAG twins answer from the context (judge 9), the plain ones do not (2)
+    assert by_name[("tuned-base_rag", "judge")]["mean"] == -7.0
+    assert by_name[("tuned_rag-base_rag", "judge")]["mean"] == 0.0
+    assert by_name[("tuned-base", "judge")]["n"] == 8
+    assert set(by_name[("tuned-base", "judge")]["per_category"]) == set(CATEGORIES)
+    assert by_name[("tuned-base", "judge")]["per_category"]["Anxiety"]["n"] == 2
+    assert by_name[("tuned-base_rag", "reference")]["mean"] < 0  # cosine agrees
+    pairs = {json.loads(line)["contender"] for line in (out / "pairwise.jsonl").read_text().splitlines()}
+    assert pairs == {"base"}  # pairwise against the RAG twins is left to the paired scores
+    html = (out / "report.html").read_text()
+    assert "Judge sanity check" in html and "tuned_rag − base_rag" in html
+
+
+def test_leakage_over_the_threshold_fails_the_stage(tmp_path: Path) -> None:
+    pool = items(6)
+    dataset = tmp_path / "dataset"
+    write_jsonl(dataset / "eval.jsonl", pool)
+    leaked = [
+        make_item("train-1", "Anxiety", pool[0].question, "x", []),
+        make_item("train-2", "Sleep", pool[1].question, "y", []),
+    ]
+    write_jsonl(dataset / "train.jsonl", leaked)
+    answerers = {"base": _answerer("base", pool, False)}
+    with pytest.raises(InputError, match=r"2 of 6 eval questions \(33%\).*evaluate.max_leakage 20%"):
+        run_evaluate(
+            config(tmp_path),
+            dataset,
+            None,
+            tmp_path / "eval",
+            answerers=answerers,
+            encoder=WordHashEncoder(),
+            judge_model=GroundedJudge("j"),
+        )
+    report = run_evaluate(
+        config(tmp_path, max_leakage=0.5),
+        dataset,
+        None,
+        tmp_path / "eval",
+        answerers=answerers,
+        encoder=WordHashEncoder(),
+        judge_model=GroundedJudge("j"),
+    )
+    leakage = json.loads(report.metrics_path.read_text())["leakage"]
+    assert (leakage["leaked"], leakage["embedding_hits"], leakage["n_train"]) == (2, 2, 2)
+    assert leakage["item_ids"] == ["item-0", "item-1"]
+
+
+def test_leakage_counts_13_gram_overlap_with_answers() -> None:
+    long_question = (
+        "what do the guidelines say about the first line treatment of panic disorder in adults today"
+    )
+    assert len(ngrams(long_question)) == len(long_question.split()) - 12
+    eval_items = [
+        make_item("e1", "A", long_question, "a", []),
+        make_item("e2", "A", "Short question here?", "b", []),
+    ]
+    train = [make_item("t1", "A", "unrelated", "Notes: " + long_question + " and more.", [])]
+    leakage = measure_leakage(eval_items, train, None, cosine_threshold=0.95, max_share=0.2)
+    assert (leakage.ngram_hits, leakage.embedding_hits, leakage.leaked, leakage.share) == (1, 0, 1, 0.5)
