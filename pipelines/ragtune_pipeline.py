@@ -100,6 +100,7 @@ def _on_gpu_pool(task: dsl.PipelineTask, node_selector: Any, tolerations: Any) -
 def _evaluate_and_register(
     resolved: Any,
     parsed: dsl.PipelineTask,
+    indexed: dsl.PipelineTask,
     synthesized: dsl.PipelineTask,
     model: Any,
     gpu_type: Any,
@@ -107,11 +108,16 @@ def _evaluate_and_register(
     gpu_tolerations: Any,
     git_revision: Any,
 ) -> None:
-    """Judge the trained adapter (one GPU) and register it: the same tail for both training branches."""
+    """Judge the trained adapter (one GPU) and register it: the same tail for both training branches.
+
+    Evaluation is never served from the KFP cache: it judges the current champion beside the new
+    adapter, and the champion can change between runs with the same inputs.
+    """
     evaluated = _in_cluster(
         evaluate_adapter(
             config_json=resolved,
             dataset=synthesized.outputs["dataset"],
+            index=indexed.outputs["index"],
             model=model,
             accelerator_type=gpu_type,
         ),
@@ -120,6 +126,7 @@ def _evaluate_and_register(
         "evaluate",
     )
     evaluated.set_display_name("evaluate").set_accelerator_type(gpu_type).set_accelerator_limit(1)
+    evaluated.set_caching_options(False)
     _on_gpu_pool(evaluated, gpu_node_selector, gpu_tolerations)
     registered = _in_cluster(
         register_model(
@@ -262,6 +269,7 @@ def ragtune_pipeline(
         _evaluate_and_register(
             resolved,
             parsed,
+            indexed,
             synthesized,
             trained.outputs["model"],
             gpu_type,
@@ -288,6 +296,7 @@ def ragtune_pipeline(
         _evaluate_and_register(
             resolved,
             parsed,
+            indexed,
             synthesized,
             job.outputs["adapter"],
             gpu_type,

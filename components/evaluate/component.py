@@ -1,4 +1,4 @@
-"""KFP component: judge base vs tuned answers on the eval split."""
+"""KFP component: judge base, tuned, their RAG twins and the champion on the eval split."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
@@ -10,17 +10,19 @@ from components.images import TRAIN_IMAGE
 def evaluate_adapter(
     config_json: str,
     dataset: Input[Dataset],
+    index: Input[Dataset],
     model: Input[Model],
     accelerator_type: str,
     evaluation: Output[Dataset],
     report: Output[HTML],
     metrics: Output[Metrics],
 ) -> None:
-    """Answer the eval questions with base and tuned models (and contenders), judge, summarise.
+    """Answer the eval questions with base, tuned, their RAG twins and the champion; judge, summarise.
 
     Args:
         config_json: The resolved ragtune config as JSON (``llm.judge`` is the judge).
-        dataset: Output of the synthesis component (eval.jsonl is read).
+        dataset: Output of the synthesis component (eval.jsonl and train.jsonl are read).
+        index: Output of the index component (base_rag and tuned_rag retrieve from it).
         model: Output of the train component (adapter/ is read).
         accelerator_type: The accelerator resource requested, recorded on the evaluation artifact.
         evaluation: scores.jsonl, pairwise.jsonl, metrics.json and report.html.
@@ -28,16 +30,33 @@ def evaluate_adapter(
         metrics: Judge sums and means per contender and the tuned-minus-base difference.
     """
     import shutil
+    import tempfile
     from pathlib import Path
 
     from ragtune.core.config import config_from_json
     from ragtune.evaluate import run_evaluate
+    from ragtune.registry import fetch_champion
 
-    result = run_evaluate(
-        config_from_json(config_json), Path(dataset.path), Path(model.path) / "adapter", Path(evaluation.path)
-    )
+    config = config_from_json(config_json)
+    with tempfile.TemporaryDirectory(prefix="ragtune-champion-") as scratch:
+        champion = fetch_champion(config, Path(scratch))  # judged on the same items, for the gate
+        result = run_evaluate(
+            config,
+            Path(dataset.path),
+            Path(model.path) / "adapter",
+            Path(evaluation.path),
+            index_dir=Path(index.path),
+            extra_adapters={"champion": champion} if champion is not None else None,
+        )
     shutil.copyfile(result.report_path, report.path)
-    evaluation.metadata.update({"accelerator_type": accelerator_type, "judge_model": result.judge_model})
+    evaluation.metadata.update(
+        {
+            "accelerator_type": accelerator_type,
+            "judge_model": result.judge_model,
+            "primary_metric": result.primary_metric,
+            "judge_check_passed": bool(result.judge_check and result.judge_check.passed),
+        }
+    )
     for name, total in result.sums.items():
         metrics.log_metric(f"judge_sum_{name}", float(total))
     for name, mean in result.means.items():
@@ -46,3 +65,9 @@ def evaluate_adapter(
     if result.delta_mean is not None:
         metrics.log_metric("delta_mean", float(result.delta_mean))
         metrics.log_metric("delta_ci_low", float(result.delta_ci_low or 0.0))
+    for comparison in result.comparisons:
+        if comparison.metric == result.primary_metric and comparison.mean is not None:
+            metrics.log_metric(f"{comparison.name}_mean", float(comparison.mean))
+            metrics.log_metric(f"{comparison.name}_ci_low", float(comparison.ci_low or 0.0))
+    if result.judge_check is not None and result.judge_check.discrimination is not None:
+        metrics.log_metric("judge_check_discrimination", float(result.judge_check.discrimination))

@@ -13,6 +13,7 @@ from ragtune.core.errors import InputError
 from ragtune.registry import (
     EvalSummary,
     ModelVersionInfo,
+    fetch_champion,
     load_registered_model,
     promote,
     promote_version,
@@ -234,3 +235,5 @@ def test_champion_loads_and_answers(
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
     again = load_registered_model(config, dst_path=tmp_path / "download")
     assert again.metadata.model_id == info.model_id
+    fetched = fetch_champion(config, tmp_path / "champion")  # what the evaluate step judges beside tuned
+    assert fetched is not None and adapter_sha256(fetched) == adapter_sha256(tiny_adapter.adapter_dir)

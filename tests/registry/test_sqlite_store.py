@@ -9,7 +9,14 @@ import pytest
 from mlflow import MlflowClient
 
 from ragtune.core.config import RagtuneConfig
-from ragtune.registry import EvalSummary, promote, promote_version, register_model, start_pipeline_run
+from ragtune.registry import (
+    EvalSummary,
+    fetch_champion,
+    promote,
+    promote_version,
+    register_model,
+    start_pipeline_run,
+)
 from ragtune.registry.register import adapter_sha256
 from ragtune.registry.tracking import tracking_uri
 from tests.registry.conftest import LINEAGE, TinyModel, make_config, write_eval
@@ -130,3 +137,17 @@ def test_champion_paired_comparison_decides(tiny_adapter: TinyModel, tmp_path: P
         and decision.delta_mean == 0.5
         and decision.n == 30
     )
+
+
+def test_fetch_champion_downloads_its_adapter(tiny_adapter: TinyModel, tmp_path: Path) -> None:
+    config = make_config(tmp_path, "fetch", None)
+    assert fetch_champion(config, tmp_path / "none") is None  # no registered model yet
+    metrics = write_eval(tmp_path / "e", tuned=6.0, base=5.0, ci_low=0.2, ci_high=1.8)
+    info = register_model(
+        config, start_pipeline_run(config, "pf"), tiny_adapter.adapter_dir, metrics, LINEAGE
+    )
+    assert fetch_champion(config, tmp_path / "none") is None  # registered, not champion
+    promote(config, info, EvalSummary.load(metrics))
+    adapter = fetch_champion(config, tmp_path / "champion")
+    assert adapter is not None and adapter.is_relative_to(tmp_path / "champion")
+    assert adapter_sha256(adapter) == adapter_sha256(tiny_adapter.adapter_dir)  # the same weights

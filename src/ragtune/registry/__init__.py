@@ -10,6 +10,7 @@ points at an MLflow server instead. Promotion uses registry aliases (``champion`
 
 from __future__ import annotations
 
+from ragtune.registry.champion import fetch_champion
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote, promote_version
 from ragtune.registry.pyfunc_model import AdapterModel
@@ -30,6 +31,7 @@ __all__ = [
     "ModelVersionInfo",
     "PromotionDecision",
     "config_params",
+    "fetch_champion",
     "get_version",
     "git_revision",
     "load_registered_model",

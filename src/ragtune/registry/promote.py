@@ -102,7 +102,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
     """The version holding ``alias``, or ``None``."""
     from mlflow.exceptions import MlflowException
 
@@ -307,7 +307,7 @@ def promote(
     try:
         mine = client.get_model_version(name, str(number))
         base_model = (mine.tags or {}).get(TAG_BASE_MODEL)
-        first = _version_by_alias(client, name, registry.champion_alias)
+        first = version_by_alias(client, name, registry.champion_alias)
         previous = int(first.version) if first is not None else None
         current = first
         notes: list[str] = []
@@ -327,7 +327,7 @@ def promote(
             if not verdict.promoted:
                 break
             client.set_registered_model_alias(name, registry.champion_alias, str(number))
-            after = _version_by_alias(client, name, registry.champion_alias)
+            after = version_by_alias(client, name, registry.champion_alias)
             if after is not None and int(after.version) == number:
                 break
             # another version took the alias between our read and our write: decide against it
@@ -355,7 +355,7 @@ def promote(
         if replaced is not None and replaced != number:
             client.set_model_version_tag(name, str(replaced), TAG_PROMOTION, "replaced")
             client.set_model_version_tag(name, str(replaced), TAG_REPLACED_BY, str(number))
-        challenger = _version_by_alias(client, name, registry.challenger_alias) if promoted else None
+        challenger = version_by_alias(client, name, registry.challenger_alias) if promoted else None
         if challenger is not None and int(challenger.version) == number:
             client.delete_registered_model_alias(name, registry.challenger_alias)
         tags = {
