@@ -18,7 +18,7 @@ from ragtune.evaluate import run_evaluate
 from ragtune.evaluate.judge import Judge
 from ragtune.evaluate.judgecheck import check_judge, mismatched_answers
 from ragtune.evaluate.leakage import measure_leakage, ngrams
-from ragtune.evaluate.run import resolve_primary_metric
+from ragtune.evaluate.stage import resolve_primary_metric
 from ragtune.index.retriever import ScoredChunk
 from tests.evaluate.fakes import ScriptedAnswerer, WordHashEncoder
 from tests.evaluate.helpers import make_item

@@ -9,8 +9,8 @@ import pytest
 from ragtune.core.config import build_config
 from ragtune.core.errors import ConfigError
 from ragtune.registry.evalsummary import EvalSummary
-from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
 from ragtune.registry.register import git_revision, lineage_tags
+from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
 from ragtune.registry.stage import train_metrics
 from ragtune.registry.tracking import REDACTED, config_params, flatten, tracking_uri
 from tests.registry.conftest import eval_metrics
