@@ -2,9 +2,12 @@
 
 Items are first grouped (union-find) so that items from the same source chunk, and items whose
 questions or answers are near-duplicates (cosine at or above the dedup threshold), share a group;
-a group goes wholly to one side. ``eval`` gets ``eval_fraction`` of the items, apportioned over
-the categories by size; each category sends whole groups, in an order seeded by ``run.seed`` and
-the group's item ids, so the assignment is stable across reruns.
+a group goes wholly to one side. ``evaluate.holdout`` widens the groups: ``sections`` joins every
+item of one document section, ``documents`` every item of one document, so the eval split asks
+about text the model never trained on (``items``, the default, holds out single items). ``eval``
+gets ``eval_fraction`` of the items, apportioned over the categories by size; each category sends
+whole groups, in an order seeded by ``run.seed`` and the group's item ids, so the assignment is
+stable across reruns.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from ragtune.core.records import sha256_hex
+from ragtune.core.records import InstructionItem, sha256_hex
+
+Holdout = Literal["items", "sections", "documents"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,23 @@ class SplitItem:
     item_id: str
     category: str
     source_chunk_id: str
+    doc_id: str = ""
+    section: str = ""
+
+    @classmethod
+    def of(cls, item: InstructionItem) -> SplitItem:
+        """What the split needs of a kept item: its category, source chunk, document and section."""
+        provenance = item.provenance
+        section = "\x1f".join(provenance.section_path)
+        return cls(item.item_id, item.category, provenance.source_chunk_id, provenance.doc_id, section)
+
+    def unit(self, holdout: Holdout) -> str | None:
+        """The key that ties items together under ``holdout`` (``None``: only chunk and similarity)."""
+        if holdout == "documents":
+            return f"doc:{self.doc_id}"
+        if holdout == "sections":
+            return f"section:{self.doc_id}\x1e{self.section}"
+        return None
 
 
 class _UnionFind:
@@ -41,14 +64,18 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def leak_groups(items: Sequence[SplitItem], vectors: Sequence[np.ndarray], threshold: float) -> list[int]:
-    """Group number of each item: same source chunk or any near-duplicate vector pair joins groups."""
+def leak_groups(
+    items: Sequence[SplitItem], vectors: Sequence[np.ndarray], threshold: float, holdout: Holdout = "items"
+) -> list[int]:
+    """Group number of each item: same source chunk (or holdout unit) or any near-duplicate vector
+    pair joins groups."""
     n = len(items)
     groups = _UnionFind(n)
-    first_of_chunk: dict[str, int] = {}
+    first_of_key: dict[str, int] = {}
     for index, item in enumerate(items):
-        first = first_of_chunk.setdefault(item.source_chunk_id, index)
-        groups.union(first, index)
+        for key in (f"chunk:{item.source_chunk_id}", item.unit(holdout)):
+            if key is not None:
+                groups.union(first_of_key.setdefault(key, index), index)
     for matrix in vectors:
         if matrix.shape[0] != n:
             raise ValueError(f"{matrix.shape[0]} vectors for {n} items")
@@ -80,6 +107,7 @@ def split_eval(
     threshold: float,
     eval_fraction: float,
     seed: int,
+    holdout: Holdout = "items",
 ) -> list[bool]:
     """``True`` for each item that goes to ``eval`` (see the module docstring).
 
@@ -88,7 +116,7 @@ def split_eval(
     then, where group sizes left a category short, from any category.
     """
     n = len(items)
-    group_of = leak_groups(items, vectors, threshold)
+    group_of = leak_groups(items, vectors, threshold, holdout)
     members: dict[int, list[int]] = {}
     for index, root in enumerate(group_of):
         members.setdefault(root, []).append(index)

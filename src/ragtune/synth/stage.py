@@ -627,11 +627,12 @@ def _write_outputs(
         np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
     )
     is_eval = split_eval(
-        [SplitItem(i.item_id, i.category, i.provenance.source_chunk_id) for i in items],
+        [SplitItem.of(i) for i in items],
         [question_matrix, answer_vectors] if kept else [],
         s.dedup_threshold,
         s.eval_fraction,
         config.run.seed,
+        holdout=config.evaluate.holdout,
     )
     train = [item for item, held in zip(items, is_eval, strict=True) if not held]
     evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
