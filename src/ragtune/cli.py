@@ -125,6 +125,9 @@ def run(
         table.add_row("logs", str(result.logs_dir.relative_to(result.run_dir)) + "/<task>.log")
     console.print(table)
     _print_decision(result.run_dir)
+    from pipelines.summary import summary_for_run
+
+    console.print("\n" + summary_for_run(result.run_dir), soft_wrap=True, highlight=False, markup=False)
 
 
 def _print_decision(run_dir: Path) -> None:

@@ -1,0 +1,153 @@
+"""The one-screen evidence summary ``ragtune run`` (and so ``make demo``) ends with.
+
+It answers, from the run's own files, what a user needs to judge the result: how large the
+dataset is and why items were rejected (``synth_report.json``), the four-way comparison on the
+primary metric with n and CIs, whether the judge passed its sanity check, leakage
+(``metrics.json``), and what the gate decided and why (``decision.json``). :func:`render_summary`
+is pure (mappings in, text out); :func:`summary_for_run` finds the files in a local run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragtune.core.records import read_json_object
+
+SYNTH_REPORT = Path("synthesize-dataset") / "dataset" / "synth_report.json"
+EVAL_METRICS = Path("evaluate-adapter") / "evaluation" / "metrics.json"
+DECISION = Path("register-model") / "decision" / "decision.json"
+
+QUESTIONS = {
+    "tuned-base": "fine-tuning vs base",
+    "tuned-base_rag": "tuned vs RAG alone",
+    "tuned_rag-base_rag": "tuning adds to RAG",
+    "tuned-champion": "tuned vs champion",
+}
+_METRIC_WORDS = {
+    "judge": "judge score 1-10",
+    "reference": "embedding cosine to the RAG-grounded reference answer",
+}
+
+
+def _num(value: Any, digits: int = 3, sign: bool = False) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if not isinstance(value, int | float) else f"{100 * value:.0f}%"
+
+
+def _dataset_lines(report: Mapping[str, Any]) -> list[str]:
+    generated, kept = report.get("generated"), report.get("kept")
+    share = (
+        f" ({_pct(kept / generated)})"
+        if isinstance(kept, int) and isinstance(generated, int) and generated
+        else ""
+    )
+    lines = [
+        f"Dataset: {kept} kept of {generated} question slots{share}:"
+        f" {report.get('train')} train, {report.get('eval')} eval."
+    ]
+    reasons = report.get("rejected_by_reason")
+    if isinstance(reasons, Mapping) and reasons:
+        ranked = sorted(reasons.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+        lines.append(
+            f"Rejected {report.get('rejected')}: "
+            + ", ".join(f"{reason} {count}" for reason, count in ranked)
+            + "."
+        )
+    return lines
+
+
+def _comparison_rows(comparisons: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
+    rows = []
+    for entry in comparisons:
+        if entry.get("metric") != metric:
+            continue
+        name = str(entry.get("name"))
+        label = f"{name.replace('-', ' − ')} ({QUESTIONS.get(name, name)})"
+        interval = f"[{_num(entry.get('ci_low'), sign=True)}, {_num(entry.get('ci_high'), sign=True)}]"
+        verdict = ""
+        low, high = entry.get("ci_low"), entry.get("ci_high")
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            verdict = "above 0" if low > 0 else "below 0" if high < 0 else "includes 0"
+        rows.append(
+            f"  {label:<44} {_num(entry.get('mean'), sign=True):>8}  {interval:<20} n={entry.get('n')}  {verdict}"
+        )
+    return rows
+
+
+def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
+    metric = str(metrics.get("primary_metric") or "judge")
+    level = _pct(metrics.get("confidence", 0.95))
+    lines = [
+        f"Evaluation: {metrics.get('n_items')} items; primary metric {metric} ({_METRIC_WORDS.get(metric, metric)})."
+    ]
+    contenders = metrics.get("contenders")
+    if isinstance(contenders, Mapping) and contenders:
+        lines.append(f"  {'contender':<12} {'judge mean':>10} {'cosine':>8} {'ROUGE-L':>8}  scored")
+        for name, entry in contenders.items():
+            if isinstance(entry, Mapping):
+                lines.append(
+                    f"  {name:<12} {_num(entry.get('score_mean'), 2):>10} {_num(entry.get('cosine_mean')):>8}"
+                    f" {_num(entry.get('rouge_l_mean')):>8}  {entry.get('n_scored')}/{entry.get('n_items')}"
+                )
+    comparisons = metrics.get("comparisons")
+    rows = _comparison_rows(comparisons, metric) if isinstance(comparisons, list) else []
+    if rows:
+        lines.append(f"Paired differences on {metric}, {level} bootstrap CIs:")
+        lines += rows
+    else:
+        lines.append("Paired differences: none (no tuned model, or no item scored for both).")
+    check = metrics.get("judge_check")
+    if isinstance(check, Mapping):
+        state = "passed" if check.get("passed") else "FLAGGED (cannot decide promotion)"
+        lines.append(
+            f"Judge check: {state}; discrimination {_pct(check.get('discrimination'))}"
+            f" (min {_pct(check.get('min_discrimination'))}), position consistency"
+            f" {_pct(check.get('consistency'))} (min {_pct(check.get('min_consistency'))}),"
+            f" score gap {_num(check.get('score_gap'), 2)}, n={check.get('n')}."
+        )
+    if metrics.get("judge_is_weak"):
+        lines.append("Judge: the small local model (a smoke test, not a verdict).")
+    leakage = metrics.get("leakage")
+    if isinstance(leakage, Mapping):
+        lines.append(
+            f"Leakage: {leakage.get('leaked')} of {leakage.get('n_eval')} eval questions"
+            f" ({_pct(leakage.get('share'))}, limit {_pct(leakage.get('max_share'))}) have a near-duplicate in training."
+        )
+    return lines
+
+
+def render_summary(
+    synth_report: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any] | None,
+    decision: Mapping[str, Any] | None,
+) -> str:
+    """The summary text from the three files' contents; a missing one is said to be missing."""
+    lines = ["Evidence summary", "================"]
+    lines += _dataset_lines(synth_report) if synth_report else ["Dataset: no synth_report.json."]
+    lines += _evaluation_lines(metrics) if metrics else ["Evaluation: no metrics.json."]
+    if decision:
+        lines.append(
+            f"Decision: {decision.get('model_name')} version {decision.get('version')} -> {decision.get('alias')}"
+            f" (metric {decision.get('metric', 'n/a')}, n={decision.get('n')})."
+        )
+        lines.append(f"Why: {decision.get('reason')}")
+    else:
+        lines.append("Decision: no decision.json.")
+    return "\n".join(lines)
+
+
+def summary_for_run(run_dir: Path) -> str:
+    """:func:`render_summary` for a local run folder (``ragtune run``'s ``run_dir``)."""
+
+    def load(relative: Path) -> dict[str, Any] | None:
+        path = Path(run_dir) / relative
+        return read_json_object(path) if path.is_file() else None
+
+    return render_summary(load(SYNTH_REPORT), load(EVAL_METRICS), load(DECISION))

@@ -1,0 +1,96 @@
+"""The evidence summary ``ragtune run`` ends with, rendered from fixture files of a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summary, summary_for_run
+
+SYNTH = {
+    "generated": 80,
+    "kept": 44,
+    "train": 34,
+    "eval": 10,
+    "rejected": 36,
+    "rejected_by_reason": {"not_grounded": 20, "too_short": 16},
+}
+
+
+def _comparison(name: str, metric: str, mean: float, low: float, high: float) -> dict[str, object]:
+    first, second = name.split("-")
+    return {
+        "name": name,
+        "first": first,
+        "second": second,
+        "metric": metric,
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "n": 10,
+        "per_category": {},
+    }
+
+
+METRICS = {
+    "n_items": 10,
+    "confidence": 0.95,
+    "primary_metric": "reference",
+    "judge_is_weak": True,
+    "contenders": {
+        "base": {"score_mean": 5.0, "cosine_mean": 0.61, "rouge_l_mean": 0.2, "n_scored": 10, "n_items": 10},
+        "tuned": {"score_mean": 5.5, "cosine_mean": 0.70, "rouge_l_mean": 0.3, "n_scored": 9, "n_items": 10},
+    },
+    "comparisons": [
+        _comparison("tuned-base", "reference", 0.09, 0.03, 0.15),
+        _comparison("tuned-base", "judge", 0.5, -0.5, 1.5),
+        _comparison("tuned-base_rag", "reference", -0.05, -0.12, 0.01),
+    ],
+    "judge_check": {
+        "n": 10,
+        "discrimination": 0.4,
+        "consistency": 0.3,
+        "score_gap": 0.2,
+        "min_discrimination": 0.8,
+        "min_consistency": 0.7,
+        "passed": False,
+        "reasons": ["x"],
+    },
+    "leakage": {"leaked": 1, "n_eval": 10, "share": 0.1, "max_share": 0.2},
+}
+DECISION_DATA = {
+    "model_name": "ragtune-adapter",
+    "version": 2,
+    "alias": "challenger",
+    "metric": "reference",
+    "n": 10,
+    "reason": "Not promoted (on the reference metric): only 10 paired scored items.",
+}
+
+
+def test_summary_shows_dataset_comparisons_judge_check_and_decision() -> None:
+    text = render_summary(SYNTH, METRICS, DECISION_DATA)
+    assert "Dataset: 44 kept of 80 question slots (55%): 34 train, 10 eval." in text
+    assert "Rejected 36: not_grounded 20, too_short 16." in text
+    assert "primary metric reference (embedding cosine to the RAG-grounded reference answer)" in text
+    lines = text.splitlines()
+    tuned_base = next(line for line in lines if "tuned − base (fine-tuning vs base)" in line)
+    assert "+0.090" in tuned_base and "[+0.030, +0.150]" in tuned_base and "n=10" in tuned_base
+    assert "above 0" in tuned_base
+    assert "includes 0" in next(line for line in lines if "tuned vs RAG alone" in line)
+    assert not any("+0.500" in line for line in lines)  # only the primary metric's rows
+    assert "Judge check: FLAGGED (cannot decide promotion); discrimination 40% (min 80%)" in text
+    assert "Leakage: 1 of 10 eval questions (10%, limit 20%)" in text
+    assert "Decision: ragtune-adapter version 2 -> challenger (metric reference, n=10)." in text
+    assert "Why: Not promoted (on the reference metric): only 10 paired scored items." in text
+    assert len(lines) <= 25  # one screen
+
+
+def test_summary_reads_a_run_folder_and_says_what_is_missing(tmp_path: Path) -> None:
+    for relative, data in ((SYNTH_REPORT, SYNTH), (EVAL_METRICS, METRICS)):
+        (tmp_path / relative).parent.mkdir(parents=True)
+        (tmp_path / relative).write_text(json.dumps(data))
+    text = summary_for_run(tmp_path)
+    assert "Dataset: 44 kept" in text and "Decision: no decision.json." in text
+    assert not (tmp_path / DECISION).exists()
+    assert "Evaluation: no metrics.json." in render_summary(SYNTH, None, None)
