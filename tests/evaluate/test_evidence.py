@@ -221,9 +221,10 @@ def test_leakage_over_the_threshold_fails_the_stage(tmp_path: Path) -> None:
     ]
     write_jsonl(dataset / "train.jsonl", leaked)
     answerers = {"base": _answerer("base", pool, False)}
-    with pytest.raises(InputError, match=r"2 of 6 eval questions \(33%\).*evaluate.max_leakage 20%"):
-        run_evaluate(
-            config(tmp_path),
+
+    def run(**settings: object) -> Any:
+        return run_evaluate(
+            config(tmp_path, **settings),
             dataset,
             None,
             tmp_path / "eval",
@@ -231,15 +232,10 @@ def test_leakage_over_the_threshold_fails_the_stage(tmp_path: Path) -> None:
             encoder=WordHashEncoder(),
             judge_model=GroundedJudge("j"),
         )
-    report = run_evaluate(
-        config(tmp_path, max_leakage=0.5),
-        dataset,
-        None,
-        tmp_path / "eval",
-        answerers=answerers,
-        encoder=WordHashEncoder(),
-        judge_model=GroundedJudge("j"),
-    )
+
+    with pytest.raises(InputError, match=r"2 of 6 eval questions \(33%\).*evaluate.max_leakage 20%"):
+        run()
+    report = run(max_leakage=0.5)
     leakage = json.loads(report.metrics_path.read_text())["leakage"]
     assert (leakage["leaked"], leakage["embedding_hits"], leakage["n_train"]) == (2, 2, 2)
     assert leakage["item_ids"] == ["item-0", "item-1"]

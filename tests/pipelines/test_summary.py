@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summary, summary_for_run
+from tests.registry.conftest import comparison
 
 SYNTH = {
     "generated": 80,
@@ -15,21 +16,6 @@ SYNTH = {
     "rejected": 36,
     "rejected_by_reason": {"not_grounded": 20, "too_short": 16},
 }
-
-
-def _comparison(name: str, metric: str, mean: float, low: float, high: float) -> dict[str, object]:
-    first, second = name.split("-")
-    return {
-        "name": name,
-        "first": first,
-        "second": second,
-        "metric": metric,
-        "mean": mean,
-        "ci_low": low,
-        "ci_high": high,
-        "n": 10,
-        "per_category": {},
-    }
 
 
 METRICS = {
@@ -42,9 +28,9 @@ METRICS = {
         "tuned": {"score_mean": 5.5, "cosine_mean": 0.70, "rouge_l_mean": 0.3, "n_scored": 9, "n_items": 10},
     },
     "comparisons": [
-        _comparison("tuned-base", "reference", 0.09, 0.03, 0.15),
-        _comparison("tuned-base", "judge", 0.5, -0.5, 1.5),
-        _comparison("tuned-base_rag", "reference", -0.05, -0.12, 0.01),
+        comparison("tuned-base", 0.09, 0.03, 0.15, 10, "reference"),
+        comparison("tuned-base", 0.5, -0.5, 1.5, 10),
+        comparison("tuned-base_rag", -0.05, -0.12, 0.01, 10, "reference"),
     ],
     "judge_check": {
         "n": 10,

@@ -2,7 +2,7 @@
 
 >>> decision = run_registry(config, train_dir, eval_dir, dataset_dir, lineage, run_id, out_dir)
 >>> decision.alias, decision.reason
-('champion', 'Promoted: mean judge score 6.200 vs 5.100 for the base model: +1.100 (margin 0.000); ...')
+('champion', 'Promoted (on the judge metric): tuned − base (judge) +1.100 (margin 0.000, n=40); ...')
 
 The default store is a local sqlite MLflow under ``<run.root>/mlflow``; ``registry.tracking_uri``
 points at an MLflow server instead. Promotion uses registry aliases (``champion``/``challenger``).
