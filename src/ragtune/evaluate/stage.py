@@ -258,7 +258,7 @@ def _pair_rows(
 def open_retriever(config: RagtuneConfig, index_dir: Path, encoder: TextEncoder | None) -> Retrieval:
     """The run's index, searched with the encoder already loaded when it is the index's embedder."""
     from ragtune.index import load_retriever
-    from ragtune.index.embedder import Embedder
+    from ragtune.core.embedding import Embedder
 
     return load_retriever(config, index_dir, embedder=encoder if isinstance(encoder, Embedder) else None)
 
