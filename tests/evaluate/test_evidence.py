@@ -13,8 +13,10 @@ import pytest
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import InputError
 from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse
+from ragtune.core.modelload import adapter_fingerprint
 from ragtune.core.records import Chunk, InstructionItem, write_jsonl
 from ragtune.evaluate import run_evaluate
+from ragtune.evaluate.generators import model_answerers
 from ragtune.evaluate.judge import Judge
 from ragtune.evaluate.judgecheck import check_judge, mismatched_answers
 from ragtune.evaluate.leakage import measure_leakage, ngrams
@@ -253,3 +255,37 @@ def test_leakage_counts_13_gram_overlap_with_answers() -> None:
     train = [make_item("t1", "A", "unrelated", "Notes: " + long_question + " and more.", [])]
     leakage = measure_leakage(eval_items, train, None, cosine_threshold=0.95, max_share=0.2)
     assert (leakage.ngram_hits, leakage.embedding_hits, leakage.leaked, leakage.share) == (1, 0, 1, 0.5)
+
+
+def _adapter(folder: Path, base_model: str) -> Path:
+    folder.mkdir(parents=True)
+    manifest = {
+        "base_model": base_model,
+        "base_model_path": base_model,
+        "lora_r": 2,
+        "lora_alpha": 4,
+        "lora_dropout": 0.0,
+        "target_modules": ["q_proj"],
+        "qlora": False,
+        "max_seq_len": 64,
+        "dataset_sha256": "d" * 64,
+        "global_step": 1,
+        "dtype": "float32",
+        "deepspeed": "off",
+    }
+    (folder / "ragtune_adapter.json").write_text(json.dumps(manifest))
+    (folder / "adapter_model.safetensors").write_bytes(base_model.encode())
+    return folder
+
+
+def test_the_champion_is_a_contender_only_on_the_same_base(tmp_path: Path) -> None:
+    """Nothing is loaded here: local models load lazily, on their first question."""
+    cfg = config(tmp_path)
+    same = _adapter(tmp_path / "same", cfg.train.base_model)
+    other = _adapter(tmp_path / "other", "another-model")
+    answerers, warnings = model_answerers(cfg, None, None, {"champion": same})
+    assert list(answerers) == ["base", "champion"] and warnings == []
+    assert answerers["champion"].name == f"adapter:{adapter_fingerprint(same)[:32]}"
+    answerers, warnings = model_answerers(cfg, None, None, {"champion": other})
+    assert list(answerers) == ["base"]
+    assert "champion" in warnings[0] and "not comparable" in warnings[0]
