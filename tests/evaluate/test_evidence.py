@@ -289,3 +289,34 @@ def test_the_champion_is_a_contender_only_on_the_same_base(tmp_path: Path) -> No
     answerers, warnings = model_answerers(cfg, None, None, {"champion": other})
     assert list(answerers) == ["base"]
     assert "champion" in warnings[0] and "not comparable" in warnings[0]
+
+
+@pytest.mark.slow  # loads the packaged embedder
+def test_rag_contenders_retrieve_from_a_real_index(tmp_path: Path) -> None:
+    """The component's path: an index folder from the index stage, searched with the run's embedder."""
+    from tests.synth.conftest import build_corpus, make_documents
+
+    built = build_corpus(tmp_path / "corpus", make_documents(), tmp_path / "cache")
+    pool = [
+        make_item(
+            "q-apnoea", "Sleep", "What does obstructive sleep apnoea cause?", "Snoring and pauses.", ["x"]
+        ),
+        make_item(
+            "q-care", "Mood", "Which talking therapies help with low mood?", "Behavioural activation.", ["y"]
+        ),
+    ]
+    dataset = tmp_path / "dataset"
+    write_jsonl(dataset / "eval.jsonl", pool)
+    base = ScriptedAnswerer("test:base", lambda prompt: "answer")
+    evaluate(
+        config(tmp_path, bootstrap_samples=100),
+        dataset,
+        None,
+        tmp_path / "eval",
+        index_dir=built.index_dir,
+        answerers={"base": base},
+        judge_model=GroundedJudge("j"),
+    )
+    rag = {q.split("Question: ")[-1]: q for q in base.asked if "Context:" in q}
+    assert "loud snoring, pauses in breathing" in rag["What does obstructive sleep apnoea cause?"]
+    assert "behavioural activation" in rag["Which talking therapies help with low mood?"]
