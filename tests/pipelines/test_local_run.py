@@ -84,9 +84,21 @@ def test_ragtune_run_goes_from_corpus_to_registered_model(tmp_path: Path) -> Non
 
     evaluation = run / "evaluate-adapter" / "evaluation"
     metrics = json.loads((evaluation / "metrics.json").read_text())
-    assert set(metrics["contender_names"]) == {"base", "tuned"}
+    assert set(metrics["contender_names"]) == {"base", "base_rag", "tuned", "tuned_rag"}
+    assert {c["name"] for c in metrics["comparisons"]} == {
+        "tuned-base",
+        "tuned-base_rag",
+        "tuned_rag-base_rag",
+    }
+    assert metrics["judge_check"]["n"] >= 1 and metrics["leakage"]["n_eval"] == metrics["n_items"]
     assert "<html" in (evaluation / "report.html").read_text().lower()
 
     decision = json.loads((run / "register-model" / "decision" / "decision.json").read_text())
-    assert decision["alias"] in {"champion", "challenger"} and decision["reason"]
+    assert decision["alias"] == "challenger"  # two eval items are no evidence
+    assert "registry.min_eval_items is 30" in decision["reason"]
+    printed = result.stdout + result.stderr
+    assert (
+        "Evidence summary" in printed
+        and "Decision: psychiatry-smollm2-lora version 1 -> challenger" in printed
+    )
     assert (tmp_path / "runs" / "mlflow").is_dir()  # the local registry lives under run.root too
