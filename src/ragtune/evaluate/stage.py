@@ -37,7 +37,7 @@ from ragtune.evaluate.schema import BASE, TUNED, EvalMetrics, EvalReport, Metric
 from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
 
 if TYPE_CHECKING:
-    from ragtune.index.retriever import ScoredChunk
+    from ragtune.index.retriever import Retriever, ScoredChunk
 
 log = logging.getLogger(__name__)
 
@@ -255,10 +255,10 @@ def _pair_rows(
     return rows
 
 
-def open_retriever(config: RagtuneConfig, index_dir: Path, encoder: TextEncoder | None) -> Retrieval:
+def open_retriever(config: RagtuneConfig, index_dir: Path, encoder: TextEncoder | None) -> Retriever:
     """The run's index, searched with the encoder already loaded when it is the index's embedder."""
-    from ragtune.index import load_retriever
     from ragtune.core.embedding import Embedder
+    from ragtune.index import load_retriever
 
     return load_retriever(config, index_dir, embedder=encoder if isinstance(encoder, Embedder) else None)
 
@@ -313,10 +313,12 @@ def run_evaluate(
         warnings += model_warnings
     contexts: list[list[str]] | None = None
     if cfg.rag:
-        if retriever is None and index_dir is not None:
-            retriever = open_retriever(config, Path(index_dir), encoder)
         if retriever is not None:
             contexts = retrieved_contexts(retriever, items, config.synth.top_k)
+        elif index_dir is not None:
+            with open_retriever(config, Path(index_dir), encoder) as opened:
+                contexts = retrieved_contexts(opened, items, config.synth.top_k)
+        if contexts is not None:
             local = with_rag(local)
         else:
             warnings.append("no index given: base_rag and tuned_rag (evaluate.rag) are not evaluated")
