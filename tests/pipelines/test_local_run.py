@@ -47,7 +47,12 @@ def test_ragtune_run_goes_from_corpus_to_registered_model(tmp_path: Path) -> Non
         path = tmp_path / "ragtune.yaml"
         path.write_text(yaml.safe_dump(config))
 
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+        # src first: this checkout's ragtune even when the venv's editable install points elsewhere
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        }
         result = subprocess.run(
             [sys.executable, "-m", "ragtune.cli", "run", "--config", str(path)],
             cwd=tmp_path,  # relative paths in the config must not depend on where the user stands
