@@ -308,7 +308,7 @@ def test_rag_contenders_retrieve_from_a_real_index(tmp_path: Path) -> None:
     dataset = tmp_path / "dataset"
     write_jsonl(dataset / "eval.jsonl", pool)
     base = ScriptedAnswerer("test:base", lambda prompt: "answer")
-    evaluate(
+    run_evaluate(
         config(tmp_path, bootstrap_samples=100),
         dataset,
         None,
