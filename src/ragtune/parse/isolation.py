@@ -135,15 +135,20 @@ class _Worker:
         child.close()
 
     def stop(self, kill: bool = False) -> None:
+        """Kill (and reap) a worker, or reap one that died."""
         if kill:
             self.process.kill()
-        else:
-            with contextlib.suppress(OSError):
-                self.conn.send(None)  # finish and exit
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()
+        self.conn.close()
+
+    def release(self) -> None:
+        """Ask an idle worker to exit without waiting for it: the stage need not pay for its exit
+        (multiprocessing reaps it on the next start, or at interpreter exit)."""
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
         self.conn.close()
 
 
@@ -224,7 +229,8 @@ class IsolatedReader:
 
     def close(self) -> None:
         for worker in self._all:
-            worker.stop()
+            if worker.process.is_alive():
+                worker.release()
         self._all.clear()
 
     def __enter__(self) -> IsolatedReader:
