@@ -24,7 +24,8 @@ from ragtune.core.llm import (
     open_chat_model,
 )
 from ragtune.core.llm.local_backend import LocalChat
-from ragtune.core.llm.openai_backend import OpenAIChat, parse_retry_after, retry_after
+from ragtune.core.llm.openai_backend import OpenAIChat, retry_after
+from ragtune.core.retry import RETRY_AFTER_MAX_S
 from ragtune.core.storage import LocalStorage
 from tests.conftest import declare_endpoint
 from tests.llm.fake_openai import FakeOpenAI, last_user_message
@@ -202,16 +203,15 @@ def test_retry_after_is_honoured(fake_openai: FakeOpenAI) -> None:
     assert model.stats["retries"] == 1
 
 
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after(" 0.5 ") == 0.5
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
-    assert parse_retry_after("100000") == 120.0
-    assert parse_retry_after("nan") is None
-    assert retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
-    assert retry_after({"retry-after": "3"}) == 3.0
+def test_retry_after_headers() -> None:
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after": " 0.5 "}) == 0.5
     assert retry_after({}) is None
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date in the past
+    assert retry_after({"retry-after": "100000"}) == RETRY_AFTER_MAX_S
+    assert retry_after({"retry-after": "nan"}) is None
+    assert retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25  # OpenAI's, when sent
+    assert retry_after({"retry-after-ms": "soon", "retry-after": "3"}) == 3.0
 
 
 @pytest.mark.usefixtures("fast_backoff")

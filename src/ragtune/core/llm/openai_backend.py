@@ -1,9 +1,14 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, llama.cpp, Ollama, LiteLLM, ...).
 
 The client is ``openai.AsyncOpenAI`` with its own retries switched off: retries happen here, on 429
-(and 408), 5xx, timeouts and connection errors, with exponential backoff and full jitter, honouring a
-``Retry-After`` header (seconds), up to ``endpoint.max_retries`` times. Any other 4xx fails the
-request at once with its status.
+(and 408), 5xx, timeouts and connection errors, up to ``endpoint.max_retries`` times, with the
+backoff and ``Retry-After`` parsing of ``core.retry`` (the loop itself is async and per attempt, so
+it is not ``call_with_retries``). Any other 4xx fails the request at once with its status.
+
+Each attempt holds a slot of the endpoint's :class:`~ragtune.core.llm.limiter.AdaptiveLimiter`:
+429/503/timeouts cut the concurrency, and a ``Retry-After`` pauses the whole endpoint, not just the
+request that got it. Each attempt is also admitted and settled by the ledger (``ledger.py``), so a
+budget counts retries that were paid for (timeouts, garbled replies).
 
 JSON: a request with a ``json_schema`` asks for ``response_format={"type": "json_schema", ...}``;
 with only ``json_mode`` for ``{"type": "json_object"}``. A server that answers 400 to a response
@@ -30,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -44,14 +48,14 @@ from ragtune.core.endpoints import OPENAI_URL, credential_for
 from ragtune.core.llm.base import BUDGET_EXHAUSTED, ChatModel, ChatRequest, ChatResponse, LLMCallError
 from ragtune.core.llm.ledger import TokenLedger, estimate_prompt_tokens
 from ragtune.core.llm.limiter import AdaptiveLimiter
+from ragtune.core.retry import RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-#: First backoff step in seconds (tests lower it); attempt n waits uniform(0, base * 2**n), capped.
+#: First backoff step in seconds (tests lower it); retry n waits in [c/2, c], c = min(max, base * 2**n)
+#: (``core.retry.RetryPolicy``, shared with every other HTTP client).
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
-#: Longest Retry-After honoured, in seconds.
-RETRY_AFTER_MAX_S = 120.0
 #: Statuses below 500 that are retried (rate limit, request timeout); any other 4xx fails at once.
 RETRY_STATUSES = frozenset({408, 429})
 #: Statuses that mean "too much load": the endpoint's adaptive concurrency is cut (see limiter.py).
@@ -65,22 +69,15 @@ _SCHEMA, _OBJECT, _NONE = 2, 1, 0
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:
-    """The wait a response asks for: ``retry-after-ms`` (OpenAI) or ``Retry-After`` in seconds."""
-    milliseconds = parse_retry_after(headers.get("retry-after-ms"), unit_s=0.001)
-    return milliseconds if milliseconds is not None else parse_retry_after(headers.get("retry-after"))
-
-
-def parse_retry_after(value: str | None, unit_s: float = 1.0) -> float | None:
-    """Seconds from a ``Retry-After`` value in ``unit_s`` (seconds); ``None`` if absent or not a number."""
-    if not value:
-        return None
+    """The wait a response asks for: ``retry-after-ms`` (OpenAI's), else ``Retry-After`` (seconds or an
+    HTTP date), capped as ``core.retry`` caps it; ``None`` when absent or not a finite time."""
     try:
-        seconds = float(value.strip()) * unit_s
+        milliseconds = float(headers.get("retry-after-ms") or "nan")
     except ValueError:
-        return None
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+        milliseconds = math.nan
+    if math.isfinite(milliseconds):
+        return retry_after_seconds(repr(milliseconds / 1000))
+    return retry_after_seconds(headers.get("retry-after"))
 
 
 def _short(text: object, limit: int = 200) -> str:
@@ -128,8 +125,11 @@ class OpenAIChat(ChatModel):
         self.limiter = AdaptiveLimiter(
             endpoint.concurrency, adaptive=endpoint.adaptive_concurrency, name=self.name
         )
-        self.backoff_base_s = BACKOFF_BASE_S if backoff_base_s is None else backoff_base_s
-        self.backoff_max_s = BACKOFF_MAX_S if backoff_max_s is None else backoff_max_s
+        self.backoff = RetryPolicy(
+            max_retries=endpoint.max_retries,
+            base_s=BACKOFF_BASE_S if backoff_base_s is None else backoff_base_s,
+            max_s=BACKOFF_MAX_S if backoff_max_s is None else backoff_max_s,
+        )
         self._format_ceiling = _SCHEMA  # lowered once the server has refused a format
 
     @asynccontextmanager
@@ -159,10 +159,6 @@ class OpenAIChat(ChatModel):
 
     def _log_concurrency(self) -> None:
         log.info("%s: %s", self.name, self.limiter.summary())
-
-    def _backoff(self, retry: int) -> float:
-        """Full jitter: uniform(0, min(max, base * 2**retry))."""
-        return random.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**retry)))
 
     def _messages(self, request: ChatRequest) -> list[dict[str, str]]:
         messages = [dict(m) for m in request.messages]
@@ -264,7 +260,7 @@ class OpenAIChat(ChatModel):
             if delay is not None and slot.outcome == "overload":
                 log.debug("%s: %s; retry %d after the endpoint's pause", self.name, problem, retries)
                 continue  # the limiter holds every request until the Retry-After has passed
-            wait = delay if delay is not None else self._backoff(retries - 1)
+            wait = delay if delay is not None else self.backoff.backoff_s(retries - 1)
             log.debug("%s: %s; retry %d in %.2f s", self.name, problem, retries, wait)
             await asyncio.sleep(wait)
 
