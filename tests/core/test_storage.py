@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -140,3 +141,19 @@ def test_download_dir_round_trip_on_s3(tmp_path: Path, s3_env: S3Server, bucket:
     written = storage.download_dir("out", tmp_path / "d")
     assert sorted(p.relative_to(tmp_path / "d").as_posix() for p in written) == ["a.txt", "sub/b.txt"]
     assert (tmp_path / "d" / "sub" / "b.txt").read_bytes() == b"b"
+
+
+def test_unreadable_or_corrupt_cache_entries_are_misses(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    cache = ContentCache(storage, "unit")
+    cache.put_json("good", {"a": 1})
+    cache.put_bytes("corrupt", b'{"a": ')
+    cache.put_json("unreadable", {"b": 2})
+    (tmp_path / "unit" / "un" / "unreadable").chmod(0)
+    assert cache.get_json("good") == {"a": 1}
+    assert cache.get_json("corrupt") is None
+    assert cache.get_json("absent") is None
+    assert (cache.hits, cache.misses) == (1, 2)  # the corrupt entry counts as a miss, not a hit
+    if os.geteuid() != 0:  # root reads any file
+        assert cache.get_json("unreadable") is None
+        assert (cache.hits, cache.misses) == (1, 3)

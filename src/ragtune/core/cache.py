@@ -38,8 +38,9 @@ class ContentCache:
     def get_bytes(self, key: str) -> bytes | None:
         name = self._key(key)
         if self.storage.exists(name):
-            self.hits += 1
-            return self.storage.read_bytes(name)
+            data = self.storage.read_bytes(name)
+            self.hits += 1  # counted once read: an unreadable entry is the caller's miss
+            return data
         self.misses += 1
         return None
 
