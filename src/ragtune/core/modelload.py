@@ -82,7 +82,7 @@ def _download_s3(uri: str, config: RagtuneConfig) -> Path:
             raise ConfigError(
                 f"train.base_model {uri}: no config.json there ({len(files)} files); not a model folder"
             )
-        (folder / _COMPLETE_MARKER).write_text(uri, encoding="utf-8")
+        atomic_write_text(folder / _COMPLETE_MARKER, uri)
 
     return build_once(target, download, lambda folder: (folder / _COMPLETE_MARKER).is_file())
 

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from ragtune.core.errors import RagtuneError
+from ragtune.core.fsutil import atomic_write_bytes
 from ragtune.core.storage import Storage
 from ragtune.train.report import CHECKPOINTS_DIR
 from ragtune.train.runner import RUN_FILE, TRAINER_STATE
@@ -105,7 +106,7 @@ def restore(storage: Storage, checkpoints: Path, num_nodes: int) -> str | None:
         if _MARKER.match(path.name) and path.parent == checkpoints / name:
             path.unlink()
     if storage.exists(PREFIX + RUN_FILE):
-        (checkpoints / RUN_FILE).write_bytes(storage.read_bytes(PREFIX + RUN_FILE))
+        atomic_write_bytes(checkpoints / RUN_FILE, storage.read_bytes(PREFIX + RUN_FILE))
     if not (checkpoints / name / TRAINER_STATE).is_file():
         raise RagtuneError(
             f"{storage.uri_for(PREFIX + name)}: all nodes marked it done but it has no {TRAINER_STATE}"
