@@ -20,7 +20,8 @@ rejected, retried and finally lost); set too low it leaves the server idle. The
   the server said so for the client, not for one request.
 
 State is kept across runs of the same model (the limit it learned stays learned); the waiting
-itself happens in whichever event loop is running. All methods are called from the event loop.
+itself happens in whichever event loop is running (overlapping runs in threads share the count
+of requests in flight; a slot freed in another loop is noticed within ``_POLL_S``).
 """
 
 from __future__ import annotations
@@ -28,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-#: A waiter re-checks at least this often (a slot freed by another event loop cannot wake it).
-_POLL_S = 0.05
+#: A waiter re-checks at least this often: a slot freed in another event loop (overlapping runs in
+#: threads) cannot wake it. Slots freed in its own loop wake it at once.
+_POLL_S = 0.5
 
 
 @dataclass
@@ -88,8 +92,11 @@ class AdaptiveLimiter:
         self._latency = 0.0  # moving average of reply latency (replies vary in length: smoothed)
         self._baseline = math.inf  # the lowest that average has been: the unloaded server
         self._paused_until = 0.0
-        self._condition: asyncio.Condition | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        # one condition per event loop (a condition belongs to the loop it is used in)
+        self._conditions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # -- what callers use ----------------------------------------------------------------------
 
@@ -106,7 +113,8 @@ class AdaptiveLimiter:
         try:
             yield slot
         finally:
-            self.in_flight -= 1
+            with self._lock:
+                self.in_flight -= 1
             if slot.outcome == "ok":
                 self._on_success(time.monotonic() - slot.started)
             elif slot.outcome == "overload":
@@ -131,9 +139,10 @@ class AdaptiveLimiter:
 
     def _get_condition(self) -> asyncio.Condition:
         loop = asyncio.get_running_loop()
-        if self._condition is None or self._loop is not loop:
-            self._condition, self._loop = asyncio.Condition(), loop
-        return self._condition
+        condition = self._conditions.get(loop)
+        if condition is None:
+            condition = self._conditions[loop] = asyncio.Condition()
+        return condition
 
     async def _acquire(self) -> None:
         condition = self._get_condition()
@@ -142,9 +151,12 @@ class AdaptiveLimiter:
             if wait > 0:
                 await asyncio.sleep(wait)
                 continue
-            if self.in_flight < self.level:
-                self.in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            with self._lock:  # overlapping runs in other threads share the count
+                admitted = self.in_flight < self.level
+                if admitted:
+                    self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            if admitted:
                 return
             async with condition:
                 with suppress(TimeoutError):
