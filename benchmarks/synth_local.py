@@ -105,7 +105,9 @@ def prefix_overlap(prompts: list[list[int]]) -> float:
     return statistics.fmean(shares) if shares else math.nan
 
 
-def issued_prompts(config: Any, ingest: Path, out_dir: Path, tokenizer: Any) -> tuple[list[list[int]], ...]:
+def issued_prompts(
+    config: Any, ingest: Path, out_dir: Path, tokenizer: Any
+) -> tuple[list[list[int]], list[list[int]]]:
     """Prompt tokens of the question and of the answer requests, in the order the stage sends them.
 
     Rebuilt from the run's outputs (every slot's question and retrieved chunks) with the run's
@@ -147,13 +149,12 @@ def issued_prompts(config: Any, ingest: Path, out_dir: Path, tokenizer: Any) -> 
     if ordered:
         answered = issue_order(answered, "answer")
     answers = [answer_request(answer_template, c.question, c.contexts, 0, 0.0, 8) for c in answered]
-    return tuple(
-        [
-            tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=True)
-            for r in requests
-        ]
-        for requests in (questions, answers)
-    )
+
+    def tokens(request: Any) -> list[int]:
+        text = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        return list(tokenizer(str(text), add_special_tokens=False)["input_ids"])
+
+    return [tokens(r) for r in questions], [tokens(r) for r in answers]
 
 
 def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
