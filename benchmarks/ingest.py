@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from pypdf import PdfReader
 
+    from ragtune.core.artifacts import DocumentsDir
     from ragtune.core.cache import ContentCache
     from ragtune.core.config import build_config
     from ragtune.core.embedding import SentenceTransformerEmbedder, embed_cached
-    from ragtune.core.records import Document, read_jsonl
     from ragtune.core.storage import LocalStorage
     from ragtune.index.stage import chunk_documents
     from ragtune.index.store import FaissStore
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             config.model_copy(update={"cache": config.cache.model_copy(update={"uri": str(fresh("cache"))})}),
             parsed,
         )
-        documents = read_jsonl(parsed / "documents.jsonl", Document)
+        documents = DocumentsDir(parsed).read()
         chunks, _, _ = chunk_documents(config, documents)
         texts = [chunk.text for chunk in chunks]
         if not texts:

@@ -162,6 +162,7 @@ def make_documents(count: int, changed: int | None = None) -> list[Any]:
 def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path) -> tuple[float, float, str]:
     """(calls fraction, time fraction, note) of a rerun after one of ``documents`` changed."""
     try:
+        from ragtune.core.artifacts import DocumentsDir
         from ragtune.core.config import build_config
         from ragtune.core.records import write_jsonl
         from ragtune.index import run_index
@@ -188,7 +189,7 @@ def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path
     for version, changed in (("full", None), ("rerun", documents // 3)):
         folder = workdir / version
         folder.mkdir(parents=True)
-        docs_path = folder / "documents.jsonl"
+        docs_path = DocumentsDir(folder).documents_path
         write_jsonl(docs_path, make_documents(documents, changed))
         run_index(config, docs_path, folder / "indexed")
         before = server.chat_count

@@ -50,7 +50,8 @@ VARIANTS = ("bare", "ours", "ours_padded", "ours_zero2")
 
 def make_dataset(folder: Path, n_train: int = 36, n_eval: int = 8) -> Path:
     """Question/answer items from the Markdown paragraphs of the sample corpus."""
-    from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex, write_jsonl
+    from ragtune.core.artifacts import DatasetDir
+    from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex
 
     items: list[InstructionItem] = []
     for path in sorted(CORPUS.glob("*.md")):
@@ -88,8 +89,8 @@ def make_dataset(folder: Path, n_train: int = 36, n_eval: int = 8) -> Path:
                 )
     if len(items) < n_train + n_eval:
         raise SystemExit(f"only {len(items)} paragraphs in {CORPUS}; need {n_train + n_eval}")
-    write_jsonl(folder / "train.jsonl", items[:n_train])
-    write_jsonl(folder / "eval.jsonl", items[n_train : n_train + n_eval])
+    DatasetDir(folder).write("train", items[:n_train])
+    DatasetDir(folder).write("eval", items[n_train : n_train + n_eval])
     return folder
 
 
@@ -145,6 +146,7 @@ def run_bare(args: argparse.Namespace) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
+    from ragtune.core.artifacts import DatasetDir
     from ragtune.core.models import load_causal_lm
     from ragtune.train.runner import StepTimes, step_clock
 
@@ -169,7 +171,7 @@ def run_bare(args: argparse.Namespace) -> dict[str, Any]:
         )
         model = get_peft_model(base, lora)
         features = []
-        for line in (args.dataset / "train.jsonl").read_text(encoding="utf-8").splitlines():
+        for line in DatasetDir(args.dataset).train_path.read_text(encoding="utf-8").splitlines():
             text = tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False)
             ids = tokenizer(text, add_special_tokens=False)["input_ids"][: args.max_seq_len]
             features.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)})

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 from pipelines.ragtune_pipeline import PIPELINE_NAME, ragtune_pipeline
 from pipelines.task_logs import TaskLogRouter, strip_ansi
+from ragtune.core.artifacts import DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, IndexDir, ModelDir
 from ragtune.core.config import RagtuneConfig, with_absolute_paths
 from ragtune.core.errors import RagtuneError
 
@@ -52,27 +53,23 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _parse_headline(task_dir: Path) -> str:
-    from ragtune.parse import REPORT_FILE, ParseReport
+    from ragtune.parse import ParseReport
 
-    report = ParseReport.model_validate_json(
-        (task_dir / "documents" / REPORT_FILE).read_text(encoding="utf-8")
-    )
+    report = DocumentsDir(task_dir / "documents").read_report(ParseReport)
     return f"{report.parsed_count} documents parsed, {report.failed_count} failed ({report.cache_hits} from cache)"
 
 
 def _index_headline(task_dir: Path) -> str:
     from ragtune.index import IndexReport
-    from ragtune.index.stage import REPORT_FILE
 
-    report = IndexReport.model_validate_json((task_dir / "index" / REPORT_FILE).read_text(encoding="utf-8"))
+    report = IndexDir(task_dir / "index").read_report(IndexReport)
     return f"{report.chunks} chunks from {report.documents_indexed} documents ({report.store_backend}, dim {report.dim})"
 
 
 def _synth_headline(task_dir: Path) -> str:
     from ragtune.synth import SynthReport
-    from ragtune.synth.stage import REPORT_FILE
 
-    report = SynthReport.model_validate_json((task_dir / "dataset" / REPORT_FILE).read_text(encoding="utf-8"))
+    report = DatasetDir(task_dir / "dataset").read_report(SynthReport)
     return (
         f"{report.kept} items kept ({report.train} train, {report.eval} eval), "
         f"{report.rejected} rejected of {report.generated} planned"
@@ -81,9 +78,8 @@ def _synth_headline(task_dir: Path) -> str:
 
 def _train_headline(task_dir: Path) -> str:
     from ragtune.train import TrainReport
-    from ragtune.train.report import METRICS_FILE
 
-    report = TrainReport.model_validate_json((task_dir / "model" / METRICS_FILE).read_text(encoding="utf-8"))
+    report = ModelDir(task_dir / "model").read_report(TrainReport)
     return (
         f"{report.global_step} steps on {report.train_examples} examples, train loss {_fmt(report.train_loss)}, "
         f"eval loss {_fmt(report.eval_loss_before)} -> {_fmt(report.eval_loss_after)} (n={report.eval_examples})"
@@ -92,11 +88,8 @@ def _train_headline(task_dir: Path) -> str:
 
 def _evaluate_headline(task_dir: Path) -> str:
     from ragtune.evaluate import EvalMetrics
-    from ragtune.evaluate.stage import METRICS_FILE
 
-    metrics = EvalMetrics.model_validate_json(
-        (task_dir / "evaluation" / METRICS_FILE).read_text(encoding="utf-8")
-    )
+    metrics = EvaluationDir(task_dir / "evaluation").read_report(EvalMetrics)
     means = ", ".join(f"{name} {_fmt(mean, 2)}" for name, mean in metrics.means.items())
     return (
         f"judge mean {means}; tuned - base {_fmt(metrics.delta_mean, 2)} "
@@ -104,13 +97,17 @@ def _evaluate_headline(task_dir: Path) -> str:
     )
 
 
+def evaluation_report(run_dir: Path) -> Path:
+    """Where a local run's HTML evaluation report is."""
+    return EvaluationDir(run_dir / "evaluate-adapter" / "evaluation").html_path
+
+
 def read_decision(run_dir: Path) -> DecisionRecord | None:
     """The register task's ``decision.json`` in a local run folder, ``None`` if it has none."""
-    from ragtune.registry.stage import DECISION_FILE
     from ragtune.registry.stage import read_decision as read_record
 
-    folder = run_dir / "register-model" / "decision"
-    return read_record(folder) if (folder / DECISION_FILE).is_file() else None
+    folder = DecisionDir(run_dir / "register-model" / "decision")
+    return read_record(folder.root) if folder.report_path.is_file() else None
 
 
 def _register_headline(task_dir: Path) -> str:

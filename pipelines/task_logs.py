@@ -19,12 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colours, and the cursor moves of nested tqdm bars
 _STARTED = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task '?([\w.-]+)'? cache hit")
 # tqdm's default layout: "desc: 42%|████▏     | 5/12 [00:01<00:02, 3.1it/s]" (or "5it [00:01, ...]").
-_PROGRESS = re.compile(r"\|\s*(?P<n>\d+)/(?P<total>\d+) \[|\b\d+it \[[^\]]*\]\s*$")
+_PROGRESS = re.compile(
+    r"\|\s*(?P<n>\d+)/(?P<total>\d+) \[(?P<elapsed>[\d:]+)<|\b\d+it \[(?P<elapsed_open>[\d:]+)[,\]]"
+)
 _KFP_INDENT = "    "  # kfp.local indents a task's relayed lines by four spaces
 
 Headline = Callable[[str, Path], str | None]
@@ -68,6 +70,7 @@ class TaskLogRouter(io.TextIOBase):
         self._started: dict[str, float] = {}
         self._pending: dict[str, list[str]] = {}  # task -> lines not yet written (no run folder yet)
         self._bar_open = False  # a progress bar drawn in place waits for its newline
+        self._bars_shown: set[tuple[str, str, str | None]] = set()
         self.logs_dir: Path | None = None
         self.failed_task: str | None = None
         self.tasks_done: list[str] = []
@@ -119,7 +122,12 @@ class TaskLogRouter(io.TextIOBase):
             self._bar_open = True
             if finished:
                 self._end_bar()
-        elif finished:
+            return
+        # Off a terminal a bar is one line, once: when it completes, if it took a second or more.
+        key = (task, text.split("|", 1)[0].rsplit(":", 1)[0].strip(), progress.group("total"))
+        elapsed = progress.group("elapsed") or ""
+        if finished and key not in self._bars_shown and elapsed.strip("0:") != "":
+            self._bars_shown.add(key)
             self._say("  " + text.strip())
 
     def _start(self, task: str) -> None:

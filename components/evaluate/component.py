@@ -33,6 +33,7 @@ def evaluate_adapter(
     import tempfile
     from pathlib import Path
 
+    from ragtune.core.artifacts import ModelDir
     from ragtune.core.config import config_from_json
     from ragtune.evaluate import run_evaluate
     from ragtune.registry import fetch_champion
@@ -43,7 +44,7 @@ def evaluate_adapter(
         result = run_evaluate(
             config,
             Path(dataset.path),
-            Path(model.path) / "adapter",
+            ModelDir(Path(model.path)).adapter_dir,
             Path(evaluation.path),
             index_dir=Path(index.path),
             extra_adapters={"champion": champion} if champion is not None else None,

@@ -20,10 +20,11 @@ def index_documents(
     """
     from pathlib import Path
 
+    from ragtune.core.artifacts import DocumentsDir
     from ragtune.core.config import config_from_json
     from ragtune.index import run_index
 
     config = config_from_json(config_json)
-    report = run_index(config, Path(documents.path) / "documents.jsonl", Path(index.path))
+    report = run_index(config, DocumentsDir(Path(documents.path)).documents_path, Path(index.path))
     metrics.log_metric("chunks", report.chunks)
     metrics.log_metric("embedding_cache_hits", report.cache_hits)

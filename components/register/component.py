@@ -34,11 +34,12 @@ def register_model(
     """
     from pathlib import Path
 
+    from ragtune.core.artifacts import DocumentsDir
     from ragtune.core.config import config_from_json
     from ragtune.core.records import documents_fingerprint
     from ragtune.registry import run_registry
 
-    lineage = {"corpus_hash": documents_fingerprint(Path(documents.path) / "documents.jsonl")}
+    lineage = {"corpus_hash": documents_fingerprint(DocumentsDir(Path(documents.path)).documents_path)}
     if git_revision:
         lineage["git_commit"] = git_revision
     result = run_registry(

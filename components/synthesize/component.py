@@ -41,6 +41,7 @@ def synthesize_shard(
     import tempfile
     from pathlib import Path
 
+    from ragtune.core.artifacts import DocumentsDir, IndexDir
     from ragtune.core.config import config_from_json
     from ragtune.synth import run_synth
 
@@ -48,8 +49,8 @@ def synthesize_shard(
     with tempfile.TemporaryDirectory() as scratch:  # the shard's own files are not the dataset
         report = run_synth(
             config,
-            Path(documents.path) / "documents.jsonl",
-            Path(index.path) / "index",
+            DocumentsDir(Path(documents.path)).documents_path,
+            IndexDir(Path(index.path)).store_dir,
             Path(scratch),
             shard=(shard_index, shard_count),
         )
@@ -77,13 +78,17 @@ def synthesize_dataset(
     """
     from pathlib import Path
 
+    from ragtune.core.artifacts import DocumentsDir, IndexDir
     from ragtune.core.config import config_from_json
     from ragtune.core.errors import InputError
     from ragtune.synth import run_synth
 
     config = config_from_json(config_json)
     report = run_synth(
-        config, Path(documents.path) / "documents.jsonl", Path(index.path) / "index", Path(dataset.path)
+        config,
+        DocumentsDir(Path(documents.path)).documents_path,
+        IndexDir(Path(index.path)).store_dir,
+        Path(dataset.path),
     )
     for name in ("generated", "kept", "train", "eval", "rejected", "cache_hits", "cache_misses"):
         metrics.log_metric(name, getattr(report, name))

@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ragtune.core.artifacts import DocumentsDir, IndexDir
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
 from ragtune.core.endpoints import export_grants
 from ragtune.core.errors import RagtuneError
@@ -117,12 +118,12 @@ def run(
         soft_wrap=True,
     )
     table = Table(box=None, show_header=True, pad_edge=False, header_style="bold")
-    table.add_column("output", no_wrap=True)
-    table.add_column("path", overflow="fold")
+    table.add_column("output (under the run folder)", no_wrap=True)
+    table.add_column("holds", overflow="fold")
     for name, path in result.outputs.items():
-        table.add_row(name, str(path.relative_to(result.run_dir)))
+        table.add_row(name, _contents(path))
     if result.logs_dir is not None:
-        table.add_row("logs", str(result.logs_dir.relative_to(result.run_dir)) + "/<task>.log")
+        table.add_row(str(result.logs_dir.relative_to(result.run_dir)), "<task>.log: each task's full output")
     console.print(table)
     _print_decision(result.run_dir)
     from pipelines.summary import summary_for_run
@@ -130,9 +131,17 @@ def run(
     console.print("\n" + summary_for_run(result.run_dir), soft_wrap=True, highlight=False, markup=False)
 
 
+def _contents(path: Path, shown: int = 5) -> str:
+    """A folder's entries, first few by name (folders with a slash); a file's own name."""
+    if not path.is_dir():
+        return path.name
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not p.name.startswith("."))
+    return ", ".join(names[:shown]) + (f", … ({len(names) - shown} more)" if len(names) > shown else "")
+
+
 def _print_decision(run_dir: Path) -> None:
     """The promotion decision in words, and where to look next (MLflow, the evaluation report)."""
-    from pipelines.local_run import read_decision
+    from pipelines.local_run import evaluation_report, read_decision
 
     decision = read_decision(run_dir)
     if decision is not None:
@@ -145,7 +154,7 @@ def _print_decision(run_dir: Path) -> None:
             soft_wrap=True,
             highlight=False,
         )
-    report = run_dir / "evaluate-adapter" / "evaluation" / "report.html"
+    report = evaluation_report(run_dir)
     if report.is_file():
         console.print(f"evaluation report: {report}", soft_wrap=True, highlight=False)
 
@@ -165,12 +174,12 @@ def parse(
             raise RagtuneError(f"{path}: no such file or folder")
     report = run_parse(_config(config, set_), out, sources=[str(p) for p in paths])
     console.print(
-        f"parsed {report.parsed_count} document(s), {report.failed_count} failed -> {out / 'documents.jsonl'}"
+        f"parsed {report.parsed_count} document(s), {report.failed_count} failed -> {DocumentsDir(out).documents_path}"
     )
     for failure in report.failures:
         console.print(f"  [red]failed[/] {failure.source}: {failure.reason}")
     if report.parsed_count == 0:
-        raise RagtuneError(f"no document could be parsed; see {out / 'parse_report.json'}")
+        raise RagtuneError(f"no document could be parsed; see {DocumentsDir(out).report_path}")
     if report.failed_count:
         raise typer.Exit(EXIT_PARTIAL)
 
@@ -213,13 +222,13 @@ def synthesize(
     if index_dir is None:
         index_dir = out / "ingest"
         run_parse(cfg, index_dir)
-        run_index(cfg, index_dir / "documents.jsonl", index_dir)
-    documents = index_dir / "documents.jsonl"
+        run_index(cfg, DocumentsDir(index_dir).documents_path, index_dir)
+    documents = DocumentsDir(index_dir).documents_path
     if not documents.is_file():
         raise RagtuneError(
             f"{documents}: missing; --index must be a folder written by `ragtune parse` and `ragtune index`"
         )
-    report = run_synthesis(cfg, documents, index_dir / "index", out)
+    report = run_synthesis(cfg, documents, IndexDir(index_dir).store_dir, out)
     console.print(
         f"{report.generated} slots -> {report.train} train, {report.eval} eval, {report.rejected} rejected; "
         f"LLM cache {report.cache_hits} hits, {report.cache_misses} misses -> {out}"

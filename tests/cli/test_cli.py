@@ -92,6 +92,7 @@ def test_run_passes_corpus_and_verbose_to_the_runner_and_prints_the_outputs(
     seen: dict[str, object] = {}
     run_dir = tmp_path / "runs" / "ragtune-1"
     (run_dir / "parse-documents" / "documents").mkdir(parents=True)
+    (run_dir / "parse-documents" / "documents" / "documents.jsonl").write_text("")
     (run_dir / "logs").mkdir()
 
     def fake_run_locally(
@@ -112,7 +113,8 @@ def test_run_passes_corpus_and_verbose_to_the_runner_and_prints_the_outputs(
     assert code == 0, output
     assert seen == {"corpus": str(tmp_path / "docs"), "verbose": True, "root": str(tmp_path / "runs")}
     assert "pipeline finished" in output
-    assert "parse-documents/documents" in output and "logs/<task>.log" in output
+    assert "parse-documents/documents" in output and "documents.jsonl" in output
+    assert "<task>.log" in output
 
 
 def test_run_without_corpus_keeps_the_configs(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

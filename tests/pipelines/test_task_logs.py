@@ -133,3 +133,22 @@ def test_verbose_copies_every_line_to_the_console(tmp_path: Path) -> None:
     feed(router, kfp_task("parse-documents", ["a library message"]))
     assert "a library message" in console.getvalue()
     assert "a library message" in (tmp_path / "logs" / "parse-documents.log").read_text()
+
+
+def test_off_a_terminal_a_bar_shows_once_and_only_if_it_took_a_second(tmp_path: Path) -> None:
+    console = Console(tty=False)
+    router = make_router(tmp_path, console, tmp_path)
+    lines = [
+        "Loading weights: 100%|##| 103/103 [00:00<00:00, 9000it/s]",  # instant: log only
+        "embedding: 100%|##| 73/73 [00:28<00:00, 2.58chunk/s]",
+        "embedding: 100%|##| 73/73 [00:28<00:00, 2.58chunk/s]",  # tqdm's close repeats the final state
+        "\x1b[A100%|##| 2/2 [03:47<00:00, 109.06s/it]",  # nested bar with a cursor move
+        "100%|##| 2/2 [04:43<00:00, 141.72s/it]",
+    ]
+    feed(router, kfp_task("train-adapter", lines))
+    bars = [line.strip() for line in console.getvalue().splitlines() if "%|" in line]
+    assert bars == [
+        "embedding: 100%|##| 73/73 [00:28<00:00, 2.58chunk/s]",
+        "100%|##| 2/2 [03:47<00:00, 109.06s/it]",
+    ]
+    assert "Loading weights" in (tmp_path / "logs" / "train-adapter.log").read_text()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.fsutil import atomic_write_text
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # Weights some hub repos ship twice in other formats (Mistral's consolidated.*, Meta's original/).
 _HUB_IGNORE = ["consolidated.*", "original/*", "*.pth", "*.gguf", "*.msgpack", "*.h5"]
 _COMPLETE_MARKER = ".ragtune-complete"
-ADAPTER_META_FILE = "ragtune_adapter.json"
+ADAPTER_META_FILE = ModelDir.ADAPTER_META
 
 
 class AdapterMeta(BaseModel):

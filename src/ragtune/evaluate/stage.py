@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from ragtune.core.artifacts import DatasetDir, EvaluationDir
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
@@ -41,13 +42,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVAL_FILE = "eval.jsonl"
-TRAIN_FILE = "train.jsonl"
+EVAL_FILE = DatasetDir.EVAL
+TRAIN_FILE = DatasetDir.TRAIN
 RAG_SUFFIX = "_rag"
-SCORES_FILE = "scores.jsonl"
-PAIRWISE_FILE = "pairwise.jsonl"
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
+SCORES_FILE = EvaluationDir.SCORES
+PAIRWISE_FILE = EvaluationDir.PAIRWISE
+METRICS_FILE = EvaluationDir.REPORT
+REPORT_FILE = EvaluationDir.HTML
 JUDGE_CACHE_NAMESPACE = "llm"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ragtune.core.artifacts import IndexDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.embedding import Embedder, load_embedder
 from ragtune.core.errors import ConfigError, InputError
@@ -111,8 +112,11 @@ class Retriever:
 
 def _locate(index_dir: Path) -> Path:
     """Accept the ``index/`` folder itself or the index stage's whole output folder."""
-    if not (index_dir / STORE_FILE).is_file() and (index_dir / "index" / STORE_FILE).is_file():
-        return index_dir / "index"
+    if (
+        not (index_dir / STORE_FILE).is_file()
+        and IndexDir(index_dir).store_dir.joinpath(STORE_FILE).is_file()
+    ):
+        return IndexDir(index_dir).store_dir
     return index_dir
 
 
@@ -122,12 +126,12 @@ def chunks_path_for(index_dir: Path) -> Path:
     index_dir = _locate(index_dir)
     recorded = read_store_info(index_dir).get("chunks")
     candidates = [index_dir / recorded] if recorded else []
-    candidates += [index_dir.parent / "chunks.jsonl", index_dir / "chunks.jsonl"]
+    candidates += [IndexDir(index_dir.parent).chunks_path, IndexDir(index_dir).chunks_path]
     for path in candidates:
         if path.is_file():
             return path
     raise InputError(
-        f"{index_dir}: no chunks.jsonl found (looked at {', '.join(str(p) for p in candidates)})"
+        f"{index_dir}: no {IndexDir.CHUNKS} found (looked at {', '.join(str(p) for p in candidates)})"
     )
 
 

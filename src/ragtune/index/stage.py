@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from ragtune.core.artifacts import IndexDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.embedding import (
     Embedder,
@@ -34,9 +35,9 @@ from ragtune.index.store import create_store
 
 log = logging.getLogger(__name__)
 
-CHUNKS_FILE = "chunks.jsonl"
-INDEX_DIR = "index"
-REPORT_FILE = "index_report.json"
+CHUNKS_FILE = IndexDir.CHUNKS
+INDEX_DIR = IndexDir.STORE_DIR
+REPORT_FILE = IndexDir.REPORT
 
 
 class SkippedDocument(BaseModel):

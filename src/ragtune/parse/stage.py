@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ragtune.core.artifacts import DocumentsDir
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import ParseConfig, RagtuneConfig
 from ragtune.core.errors import InputError, RagtuneError
@@ -37,8 +38,8 @@ from ragtune.parse.sections import Source
 logger = logging.getLogger(__name__)
 
 PARSER_VERSION = "1"  # bump when any reader's output changes, to invalidate cached documents
-DOCUMENTS_FILE = "documents.jsonl"
-REPORT_FILE = "parse_report.json"
+DOCUMENTS_FILE = DocumentsDir.DOCUMENTS
+REPORT_FILE = DocumentsDir.REPORT
 CACHE_NAMESPACE = "parse"
 FAILED_NAMES_SHOWN = 10
 _MB = 1024 * 1024

@@ -18,13 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ragtune.core.artifacts import DatasetDir, DecisionDir, EvaluationDir, ModelDir
 from ragtune.core.config import RagtuneConfig
-from ragtune.core.errors import InputError
-from ragtune.core.fsutil import atomic_write_text
-from ragtune.core.modelload import ADAPTER_META_FILE, read_adapter_meta
+from ragtune.core.modelload import read_adapter_meta
 from ragtune.core.records import read_json_object
-from ragtune.evaluate.stage import METRICS_FILE as EVAL_METRICS_FILE
-from ragtune.evaluate.stage import PAIRWISE_FILE, REPORT_FILE, SCORES_FILE
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
 from ragtune.registry.register import ModelVersionInfo, register_model
@@ -39,12 +36,8 @@ from ragtune.registry.tracking import (
     start_pipeline_run,
     tracking_uri,
 )
-from ragtune.train.report import ADAPTER_DIR
-from ragtune.train.report import METRICS_FILE as TRAIN_METRICS_FILE
 
 log = logging.getLogger(__name__)
-
-DECISION_FILE = "decision.json"
 
 
 class MlflowPointer(BaseModel):
@@ -110,7 +103,7 @@ def eval_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
 
 def dataset_system_prompt(dataset_dir: Path) -> str | None:
     """The system message of the dataset's first training item (what the model was tuned with)."""
-    path = Path(dataset_dir) / "train.jsonl"
+    path = DatasetDir(dataset_dir).train_path
     if not path.is_file():
         return None
     with path.open(encoding="utf-8") as handle:
@@ -162,9 +155,9 @@ def run_registry(
         Path(dataset_dir),
         Path(out_dir),
     )
-    adapter_dir = train_dir / ADAPTER_DIR
+    adapter_dir = ModelDir(train_dir).adapter_dir
     manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")  # fail before anything is logged
-    eval_path = eval_dir / EVAL_METRICS_FILE
+    eval_path = EvaluationDir(eval_dir).report_path
     eval_data = read_json_object(eval_path)
     summary = EvalSummary.from_metrics(eval_data)
 
@@ -181,10 +174,10 @@ def run_registry(
         "dataset",
         params={"lineage": dict(lineage)} if lineage else None,
         metrics=counts,
-        artifacts=_existing([dataset_dir / "README.md", *sorted(dataset_dir.glob("*.json"))]),
+        artifacts=_existing([DatasetDir(dataset_dir).card_path, *sorted(dataset_dir.glob("*.json"))]),
     )
 
-    train_path = train_dir / TRAIN_METRICS_FILE
+    train_path = ModelDir(train_dir).report_path
     train_data = read_json_object(train_path) if train_path.is_file() else {}
     if not train_data:
         log.warning("%s: no train metrics; the train stage is logged without them", train_path)
@@ -197,7 +190,7 @@ def run_registry(
         artifacts=_existing(
             [
                 train_path,
-                adapter_dir / ADAPTER_META_FILE,
+                adapter_dir / ModelDir.ADAPTER_META,
                 adapter_dir / "adapter_config.json",
                 *sorted(train_dir.glob("*.png")),
             ]
@@ -212,9 +205,9 @@ def run_registry(
         artifacts=_existing(
             [
                 eval_path,
-                eval_dir / REPORT_FILE,
-                eval_dir / SCORES_FILE,
-                eval_dir / PAIRWISE_FILE,
+                EvaluationDir(eval_dir).html_path,
+                EvaluationDir(eval_dir).scores_path,
+                EvaluationDir(eval_dir).pairwise_path,
                 *sorted(eval_dir.glob("*.png")),
             ]
         ),
@@ -253,16 +246,10 @@ def run_registry(
         ),
         eval=summary,
     )
-    atomic_write_text(out_dir / DECISION_FILE, record.model_dump_json(indent=2) + "\n")
+    DecisionDir(out_dir).write_report(record)
     return decision
 
 
 def read_decision(out_dir: Path) -> DecisionRecord:
     """The ``decision.json`` :func:`run_registry` wrote to ``out_dir`` (an InputError naming it if unreadable)."""
-    path = out_dir / DECISION_FILE
-    try:
-        return DecisionRecord.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (the registry stage did not finish)") from None
-    except ValueError as err:
-        raise InputError(f"{path}: not a decision record ({err})") from None
+    return DecisionDir(out_dir).read_report(DecisionRecord)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragtune.core.artifacts import DatasetDir
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.fsutil import atomic_write_lines
 from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex
@@ -108,9 +109,9 @@ def card_front_matter(has_train: bool, has_eval: bool) -> str:
     """Hugging Face dataset-card YAML so ``load_dataset(<folder>)`` finds the splits."""
     files: list[dict[str, Any]] = []
     if has_train:
-        files.append({"split": "train", "path": "train.jsonl"})
+        files.append({"split": "train", "path": DatasetDir.TRAIN})
     if has_eval:
-        files.append({"split": "eval", "path": "eval.jsonl"})
+        files.append({"split": "eval", "path": DatasetDir.EVAL})
     if not files:
         return ""
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]

@@ -42,6 +42,7 @@ from typing import TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from ragtune.core.artifacts import DatasetDir
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint, RagtuneConfig
 from ragtune.core.embedding import embed_cached, embedding_cache
@@ -85,13 +86,13 @@ from ragtune.synth.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "train.jsonl"
-EVAL_FILE = "eval.jsonl"
-REJECTED_FILE = "rejected.jsonl"
-TRAIN_ALPACA_FILE = "train.alpaca.jsonl"
-EVAL_ALPACA_FILE = "eval.alpaca.jsonl"
-CARD_FILE = "README.md"
-REPORT_FILE = "synth_report.json"
+TRAIN_FILE = DatasetDir.TRAIN
+EVAL_FILE = DatasetDir.EVAL
+REJECTED_FILE = DatasetDir.REJECTED
+TRAIN_ALPACA_FILE = DatasetDir.TRAIN_ALPACA
+EVAL_ALPACA_FILE = DatasetDir.EVAL_ALPACA
+CARD_FILE = DatasetDir.CARD
+REPORT_FILE = DatasetDir.REPORT
 LLM_CACHE_NAMESPACE = "llm"
 LOCAL_GROUNDEDNESS = "local:lexical+embedding"
 

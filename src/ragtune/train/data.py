@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from jinja2 import TemplateError
 
+from ragtune.core.artifacts import DatasetDir
 from ragtune.core.errors import InputError
 from ragtune.core.records import InstructionItem, read_jsonl
 from ragtune.train.report import SkippedItem
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
-TRAIN_FILE = "train.jsonl"
-EVAL_FILE = "eval.jsonl"
+TRAIN_FILE = DatasetDir.TRAIN
+EVAL_FILE = DatasetDir.EVAL
 
 Method = Literal["prefix", "offsets"]
 Messages = Sequence[dict[str, str]]

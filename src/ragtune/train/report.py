@@ -7,14 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.fsutil import atomic_write_text
 
 DeepSpeedStage = Literal["off", "zero2", "zero3"]
 
-METRICS_FILE = "metrics.json"
-ADAPTER_DIR = "adapter"
-MERGED_DIR = "merged"
-CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = ModelDir.REPORT
+ADAPTER_DIR = ModelDir.ADAPTER_DIR
+MERGED_DIR = ModelDir.MERGED_DIR
+CHECKPOINTS_DIR = ModelDir.CHECKPOINTS_DIR
 
 
 class LossPoint(BaseModel):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig, TrainConfig, config_from_json
 from ragtune.core.endpoints import ENDPOINTS_ENV
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOBS_PREFIX = "pytorchjobs"
-ADAPTER_DIR = "adapter"  # ragtune.train.report.ADAPTER_DIR
-METRICS_FILE = "metrics.json"  # ragtune.train.report.METRICS_FILE
+ADAPTER_DIR = ModelDir.ADAPTER_DIR
+METRICS_FILE = ModelDir.REPORT
 
 
 @dataclass(frozen=True)
