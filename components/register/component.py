@@ -34,14 +34,10 @@ def register_model(
     """
     from pathlib import Path
 
-    from ragtune.core.artifacts import DocumentsDir
     from ragtune.core.config import config_from_json
-    from ragtune.core.records import documents_fingerprint
-    from ragtune.registry import run_registry
+    from ragtune.registry import pipeline_lineage, run_registry
 
-    lineage = {"corpus_hash": documents_fingerprint(DocumentsDir(Path(documents.path)).documents_path)}
-    if git_revision:
-        lineage["git_commit"] = git_revision
+    lineage = pipeline_lineage(Path(documents.path), git_revision)
     result = run_registry(
         config_from_json(config_json),
         train_dir=Path(model.path),

@@ -22,7 +22,7 @@ from ragtune.registry.register import (
     model_uri,
     register_model,
 )
-from ragtune.registry.stage import run_registry
+from ragtune.registry.stage import pipeline_lineage, run_registry
 from ragtune.registry.tracking import config_params, log_stage, start_pipeline_run, tracking_uri
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "load_registered_model",
     "log_stage",
     "model_uri",
+    "pipeline_lineage",
     "promote",
     "promote_version",
     "register_model",

@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ragtune.core.artifacts import DatasetDir, DecisionDir, EvaluationDir, ModelDir
+from ragtune.core.artifacts import DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.modelload import read_adapter_meta
-from ragtune.core.records import read_json_object
+from ragtune.core.records import documents_fingerprint, read_json_object
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
 from ragtune.registry.register import ModelVersionInfo, register_model
@@ -130,6 +130,19 @@ def _count_lines(path: Path) -> int | None:
 
 def _existing(paths: Sequence[Path]) -> list[Path]:
     return [p for p in paths if p.exists()]
+
+
+def pipeline_lineage(documents_dir: Path, git_revision: str | None = None) -> dict[str, str]:
+    """The lineage every caller of :func:`run_registry` records: the parsed corpus's hash and the git
+    revision the run was submitted for (when there is one; else the tags fall back to ``git_revision()``).
+
+    The KFP component and any local caller compute it here, so a model version gets the same
+    ``ragtune.corpus_hash`` / ``ragtune.git_commit`` tags however it was registered.
+    """
+    lineage = {"corpus_hash": documents_fingerprint(DocumentsDir(documents_dir).documents_path)}
+    if git_revision:
+        lineage["git_commit"] = git_revision
+    return lineage
 
 
 def run_registry(
