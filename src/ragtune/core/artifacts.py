@@ -34,6 +34,7 @@ from typing import ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ragtune.core.errors import InputError
+from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.records import Chunk, Document, InstructionItem, read_jsonl, write_jsonl
 
 M = TypeVar("M", bound=BaseModel)
@@ -67,12 +68,7 @@ class Artifact:
 
     def write_report(self, report: BaseModel) -> Path:
         """Write ``report`` as indented JSON, atomically (a reader never sees half of it)."""
-        path = self.report_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return atomic_write_text(self.report_path, report.model_dump_json(indent=2) + "\n")
 
 
 @dataclass(frozen=True)
