@@ -43,8 +43,11 @@ def _collect_outputs(run_dir: Path) -> dict[str, Path]:
     outputs: dict[str, Path] = {}
     for task_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs"):
         for output in sorted(task_dir.iterdir()):
-            if output.name != "executor_output.json":
-                outputs[f"{task_dir.name}/{output.name}"] = output
+            if output.name == "executor_output.json":
+                continue
+            if output.is_dir() and {p.name for p in output.iterdir()} <= {"executor_output.json"}:
+                continue  # a task inside a loop: only KFP's bookkeeping, its data went elsewhere
+            outputs[f"{task_dir.name}/{output.name}"] = output
     return outputs
 
 
