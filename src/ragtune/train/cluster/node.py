@@ -30,12 +30,12 @@ from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage, open_storage
 from ragtune.train.cluster import checkpoints
 from ragtune.train.cluster.job import CONFIG_ENV, WORKDIR
+from ragtune.train.distributed import ERROR_FILE
 from ragtune.train.report import CHECKPOINTS_DIR
 
 DATASET_PREFIX = "dataset/"
 OUTPUT_PREFIX = "output/"
 SKIP_OUTPUTS = (CHECKPOINTS_DIR,)  # large; shared through <work-uri>/checkpoints/ while training
-ERROR_FILE = "train_error.txt"  # ragtune.train.distributed.ERROR_FILE
 
 
 def _run(command: list[str]) -> int:
