@@ -12,6 +12,7 @@ terminal, only their final state otherwise. ``verbose`` also copies every raw li
 from __future__ import annotations
 
 import io
+import math
 import re
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ _CACHED = re.compile(r"Task '?([\w.-]+)'? cache hit")
 _PROGRESS = re.compile(
     r"\|\s*(?P<n>\d+)/(?P<total>\d+) \[(?P<elapsed>[\d:]+)<|\b\d+it \[(?P<elapsed_open>[\d:]+)[,\]]"
 )
+_BAR_LOG_EVERY_S = 30.0  # a running bar is written to the task's log at most this often
 _KFP_INDENT = "    "  # kfp.local indents a task's relayed lines by four spaces
 
 Headline = Callable[[str, Path], str | None]
@@ -71,6 +73,7 @@ class TaskLogRouter(io.TextIOBase):
         self._pending: dict[str, list[str]] = {}  # task -> lines not yet written (no run folder yet)
         self._bar_open = False  # a progress bar drawn in place waits for its newline
         self._bars_shown: set[tuple[str, str, str | None]] = set()
+        self._bar_logged: dict[tuple[str, str, str | None], float] = {}
         self.logs_dir: Path | None = None
         self.failed_task: str | None = None
         self.tasks_done: list[str] = []
@@ -113,7 +116,12 @@ class TaskLogRouter(io.TextIOBase):
             self._log(task, text)
             return
         finished = progress.group("total") is not None and progress.group("n") == progress.group("total")
-        if finished:
+        bar = (task, text.split("|", 1)[0].rsplit(":", 1)[0].strip(), progress.group("total"))
+        now = time.monotonic()
+        if (
+            finished or now - self._bar_logged.get(bar, -math.inf) >= _BAR_LOG_EVERY_S
+        ):  # a long bar's progress, sparsely
+            self._bar_logged[bar] = now
             self._log(task, text.strip())
         if self.verbose:
             return
@@ -124,10 +132,9 @@ class TaskLogRouter(io.TextIOBase):
                 self._end_bar()
             return
         # Off a terminal a bar is one line, once: when it completes, if it took a second or more.
-        key = (task, text.split("|", 1)[0].rsplit(":", 1)[0].strip(), progress.group("total"))
         elapsed = progress.group("elapsed") or ""
-        if finished and key not in self._bars_shown and elapsed.strip("0:") != "":
-            self._bars_shown.add(key)
+        if finished and bar not in self._bars_shown and elapsed.strip("0:") != "":
+            self._bars_shown.add(bar)
             self._say("  " + text.strip())
 
     def _start(self, task: str) -> None:

@@ -115,6 +115,10 @@ def test_progress_bars_show_only_their_final_state_off_a_terminal(tmp_path: Path
     shown = console.getvalue().splitlines()
     assert [line for line in shown if "embedding" in line] == ["  " + bars[-1]]
     assert len(shown) == 3
+    logged = [
+        line for line in (tmp_path / "logs" / "index-documents.log").read_text().splitlines() if "%|" in line
+    ]
+    assert logged == [bars[0], bars[-1]]  # a running bar is logged sparsely (first state, then every 30 s)
 
 
 def test_progress_bars_are_redrawn_in_place_on_a_terminal(tmp_path: Path) -> None:
