@@ -154,11 +154,13 @@ def test_parse_exits_3_when_some_files_fail(tmp_path: Path) -> None:
         "# Title\n\n## Part\n\nSome text about sleep and mood, enough to count as a document.\n"
     )
     (corpus / "bad.pdf").write_bytes(b"not a pdf at all")
-    code, output = invoke(
-        "parse", str(corpus), "--out", str(tmp_path / "out"), "--set", f"run.root={tmp_path / 'runs'}"
-    )
+    flags = ["--out", str(tmp_path / "out"), "--set", f"run.root={tmp_path / 'runs'}"]
+    code, output = invoke("parse", str(corpus), *flags, "--set", "parse.max_failed_fraction=0.5")
     assert code == EXIT_PARTIAL, output
     assert "bad.pdf" in output
+    code, output = invoke("parse", str(corpus), *flags)  # 1 of 2 is over the default 0.2
+    assert code == 1
+    assert "bad.pdf" in one_error_line(output)
 
 
 def test_parse_of_a_missing_path_is_one_line(tmp_path: Path) -> None:
