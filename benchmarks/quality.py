@@ -47,7 +47,9 @@ DEFAULT_CONFIG = REPO / "examples" / "psychiatry" / "ragtune.yaml"
 
 def find_metrics(run_dir: Path) -> dict[str, Any]:
     """The evaluation's ``metrics.json`` (the one with contenders) under a local run folder."""
-    for path in sorted(run_dir.rglob("metrics.json")):
+    from ragtune.core.artifacts import EvaluationDir
+
+    for path in sorted(run_dir.rglob(EvaluationDir.REPORT)):
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and "contenders" in data:
             return data

@@ -113,7 +113,8 @@ def issued_prompts(
     Rebuilt from the run's outputs (every slot's question and retrieved chunks) with the run's
     templates; the baseline sent them in slot order, the new stage in :func:`issue_order`.
     """
-    from ragtune.core.records import Chunk, Document, InstructionItem, read_jsonl
+    from ragtune.core.artifacts import DatasetDir, DocumentsDir, IndexDir
+    from ragtune.core.records import read_jsonl
     from ragtune.synth.categories import build_categories, plan_slots
     from ragtune.synth.prompts import answer_request, question_request
     from ragtune.synth.report import RejectedItem
@@ -122,10 +123,8 @@ def issued_prompts(
 
     s = config.synth
     templates = TemplateSet(s.templates_dir)
-    chunks = {c.chunk_id: c for c in read_jsonl(ingest / "chunks.jsonl", Chunk)}
-    categories = build_categories(
-        read_jsonl(ingest / "documents.jsonl", Document), chunks.values(), s.toc_depth
-    )
+    chunks = {c.chunk_id: c for c in IndexDir(ingest).read()}
+    categories = build_categories(DocumentsDir(ingest).read(), chunks.values(), s.toc_depth)
     slots = plan_slots(
         categories, s.questions_per_category, s.question_types, config.run.seed, s.max_chunks_per_category
     )
@@ -138,11 +137,11 @@ def issued_prompts(
         question_request(question_template, c.slot.chunk, c.slot.question_type, 0, 0.0, 8) for c in candidates
     ]
     answered: list[Candidate] = []
-    items = read_jsonl(out_dir / "train.jsonl", InstructionItem) + read_jsonl(
-        out_dir / "eval.jsonl", InstructionItem
-    )
+    items = DatasetDir(out_dir).read("train") + DatasetDir(out_dir).read("eval")
     pairs: list[tuple[str | None, list[str]]] = [(i.question, i.provenance.context_chunk_ids) for i in items]
-    pairs += [(r.question, r.context_chunk_ids) for r in read_jsonl(out_dir / "rejected.jsonl", RejectedItem)]
+    pairs += [
+        (r.question, r.context_chunk_ids) for r in read_jsonl(out_dir / DatasetDir.REJECTED, RejectedItem)
+    ]
     for question, context_ids in pairs:
         if question and context_ids:
             answered.append(Candidate(slots[0], question=question, contexts=[chunks[i] for i in context_ids]))
@@ -159,15 +158,13 @@ def issued_prompts(
 
 def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
     """Share the local judge scores 4-5 of 5, its n, and the mean stage groundedness of the kept items."""
+    from ragtune.core.artifacts import DatasetDir
     from ragtune.core.llm import open_chat_model
-    from ragtune.core.records import InstructionItem, read_jsonl
     from ragtune.synth.filters import local_groundedness
     from ragtune.synth.prompts import JudgeReply, judge_request
     from ragtune.synth.templates import TemplateSet
 
-    items = read_jsonl(out_dir / "train.jsonl", InstructionItem) + read_jsonl(
-        out_dir / "eval.jsonl", InstructionItem
-    )
+    items = DatasetDir(out_dir).read("train") + DatasetDir(out_dir).read("eval")
     if not items:
         return math.nan, 0, math.nan
     from ragtune.core.embedding import load_embedder
@@ -203,6 +200,7 @@ def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
 
 
 def run_setting(name: str, base: Any, overrides: dict[str, Any], ingest: Path, workdir: Path) -> Outcome:
+    from ragtune.core.artifacts import DocumentsDir, IndexDir
     from ragtune.core.config import build_config
     from ragtune.core.llm.local_backend import load_local_model
     from ragtune.synth import run_synth
@@ -212,7 +210,7 @@ def run_setting(name: str, base: Any, overrides: dict[str, Any], ingest: Path, w
     out = workdir / name
     load_local_model(config.train.base_model)  # not timed: both settings share the loaded model
     started = time.perf_counter()
-    report = run_synth(config, ingest / "documents.jsonl", ingest / "index", out)
+    report = run_synth(config, DocumentsDir(ingest).documents_path, IndexDir(ingest).store_dir, out)
     seconds = time.perf_counter() - started
     _, tokenizer = load_local_model(config.train.base_model)
     question_prompts, answer_prompts = issued_prompts(config, ingest, out, tokenizer)
@@ -233,12 +231,13 @@ def run_setting(name: str, base: Any, overrides: dict[str, Any], ingest: Path, w
 
 
 def ingest_corpus(config: Any, workdir: Path) -> Path:
+    from ragtune.core.artifacts import DocumentsDir
     from ragtune.index import run_index
     from ragtune.parse import run_parse
 
     ingest = workdir / "ingest"
     run_parse(config, ingest)
-    run_index(config, ingest / "documents.jsonl", ingest)
+    run_index(config, DocumentsDir(ingest).documents_path, ingest)
     return ingest
 
 
