@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ragtune.core.artifacts import DatasetDir, DecisionDir, EvaluationDir
 from ragtune.core.records import read_json_object
 
-SYNTH_REPORT = Path("synthesize-dataset") / "dataset" / "synth_report.json"
-EVAL_METRICS = Path("evaluate-adapter") / "evaluation" / "metrics.json"
-DECISION = Path("register-model") / "decision" / "decision.json"
+SYNTH_REPORT = Path("synthesize-dataset") / "dataset" / DatasetDir.REPORT
+EVAL_METRICS = Path("evaluate-adapter") / "evaluation" / EvaluationDir.REPORT
+DECISION = Path("register-model") / "decision" / DecisionDir.REPORT
 
 QUESTIONS = {
     "tuned-base": "fine-tuning vs base",

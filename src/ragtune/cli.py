@@ -125,10 +125,10 @@ def run(
     if result.logs_dir is not None:
         table.add_row(str(result.logs_dir.relative_to(result.run_dir)), "<task>.log: each task's full output")
     console.print(table)
-    _print_decision(result.run_dir)
     from pipelines.summary import summary_for_run
 
     console.print("\n" + summary_for_run(result.run_dir), soft_wrap=True, highlight=False, markup=False)
+    _print_where_to_look(result.run_dir)
 
 
 def _contents(path: Path, shown: int = 5) -> str:
@@ -139,16 +139,15 @@ def _contents(path: Path, shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (f", … ({len(names) - shown} more)" if len(names) > shown else "")
 
 
-def _print_decision(run_dir: Path) -> None:
-    """The promotion decision in words, and where to look next (MLflow, the evaluation report)."""
+def _print_where_to_look(run_dir: Path) -> None:
+    """Where to look next: the MLflow store of the decision, the HTML evaluation report.
+
+    The decision itself, with its reason, is in the evidence summary printed just before.
+    """
     from pipelines.local_run import evaluation_report, read_decision
 
     decision = read_decision(run_dir)
     if decision is not None:
-        console.print(
-            f"[bold]{decision.model_name} version {decision.version} -> {decision.alias}[/]: {decision.reason}",
-            soft_wrap=True,
-        )
         console.print(
             f"MLflow: {decision.mlflow.tracking_uri} (experiment {decision.mlflow.experiment})",
             soft_wrap=True,

@@ -38,7 +38,7 @@ from ragtune.evaluate.schema import BASE, TUNED, EvalMetrics, EvalReport, Metric
 from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
 
 if TYPE_CHECKING:
-    from ragtune.index.retriever import Retriever, ScoredChunk
+    from ragtune.index import Retriever, ScoredChunk
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
 from ragtune.registry.promote import version_by_alias
@@ -18,7 +19,7 @@ from ragtune.registry.tracking import client_for, mlflow_error, tracking_uri
 
 log = logging.getLogger(__name__)
 
-ADAPTER_META = "ragtune_adapter.json"
+ADAPTER_META = ModelDir.ADAPTER_META
 
 
 def fetch_champion(config: RagtuneConfig, out_dir: Path) -> Path | None:
