@@ -36,12 +36,13 @@ def write_adapter(directory: Path) -> Path:
     from ragtune.core.models import load_causal_lm
 
     model, _ = load_causal_lm("smollm2")
+    torch.manual_seed(0)  # lora_A is initialised from torch's global generator: fix it too
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
             if "lora_B" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
     peft_model.save_pretrained(str(directory))
     meta = AdapterMeta(
         base_model="smollm2",
