@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help venv demo test lint bench quality compile images clean
+.PHONY: help venv demo test lint bench quality compile wheelhouse base-image images image-cpu image-train clean
+
+# Image tags: the names components/images.py compiles into the pipeline (push them to your registry).
+IMAGE       ?= ghcr.io/ragtune/ragtune:0.1.0
+TRAIN_IMAGE ?= ghcr.io/ragtune/ragtune-train:0.1.0
+WHEELHOUSE  ?= dist/wheelhouse
+LOCAL_BASE  ?= ragtune-base:bookworm
 
 help:
 	@echo "make demo   - install, then run the whole pipeline locally on the sample corpus"
@@ -14,7 +20,10 @@ help:
 	@echo "make bench  - run the benchmarks in benchmarks/ (all but quality.py)"
 	@echo "make quality - the ~45-minute check that tuning beats the base model (benchmarks/quality.py)"
 	@echo "make compile - regenerate pipelines/compiled/ragtune_pipeline.yaml"
-	@echo "make images - build the Docker images (needs a Docker engine)"
+	@echo "make wheelhouse - download every wheel the CPU image installs into dist/wheelhouse/"
+	@echo "make base-image - debootstrap a local Debian base image (where FROM python:... cannot be pulled)"
+	@echo "make images - build the CPU and the CUDA training image (needs a Docker engine)"
+	@echo "make image-cpu / image-train - one of them"
 
 venv: $(STAMP)
 
@@ -51,9 +60,21 @@ quality: venv
 compile: venv
 	$(BIN)/ragtune compile --out pipelines/compiled/ragtune_pipeline.yaml
 
-images:
-	docker build -f docker/Dockerfile -t ragtune:cpu .
-	docker build -f docker/Dockerfile.train -t ragtune:train .
+wheelhouse: venv
+	PYTHON=$(BIN)/python docker/wheelhouse.sh $(WHEELHOUSE)
+
+base-image:
+	docker/base-image.sh $(LOCAL_BASE)
+
+images: image-cpu image-train
+
+# Installs only from the wheelhouse (no network in the build); BASE_IMAGE=... picks the base.
+image-cpu: wheelhouse
+	LOCAL_BASE=$(LOCAL_BASE) docker/build-image.sh docker/Dockerfile $(IMAGE) $(WHEELHOUSE)
+
+# The CUDA build of torch and its nvidia-* wheels come from the package index inside the build.
+image-train:
+	LOCAL_BASE=$(LOCAL_BASE) docker/build-image.sh docker/Dockerfile.train $(TRAIN_IMAGE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pipelines.ragtune_pipeline import PIPELINE_NAME, ragtune_pipeline
 from pipelines.task_logs import TaskLogRouter, strip_ansi
@@ -134,15 +134,22 @@ def task_headline(task: str, task_dir: Path) -> str | None:
     return headline(task_dir) if headline is not None else None
 
 
-def run_locally(config: RagtuneConfig, verbose: bool = False, console: IO[str] | None = None) -> LocalRun:
+Runner = Literal["subprocess", "docker"]
+
+
+def run_locally(
+    config: RagtuneConfig,
+    verbose: bool = False,
+    console: IO[str] | None = None,
+    runner: Runner = "subprocess",
+) -> LocalRun:
     """Run the whole pipeline locally and return where its outputs are.
 
     The config travels whole as ``config_json`` (the UI's override fields stay empty), with one
     synthesis task and in-process training. ``console`` (default stderr) gets a line per task;
-    ``verbose`` copies every task's full log there too.
+    ``verbose`` copies every task's full log there too. ``runner="docker"`` runs every task in the
+    CPU image (``$RAGTUNE_IMAGE``) the way a pod runs it (``pipelines/docker_runner.py``).
     """
-    from kfp import local
-
     config = with_absolute_paths(config)
     root = Path(config.run.root)
     root.mkdir(parents=True, exist_ok=True)
@@ -159,10 +166,10 @@ def run_locally(config: RagtuneConfig, verbose: bool = False, console: IO[str] |
         headline=task_headline,
         verbose=verbose,
     )
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    containers: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        with _routed(router):
+        with _tasks(config, runner) as containers, _routed(router):
             ragtune_pipeline(config_json=config.to_json(), synth_shards=1, distributed_nodes=1)
     except RuntimeError as err:  # the local runner reports a failed task this way
         router.finish()
@@ -173,6 +180,10 @@ def run_locally(config: RagtuneConfig, verbose: bool = False, console: IO[str] |
         raise RagtuneError(f"task {task} failed; its full log: {path} ({_first_line(err)})") from None
     finally:
         router.finish()
+        if runner == "docker" and (where := run_dir()) is not None:
+            from pipelines.docker_runner import write_records
+
+            write_records(where, containers)
     found = run_dir()
     if found is None:
         raise RagtuneError(f"the local runner wrote no run folder under {root}")
@@ -182,6 +193,23 @@ def run_locally(config: RagtuneConfig, verbose: bool = False, console: IO[str] |
         seconds=time.monotonic() - started,
         logs_dir=router.logs_dir,
     )
+
+
+@contextlib.contextmanager
+def _tasks(config: RagtuneConfig, runner: Runner) -> Iterator[list[dict[str, Any]]]:
+    """KFP's local runner for ``runner``; yields the container records (docker; empty otherwise)."""
+    from kfp import local
+
+    if runner == "docker":
+        from pipelines.docker_runner import docker_tasks
+
+        with docker_tasks(config) as records:
+            yield records
+    else:
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False), pipeline_root=config.run.root, raise_on_error=True
+        )
+        yield []
 
 
 @contextlib.contextmanager

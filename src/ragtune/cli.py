@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -66,6 +66,7 @@ SetOption = Annotated[
     ),
 ]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+RunnerChoice = Literal["subprocess", "docker"]  # pipelines.local_run.Runner
 
 
 @app.callback()
@@ -107,12 +108,21 @@ def run(
         bool,
         typer.Option("--verbose", "-v", help="Also show every task's full log live (always in <run>/logs/)."),
     ] = False,
+    runner: Annotated[
+        RunnerChoice,
+        typer.Option(
+            help="subprocess: tasks in this Python; docker: each task in the CPU image ($RAGTUNE_IMAGE, "
+            "`make images`) as uid 10001 with a read-only root, like a pod."
+        ),
+    ] = "subprocess",
 ) -> None:
     """Run the whole pipeline locally through KFP's local runner; outputs go under run.root."""
     from pipelines.local_run import run_locally
 
     overrides = parse_set_flags(set_ or []) | ({"corpus.uri": corpus} if corpus else {})
-    result = run_locally(load_config(config, overrides=overrides), verbose=verbose, console=console.file)
+    result = run_locally(
+        load_config(config, overrides=overrides), verbose=verbose, console=console.file, runner=runner
+    )
     console.print(
         f"[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]",
         soft_wrap=True,

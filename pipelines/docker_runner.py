@@ -1,0 +1,202 @@
+"""Run the local graph's tasks in the ragtune image (``ragtune run --runner docker``).
+
+``kfp.local.DockerRunner`` runs each task with the image named in the compiled component and
+mounts only the pipeline root. That is not how a cluster runs ragtune, so this module adds what
+the manifests do and ``kfp.local`` has no option for:
+
+- every task runs in one local image (the CPU image: training runs on CPU here), as the image's
+  non-root user (uid 10001) with a read-only root filesystem, a ``/tmp`` tmpfs and a named
+  model-cache volume at ``/var/cache/ragtune`` (the Hugging Face cache lives there);
+- the corpus is mounted read-only and a local cache folder read-write, at the same paths, so the
+  config's absolute paths mean the same inside and out;
+- each container is inspected before it is removed and described in ``containers.json`` in the
+  run folder: exit code, user, read-only root, mounts, and what it changed in its root filesystem
+  (``docker diff``), which is how the tests prove nothing was written outside the mounts.
+
+kfp 2.17 picks the task handler by the runner's exact type and takes the image from the compiled
+spec, so :func:`tasks_in_image` swaps in a handler subclass for the duration of one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ragtune.core.config import RagtuneConfig
+from ragtune.core.errors import RagtuneError
+
+CONTAINER_RECORDS = "containers.json"
+MODEL_CACHE_VOLUME = "ragtune-model-cache"
+MODEL_CACHE_MOUNT = "/var/cache/ragtune"  # created in docker/Dockerfile, owned by uid 10001
+TMPFS_OPTIONS = "rw,nosuid,nodev,size=8g,mode=1777"
+SHM_SIZE = "2g"  # DataLoader workers share tensors through /dev/shm; Docker's default is 64 MB
+# Files the tasks create stay manageable by the host user's group (runs/ is group-writable).
+UMASK_ENTRYPOINT = ["/bin/sh", "-c", 'umask 0002 && exec "$@"', "ragtune-task"]
+_TASK_DIR = re.compile(r'"outputFile":\s*"([^"]+)/executor_output\.json"')
+
+
+def docker_sdk() -> Any:
+    """The Docker SDK module (typed ``Any``: for mypy the repository's docker/ folder shadows it)."""
+    try:
+        return importlib.import_module("docker")
+    except ImportError as err:  # pragma: no cover - docker is a ragtune dependency
+        raise RagtuneError("--runner docker needs the 'docker' Python package (pip install docker)") from err
+
+
+def docker_client() -> Any:
+    """A client of the local Docker engine, or a clear error saying why there is none."""
+    try:
+        client = docker_sdk().from_env()
+        client.ping()
+    except Exception as err:
+        raise RagtuneError(
+            f"--runner docker: no Docker engine answers ({err}); start dockerd or use --runner subprocess"
+        ) from None
+    return client
+
+
+def require_image(client: Any, image: str) -> None:
+    """Fail before the first task when the image was never built (no registry pull is attempted)."""
+    try:
+        client.images.get(image)
+    except docker_sdk().errors.ImageNotFound:
+        raise RagtuneError(
+            f"--runner docker: image {image} not found locally; build it with `make images` "
+            "(or set RAGTUNE_IMAGE to an image you have)"
+        ) from None
+
+
+def task_volumes(read_only: list[Path], read_write: list[Path]) -> dict[str, dict[str, str]]:
+    """The model-cache volume and host folders mounted at their own paths (besides the run root)."""
+    volumes = {MODEL_CACHE_VOLUME: {"bind": MODEL_CACHE_MOUNT, "mode": "rw"}}
+    for path, mode in [*((p, "ro") for p in read_only), *((p, "rw") for p in read_write)]:
+        volumes[str(path)] = {"bind": str(path), "mode": mode}
+    return volumes
+
+
+def runner_options() -> dict[str, Any]:
+    """``DockerRunner`` (``containers.run``) options that make a task container look like a pod."""
+    return {
+        "read_only": True,
+        "tmpfs": {"/tmp": TMPFS_OPTIONS},
+        "shm_size": SHM_SIZE,
+        "network_mode": "host",  # endpoints on localhost (an LLM server, MLflow) work as in subprocess runs
+        "group_add": [str(os.getgid())],
+        "entrypoint": UMASK_ENTRYPOINT,
+        "environment": {"HF_HOME": f"{MODEL_CACHE_MOUNT}/huggingface"},
+    }
+
+
+def share_with_tasks(folder: Path) -> None:
+    """Let uid 10001 (with the host user's group) write into ``folder``; new files keep its group."""
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(folder.stat().st_mode | 0o2070)
+
+
+def describe(container: Any, exit_code: int, command: list[str]) -> dict[str, Any]:
+    """What the engine says the finished container was (not what we asked for)."""
+    attrs = container.attrs
+    match = _TASK_DIR.search(" ".join(command))
+    return {
+        "task": Path(match.group(1)).name if match else None,
+        "image": attrs["Config"]["Image"],
+        "image_id": attrs["Image"],
+        "exit_code": exit_code,
+        "user": attrs["Config"]["User"],
+        "read_only_root": bool(attrs["HostConfig"].get("ReadonlyRootfs")),
+        "tmpfs": sorted((attrs["HostConfig"].get("Tmpfs") or {}).keys()),
+        "mounts": [
+            {"destination": m["Destination"], "source": m.get("Source", ""), "rw": m["RW"], "type": m["Type"]}
+            for m in attrs.get("Mounts", [])
+        ],
+        "rootfs_changes": [change["Path"] for change in container.diff() or []],
+    }
+
+
+def run_task(
+    image: str, volumes: dict[str, dict[str, str]], handler: Any, records: list[dict[str, Any]]
+) -> Any:
+    """Run one KFP task in ``image``, stream its log, record the container, then remove it."""
+    from kfp.local import status
+
+    client = docker_client()
+    try:
+        container = client.containers.run(
+            image=image,
+            command=handler.full_command,
+            volumes={**handler.get_volumes_to_mount(client), **volumes},
+            environment=handler.env_vars,
+            detach=True,
+            **handler.runner.container_run_args,
+        )
+        try:
+            for line in container.logs(stream=True, follow=True):
+                sys.stdout.write(line.decode(errors="replace"))
+            exit_code = int(container.wait()["StatusCode"])
+            container.reload()
+            records.append(describe(container, exit_code, handler.full_command))
+        finally:
+            container.remove(force=True)
+    finally:
+        client.close()
+    return status.Status.SUCCESS if exit_code == 0 else status.Status.FAILURE
+
+
+@contextlib.contextmanager
+def tasks_in_image(image: str, volumes: dict[str, dict[str, str]]) -> Iterator[list[dict[str, Any]]]:
+    """While open, ``DockerRunner`` tasks run in ``image`` with ``volumes``; yields the records."""
+    from kfp.local import docker_task_handler
+
+    records: list[dict[str, Any]] = []
+    original = docker_task_handler.DockerTaskHandler
+
+    class RagtuneTaskHandler(original):  # type: ignore[misc, valid-type]
+        def run(self) -> Any:
+            return run_task(image, volumes, self, records)
+
+    docker_task_handler.DockerTaskHandler = RagtuneTaskHandler
+    try:
+        yield records
+    finally:
+        docker_task_handler.DockerTaskHandler = original
+
+
+def write_records(run_dir: Path, records: list[dict[str, Any]]) -> Path:
+    path = run_dir / CONTAINER_RECORDS
+    path.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def docker_tasks(config: RagtuneConfig) -> Iterator[list[dict[str, Any]]]:
+    """``kfp.local.DockerRunner`` on the CPU image, with the corpus and a local cache mounted.
+
+    A corpus that is not a local path (s3://) is not mounted; a missing one is left to the parse
+    stage to report (mounting it would make Docker create it).
+    """
+    from kfp import local
+
+    from components.images import CPU_IMAGE
+
+    client = docker_client()
+    try:
+        require_image(client, CPU_IMAGE)
+    finally:
+        client.close()
+    root = Path(config.run.root)
+    share_with_tasks(root)
+    read_only = [Path(config.corpus.uri)] if Path(config.corpus.uri).exists() else []
+    read_write = []
+    if config.cache.uri and "://" not in config.cache.uri and not Path(config.cache.uri).is_relative_to(root):
+        share_with_tasks(Path(config.cache.uri))
+        read_write.append(Path(config.cache.uri))
+    local.init(runner=local.DockerRunner(**runner_options()), pipeline_root=str(root), raise_on_error=True)
+    with tasks_in_image(CPU_IMAGE, task_volumes(read_only, read_write)) as records:
+        yield records
