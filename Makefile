@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: help venv demo test lint bench quality compile wheelhouse base-image images image-cpu image-train clean
+.PHONY: help venv demo test lint bench quality compile wheelhouse wheelhouse-train base-image images image-cpu image-train smoke-train clean
 
 # Image tags: the names components/images.py compiles into the pipeline (push them to your registry).
 IMAGE       ?= ghcr.io/ragtune/ragtune:0.1.0
@@ -23,7 +23,8 @@ help:
 	@echo "make wheelhouse - download every wheel the CPU image installs into dist/wheelhouse/"
 	@echo "make base-image - debootstrap a local Debian base image (where FROM python:... cannot be pulled)"
 	@echo "make images - build the CPU and the CUDA training image (needs a Docker engine)"
-	@echo "make image-cpu / image-train - one of them"
+	@echo "make image-cpu / image-train - one of them (image-train: a ~3 GB wheelhouse, not in CI)"
+	@echo "make smoke-train - two LoRA steps through DeepSpeed on CPU inside the train image"
 
 venv: $(STAMP)
 
@@ -72,9 +73,19 @@ images: image-cpu image-train
 image-cpu: wheelhouse
 	LOCAL_BASE=$(LOCAL_BASE) docker/build-image.sh docker/Dockerfile $(IMAGE) $(WHEELHOUSE)
 
-# The CUDA build of torch and its nvidia-* wheels come from the package index inside the build.
-image-train:
-	LOCAL_BASE=$(LOCAL_BASE) docker/build-image.sh docker/Dockerfile.train $(TRAIN_IMAGE)
+# torch's CUDA build and its nvidia-* wheels (about 3 GB), from the package index, on this host.
+wheelhouse-train: venv
+	PYTHON=$(BIN)/python docker/wheelhouse.sh $(WHEELHOUSE)-train train
+
+# The wheelhouse is for this host's Python (3.11), so the image builds on the local Debian base
+# unless BASE_IMAGE names another 3.11 base; torch's wheels bring the CUDA libraries either way.
+# (`docker build -f docker/Dockerfile.train .` is the network build on nvidia/cuda, FusedAdam precompiled.)
+image-train: wheelhouse-train $(if $(BASE_IMAGE),,base-image)
+	BASE_IMAGE=$(or $(BASE_IMAGE),$(LOCAL_BASE)) docker/build-image.sh docker/Dockerfile.train $(TRAIN_IMAGE) $(WHEELHOUSE)-train
+
+# Imports the GPU stack and trains two LoRA steps through DeepSpeed on CPU inside the train image.
+smoke-train:
+	docker/smoke-train.sh $(TRAIN_IMAGE)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,15 @@ if [[ -z "$base" ]]; then
         base="$LOCAL_BASE"
     fi
 fi
-[[ -n "$base" ]] && args+=(--build-arg "BASE_IMAGE=$base")
+if [[ -n "$base" ]]; then
+    args+=(--build-arg "BASE_IMAGE=$base")
+    # docker/Dockerfile.train on a base other than nvidia/cuda (e.g. the local Debian one): the
+    # same base builds, its own Python, no apt packages to add, no nvcc so no precompiled ops.
+    if grep -q '^ARG BUILDER_IMAGE=' "$dockerfile" && [[ "$base" != nvidia/cuda:* ]]; then
+        args+=(--build-arg "BUILDER_IMAGE=$base" --build-arg PYTHON=python3 --build-arg BUILD_APT_PACKAGES=
+            --build-arg RUNTIME_APT_PACKAGES= --build-arg DS_BUILD_FUSED_ADAM=0)
+    fi
+fi
 
 server=""
 cleanup() { [[ -n "$server" ]] && kill "$server" 2>/dev/null || true; }

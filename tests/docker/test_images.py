@@ -1,0 +1,234 @@
+"""The CPU image is real: it builds here without a registry, and the whole graph runs inside it.
+
+One module-scoped build and one `ragtune run --runner docker` on the sample corpus (generator and
+judge are the suite's fake OpenAI-compatible server, so the run is quick and its outcome known;
+parsing, MiniLM + FAISS, LoRA training of SmolLM2, evaluation and the MLflow registry are real and
+run in containers). Then the checks read what the engine reported about every container.
+
+Run with `pytest -m docker` (`.ci/run` does, after `make test`). Needs root-capable Docker and
+debootstrap (`apt-get install -y docker.io debootstrap`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.docker_runner import CONTAINER_RECORDS, MODEL_CACHE_MOUNT
+from tests.pipelines.test_local_run import responder
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "ghcr.io/ragtune/ragtune:0.1.0"  # make image-cpu's tag, components/images.py's default
+LOCAL_BASE = "ragtune-base:bookworm"
+UID = "10001"
+
+
+def _engine_or_reason() -> str | None:
+    """None when a Docker engine answers, else why not."""
+    from pipelines.docker_runner import docker_client
+    from ragtune.core.errors import RagtuneError
+
+    try:
+        docker_client().close()
+    except RagtuneError as err:
+        return str(err)
+    return None
+
+
+def _sh(args: list[str], log: Path, timeout: int, env: dict[str, str] | None = None) -> None:
+    """Run a build step from the repo root; its output goes to ``log``, its tail into the failure."""
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.run(
+            args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env, check=False
+        )
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    reason = _engine_or_reason()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI needs the Docker engine for the container tests: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Base (debootstrap), wheelhouse and CPU image, through the same scripts `make` runs."""
+    logs = tmp_path_factory.mktemp("build")
+    env = {**os.environ, "PYTHON": sys.executable}
+    _sh(["docker/base-image.sh", LOCAL_BASE], logs / "base.log", 900)
+    _sh(["docker/wheelhouse.sh", "dist/wheelhouse"], logs / "wheelhouse.log", 1800, env)
+    _sh(
+        ["docker/build-image.sh", "docker/Dockerfile", IMAGE, "dist/wheelhouse"],
+        logs / "image.log",
+        2400,
+        {**env, "BASE_IMAGE": LOCAL_BASE},
+    )
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def docker_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`ragtune run --runner docker` on the sample corpus; yields the run folder."""
+    from tests.llm.fake_openai import FakeOpenAI
+
+    tmp = tmp_path_factory.mktemp("docker-run")
+    with FakeOpenAI(responder=responder) as server:  # on 127.0.0.1: tasks use the host network
+        endpoint = {"base_url": server.url, "model": "fake-model", "timeout_s": 30, "max_retries": 2}
+        config = yaml.safe_load((REPO / "examples/psychiatry/ragtune.yaml").read_text())
+        config["run"]["root"] = str(tmp / "runs")
+        config["corpus"]["uri"] = str(REPO / "examples/psychiatry/corpus")
+        config["llm"] = {
+            "generator": {**endpoint, "max_tokens": 160},
+            "judge": {**endpoint, "max_tokens": 64},
+        }
+        config["synth"].update({"questions_per_category": 1, "mode": "teacher"})
+        config["train"].update({"max_steps": 2, "eval_steps": 2, "save_steps": 2})
+        config["evaluate"].update({"max_items": 2, "max_new_tokens": 16})
+        path = tmp / "ragtune.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = tmp / "run.log"
+        with log.open("w", encoding="utf-8") as out:
+            proc = subprocess.run(
+                [sys.executable, "-m", "ragtune.cli", "run", "--runner", "docker", "--config", str(path)],
+                cwd=tmp,
+                env={**os.environ, "PYTHONPATH": str(REPO), "RAGTUNE_IMAGE": image},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=2400,
+                check=False,
+            )
+    assert proc.returncode == 0, log.read_text()[-6000:]
+    runs = sorted((tmp / "runs").glob("ragtune-*"))
+    assert len(runs) == 1, runs
+    yield runs[0]
+
+
+def _records(run: Path) -> list[dict[str, Any]]:
+    return json.loads((run / CONTAINER_RECORDS).read_text(encoding="utf-8"))
+
+
+def test_every_task_ran_in_the_image_as_uid_10001_with_a_read_only_root(docker_run: Path) -> None:
+    import docker
+
+    records = _records(docker_run)
+    tasks = {p.name for p in docker_run.iterdir() if (p / "executor_output.json").is_file()}
+    assert tasks >= {"parse-documents", "index-documents", "synthesize-dataset", "train-adapter"}
+    assert {r["task"] for r in records} == tasks, "a task ran without a container record, or vice versa"
+    image_id = docker.from_env().images.get(IMAGE).id
+    for record in records:
+        where = f"task {record['task']}"
+        assert record["exit_code"] == 0, where
+        assert (record["image"], record["image_id"]) == (IMAGE, image_id), where
+        assert record["user"].split(":")[0] == UID, where
+        assert record["read_only_root"] is True, where
+        assert record["tmpfs"] == ["/tmp"], where
+    # What the tasks wrote into the run folder belongs to uid 10001: the writes happened as that user.
+    owners = {p.stat().st_uid for task in tasks for p in (docker_run / task).rglob("*") if p.is_file()}
+    assert owners == {int(UID)}
+
+
+def test_nothing_was_written_outside_the_mounted_folders(docker_run: Path) -> None:
+    run_root = str(docker_run.parent)
+    corpus = str(REPO / "examples/psychiatry/corpus")
+    for record in _records(docker_run):
+        mounts = {m["destination"]: m for m in record["mounts"]}
+        writable = {d for d, m in mounts.items() if m["rw"]}
+        assert writable == {run_root, MODEL_CACHE_MOUNT}, record["task"]
+        assert corpus in mounts and not mounts[corpus]["rw"], record["task"]
+        # `docker diff`: only the mount points Docker itself created in the container layer.
+        allowed = {*mounts, "/tmp"} | {str(p) for d in mounts for p in Path(d).parents}
+        stray = set(record["rootfs_changes"]) - allowed
+        assert not stray, f"task {record['task']} changed its root filesystem: {sorted(stray)}"
+
+
+def test_the_registered_model_version_is_in_the_runs_mlflow_store(docker_run: Path) -> None:
+    from ragtune.core.config import load_config
+    from ragtune.registry.tracking import client_for
+
+    decision = json.loads((docker_run / "register-model" / "decision" / "decision.json").read_text())
+    config = load_config(docker_run.parent.parent / "ragtune.yaml")
+    version = client_for(config).get_model_version(decision["model_name"], str(decision["version"]))
+    assert version.name == decision["model_name"] and int(version.version) == int(decision["version"])
+    assert version.status == "READY"
+
+
+def _pem_blocks(text: str) -> set[str]:
+    return set(re.findall(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----", text))
+
+
+def _layer_files(image: str) -> Iterator[tuple[str, bytes]]:
+    """(path, content) of every regular file in every layer of ``image`` (`docker save`, streamed)."""
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    with tarfile.open(fileobj=save.stdout, mode="r|") as outer:
+        for member in outer:
+            # Layers: <id>/layer.tar (docker save before 25) or blobs/sha256/<digest> (OCI layout).
+            if not (
+                member.isfile() and (member.name.endswith("layer.tar") or member.name.startswith("blobs/"))
+            ):
+                continue
+            blob = outer.extractfile(member)
+            if blob is None:
+                continue
+            try:
+                with tarfile.open(fileobj=blob, mode="r|") as layer:
+                    for entry in layer:
+                        data = layer.extractfile(entry) if entry.isfile() else None
+                        if data is not None:
+                            yield entry.name, data.read()
+            except tarfile.ReadError:  # a config or manifest blob, not a layer
+                continue
+    assert save.wait() == 0
+
+
+def test_no_credentials_or_host_ca_bundle_in_any_layer(image: str) -> None:
+    host_bundle = Path(os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt")
+    stock = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", image, "cat", "/etc/ssl/certs/ca-certificates.crt"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    # The host's own CAs (a proxy's, a company's): in its bundle, not in the image's stock one.
+    extra = _pem_blocks(host_bundle.read_text()) - _pem_blocks(stock) if host_bundle.is_file() else set()
+    # One base64 line from the middle of each certificate identifies it (the first lines of many
+    # certificates share a prefix).
+    needles = [lines[len(lines) // 2].encode() for lines in (b.split("\n") for b in extra)]
+    keys = {k: v.encode() for k, v in os.environ.items() if k.endswith("_KEY") and len(v) >= 8}
+    host_digest = hashlib.sha256(host_bundle.read_bytes()).hexdigest() if host_bundle.is_file() else None
+
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "PIP_CERT" not in history and "--secret" not in history
+    for name, value in keys.items():
+        assert value.decode() not in history, f"the value of ${name} is in the image history"
+
+    found: list[str] = []
+    for path, data in _layer_files(image):
+        if extra and hashlib.sha256(data).hexdigest() == host_digest:
+            found.append(f"{path}: the host's CA bundle")
+        found += [f"{path}: a host CA certificate" for needle in needles if needle in data]
+        found += [f"{path}: the value of ${name}" for name, value in keys.items() if value in data]
+    assert not found, found
