@@ -1,0 +1,121 @@
+"""`--runner docker` plumbing that needs no Docker engine (the engine-backed run is test_images.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pipelines import docker_runner
+from pipelines.local_run import run_locally
+from ragtune.core.config import build_config
+from ragtune.core.errors import RagtuneError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_kfp_docker_runner_accepts_the_pod_like_options() -> None:
+    from kfp import local
+
+    options = docker_runner.runner_options()
+    runner = local.DockerRunner(**options)  # raises on an option kfp does not pass to containers.run
+    assert runner.container_run_args["read_only"] is True
+    assert set(options["tmpfs"]) == {"/tmp"}
+    assert "user" not in options, "tasks run as the image's own non-root user"
+
+
+def test_volumes_mount_host_folders_at_their_own_paths(tmp_path: Path) -> None:
+    corpus, cache = tmp_path / "corpus", tmp_path / "cache"
+    volumes = docker_runner.task_volumes([corpus], [cache])
+    assert volumes == {
+        docker_runner.MODEL_CACHE_VOLUME: {"bind": docker_runner.MODEL_CACHE_MOUNT, "mode": "rw"},
+        str(corpus): {"bind": str(corpus), "mode": "ro"},
+        str(cache): {"bind": str(cache), "mode": "rw"},
+    }
+
+
+def test_a_container_is_described_from_what_the_engine_reports() -> None:
+    command = [
+        "sh",
+        "-c",
+        "...",
+        '{"outputs": {"outputFile": "/r/ragtune-1/train-adapter/executor_output.json"}}',
+    ]
+    container = SimpleNamespace(
+        attrs={
+            "Config": {"Image": "img:1", "User": "10001:10001"},
+            "Image": "sha256:abc",
+            "HostConfig": {"ReadonlyRootfs": True, "Tmpfs": {"/tmp": "rw"}},
+            "Mounts": [{"Destination": "/r", "Source": "/r", "RW": True, "Type": "bind"}],
+        },
+        diff=lambda: [{"Path": "/r", "Kind": 1}],
+    )
+    record = docker_runner.describe(container, 0, command)
+    assert record == {
+        "task": "train-adapter",
+        "image": "img:1",
+        "image_id": "sha256:abc",
+        "exit_code": 0,
+        "user": "10001:10001",
+        "read_only_root": True,
+        "tmpfs": ["/tmp"],
+        "mounts": [{"destination": "/r", "source": "/r", "rw": True, "type": "bind"}],
+        "rootfs_changes": ["/r"],
+    }
+
+
+def test_the_task_handler_is_swapped_only_while_the_run_lasts() -> None:
+    from kfp.local import docker_task_handler
+
+    original = docker_task_handler.DockerTaskHandler
+    with docker_runner.tasks_in_image("img:1", {}) as records:
+        swapped = docker_task_handler.DockerTaskHandler
+        assert swapped is not original and issubclass(swapped, original)
+        assert records == []
+    assert docker_task_handler.DockerTaskHandler is original
+
+
+def test_the_run_root_becomes_group_writable(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    docker_runner.share_with_tasks(root)
+    assert root.stat().st_mode & 0o2070 == 0o2070
+
+
+def test_no_engine_is_a_clear_error_before_any_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    config = build_config({"run": {"root": str(tmp_path / "runs")}, "corpus": {"uri": str(tmp_path)}})
+    with pytest.raises(
+        RagtuneError, match=r"--runner docker: no Docker engine answers .*--runner subprocess"
+    ):
+        run_locally(config, runner="docker")
+    assert not list((tmp_path / "runs").glob("ragtune-*")), "no task may have started"
+
+
+def test_a_missing_image_is_named_with_how_to_build_it() -> None:
+    class Images:
+        def get(self, name: str) -> Any:
+            raise docker_runner.docker_sdk().errors.ImageNotFound(name)
+
+    with pytest.raises(
+        RagtuneError, match=r"image ghcr.io/x/y:1 not found locally; build it with `make images`"
+    ):
+        docker_runner.require_image(SimpleNamespace(images=Images()), "ghcr.io/x/y:1")
+
+
+def test_cli_offers_only_the_two_runners() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ragtune.cli", "run", "--runner", "kubernetes"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "300"},  # one line: rich would wrap the message in its box
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "'kubernetes' is not one of 'subprocess', 'docker'" in result.stdout + result.stderr
