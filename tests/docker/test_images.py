@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipelines.docker_runner import CONTAINER_RECORDS, MODEL_CACHE_MOUNT
-from tests.pipelines.test_local_run import responder
+from tests.pipelines.test_local_run import quick_demo_config, responder
 
 pytestmark = pytest.mark.docker
 
@@ -91,19 +90,7 @@ def docker_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
     tmp = tmp_path_factory.mktemp("docker-run")
     with FakeOpenAI(responder=responder) as server:  # on 127.0.0.1: tasks use the host network
-        endpoint = {"base_url": server.url, "model": "fake-model", "timeout_s": 30, "max_retries": 2}
-        config = yaml.safe_load((REPO / "examples/psychiatry/ragtune.yaml").read_text())
-        config["run"]["root"] = str(tmp / "runs")
-        config["corpus"]["uri"] = str(REPO / "examples/psychiatry/corpus")
-        config["llm"] = {
-            "generator": {**endpoint, "max_tokens": 160},
-            "judge": {**endpoint, "max_tokens": 64},
-        }
-        config["synth"].update({"questions_per_category": 1, "mode": "teacher"})
-        config["train"].update({"max_steps": 2, "eval_steps": 2, "save_steps": 2})
-        config["evaluate"].update({"max_items": 2, "max_new_tokens": 16})
-        path = tmp / "ragtune.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path = quick_demo_config(tmp, server.url)
         log = tmp / "run.log"
         with log.open("w", encoding="utf-8") as out:
             proc = subprocess.run(

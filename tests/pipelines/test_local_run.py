@@ -30,22 +30,29 @@ def responder(body: dict[str, Any]) -> str:
     return judge_responder(body) if "<answer" in prompt else synth_responder(body)
 
 
+def quick_demo_config(tmp_path: Path, server_url: str) -> Path:
+    """The demo config made quick: the fake server as generator and judge, one question per
+    category, two training steps; runs under ``tmp_path/runs``. Returns the YAML's path."""
+    endpoint = {"base_url": server_url, "model": "fake-model", "timeout_s": 30, "max_retries": 2}
+    config = yaml.safe_load((REPO / "examples/psychiatry/ragtune.yaml").read_text())
+    config["run"]["root"] = str(tmp_path / "runs")
+    config["corpus"]["uri"] = str(REPO / "examples/psychiatry/corpus")
+    config["llm"] = {
+        "generator": {**endpoint, "max_tokens": 160},
+        "judge": {**endpoint, "max_tokens": 64},
+    }
+    config["synth"].update({"questions_per_category": 1, "mode": "teacher"})
+    config["train"].update({"max_steps": 2, "eval_steps": 2, "save_steps": 2})
+    config["evaluate"].update({"max_items": 2, "max_new_tokens": 16})
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @pytest.mark.slow
 def test_ragtune_run_goes_from_corpus_to_registered_model(tmp_path: Path) -> None:
     with FakeOpenAI(responder=responder) as server:
-        endpoint = {"base_url": server.url, "model": "fake-model", "timeout_s": 30, "max_retries": 2}
-        config = yaml.safe_load((REPO / "examples/psychiatry/ragtune.yaml").read_text())
-        config["run"]["root"] = str(tmp_path / "runs")
-        config["corpus"]["uri"] = str(REPO / "examples/psychiatry/corpus")
-        config["llm"] = {
-            "generator": {**endpoint, "max_tokens": 160},
-            "judge": {**endpoint, "max_tokens": 64},
-        }
-        config["synth"].update({"questions_per_category": 1, "mode": "teacher"})
-        config["train"].update({"max_steps": 2, "eval_steps": 2, "save_steps": 2})
-        config["evaluate"].update({"max_items": 2, "max_new_tokens": 16})
-        path = tmp_path / "ragtune.yaml"
-        path.write_text(yaml.safe_dump(config))
+        path = quick_demo_config(tmp_path, server.url)
 
         # src first: this checkout's ragtune even when the venv's editable install points elsewhere
         env = {
