@@ -81,7 +81,29 @@ def task_volumes(read_only: list[Path], read_write: list[Path]) -> dict[str, dic
     return volumes
 
 
-def runner_options() -> dict[str, Any]:
+def forwarded_env(config: RagtuneConfig, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables the config names in its ``*_env`` fields (API keys, S3 credentials, HF token)
+    that are set here: a task container gets them as a pod gets its Secrets, and nothing else of
+    this shell's environment."""
+    environ = dict(os.environ) if environ is None else environ
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("_env") and isinstance(value, str):
+                    names.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config.model_dump())
+    return {name: environ[name] for name in sorted(names) if name in environ}
+
+
+def runner_options(secrets: dict[str, str] | None = None) -> dict[str, Any]:
     """``DockerRunner`` (``containers.run``) options that make a task container look like a pod."""
     return {
         "read_only": True,
@@ -90,7 +112,7 @@ def runner_options() -> dict[str, Any]:
         "network_mode": "host",  # endpoints on localhost (an LLM server, MLflow) work as in subprocess runs
         "group_add": [str(os.getgid())],
         "entrypoint": UMASK_ENTRYPOINT,
-        "environment": {"HF_HOME": f"{MODEL_CACHE_MOUNT}/huggingface"},
+        "environment": {**(secrets or {}), "HF_HOME": f"{MODEL_CACHE_MOUNT}/huggingface"},
     }
 
 
@@ -197,6 +219,10 @@ def docker_tasks(config: RagtuneConfig) -> Iterator[list[dict[str, Any]]]:
     if config.cache.uri and "://" not in config.cache.uri and not Path(config.cache.uri).is_relative_to(root):
         share_with_tasks(Path(config.cache.uri))
         read_write.append(Path(config.cache.uri))
-    local.init(runner=local.DockerRunner(**runner_options()), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=local.DockerRunner(**runner_options(forwarded_env(config))),
+        pipeline_root=str(root),
+        raise_on_error=True,
+    )
     with tasks_in_image(CPU_IMAGE, task_volumes(read_only, read_write)) as records:
         yield records

@@ -119,3 +119,12 @@ def test_cli_offers_only_the_two_runners() -> None:
     )
     assert result.returncode != 0
     assert "'kubernetes' is not one of 'subprocess', 'docker'" in result.stdout + result.stderr
+
+
+def test_only_the_variables_the_config_names_reach_the_tasks() -> None:
+    config = build_config({"llm": {"generator": {"api_key_env": "GEN_KEY"}}})
+    environ = {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret", "HOME": "/root", "UNRELATED": "x"}
+    forwarded = docker_runner.forwarded_env(config, environ)
+    assert forwarded == {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret"}
+    options = docker_runner.runner_options(forwarded)
+    assert options["environment"]["GEN_KEY"] == "sk-gen" and "HOME" not in options["environment"]
