@@ -19,13 +19,13 @@ spec, so :func:`tasks_in_image` swaps in a handler subclass for the duration of 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import importlib
 import json
 import os
 import re
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,22 @@ def describe(container: Any, exit_code: int, command: list[str]) -> dict[str, An
     }
 
 
+def relay_lines(chunks: Iterable[bytes]) -> None:
+    """Print a container's log line by line, as kfp's subprocess runner relays a task's output
+    (``print`` under kfp's indentation; ``\\r`` progress refreshes become lines), so the local
+    run's log routing sees the same thing from either runner."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *lines, pending = pending.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for line in lines:
+            print(line)
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        print(pending)
+
+
 def run_task(
     image: str, volumes: dict[str, dict[str, str]], handler: Any, records: list[dict[str, Any]]
 ) -> Any:
@@ -159,8 +175,7 @@ def run_task(
             **handler.runner.container_run_args,
         )
         try:
-            for line in container.logs(stream=True, follow=True):
-                sys.stdout.write(line.decode(errors="replace"))
+            relay_lines(container.logs(stream=True, follow=True))
             exit_code = int(container.wait()["StatusCode"])
             container.reload()
             records.append(describe(container, exit_code, handler.full_command))

@@ -128,3 +128,9 @@ def test_only_the_variables_the_config_names_reach_the_tasks() -> None:
     assert forwarded == {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret"}
     options = docker_runner.runner_options(forwarded)
     assert options["environment"]["GEN_KEY"] == "sk-gen" and "HOME" not in options["environment"]
+
+
+def test_container_logs_are_relayed_as_whole_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    # Progress refreshes (\r), lines split across chunks, a UTF-8 character split across chunks.
+    docker_runner.relay_lines([b"10%\r20%\r", b"done\nnext ", b"caf\xc3", b"\xa9\n", b"no newline"])
+    assert capsys.readouterr().out.splitlines() == ["10%", "20%", "done", "next caf\u00e9", "no newline"]
