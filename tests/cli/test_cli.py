@@ -96,9 +96,9 @@ def test_run_passes_corpus_and_verbose_to_the_runner_and_prints_the_outputs(
     (run_dir / "logs").mkdir()
 
     def fake_run_locally(
-        config: RagtuneConfig, verbose: bool = False, console: object = None
+        config: RagtuneConfig, verbose: bool = False, console: object = None, runner: str = "subprocess"
     ) -> local_run.LocalRun:
-        seen.update(corpus=config.corpus.uri, verbose=verbose, root=config.run.root)
+        seen.update(corpus=config.corpus.uri, verbose=verbose, root=config.run.root, runner=runner)
         return local_run.LocalRun(
             run_dir=run_dir,
             outputs={"parse-documents/documents": run_dir / "parse-documents" / "documents"},
@@ -108,10 +108,22 @@ def test_run_passes_corpus_and_verbose_to_the_runner_and_prints_the_outputs(
 
     monkeypatch.setattr(local_run, "run_locally", fake_run_locally)
     code, output = invoke(
-        "run", "--config", str(config_file), "--corpus", str(tmp_path / "docs"), "--verbose"
+        "run",
+        "--config",
+        str(config_file),
+        "--corpus",
+        str(tmp_path / "docs"),
+        "--verbose",
+        "--runner",
+        "docker",
     )
     assert code == 0, output
-    assert seen == {"corpus": str(tmp_path / "docs"), "verbose": True, "root": str(tmp_path / "runs")}
+    assert seen == {
+        "corpus": str(tmp_path / "docs"),
+        "verbose": True,
+        "root": str(tmp_path / "runs"),
+        "runner": "docker",
+    }
     assert "pipeline finished" in output
     assert "parse-documents/documents" in output and "documents.jsonl" in output
     assert "<task>.log" in output
@@ -123,7 +135,7 @@ def test_run_without_corpus_keeps_the_configs(config_file: Path, monkeypatch: py
     seen: list[str] = []
 
     def fake_run_locally(
-        config: RagtuneConfig, verbose: bool = False, console: object = None
+        config: RagtuneConfig, verbose: bool = False, console: object = None, runner: str = "subprocess"
     ) -> local_run.LocalRun:
         seen.append(config.corpus.uri)
         raise local_run.RagtuneError("task parse-documents failed; its full log: /x/logs/parse-documents.log")
