@@ -96,7 +96,7 @@ def docker_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             proc = subprocess.run(
                 [sys.executable, "-m", "ragtune.cli", "run", "--runner", "docker", "--config", str(path)],
                 cwd=tmp,
-                env={**os.environ, "PYTHONPATH": str(REPO), "RAGTUNE_IMAGE": image},
+                env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "RAGTUNE_IMAGE": image},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 timeout=2400,
