@@ -48,8 +48,11 @@ elif [[ "$FLAVOR" == train ]]; then
     public=(env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null)
     echo "wheelhouse: torch (CUDA), DeepSpeed and ragtune[gpu] into $OUT (several GB)"
     "${public[@]}" "$PYTHON" -m pip download "${pip_quiet[@]}" --dest "$OUT" --constraint "$constraints" torch==2.13.0
-    # DeepSpeed is an sdist that imports torch to build: a wheel here (no ops precompiled).
-    DS_BUILD_OPS=0 pip wheel "${pip_quiet[@]}" --wheel-dir "$OUT" --no-deps --no-build-isolation \
+    # DeepSpeed is an sdist that imports torch to build: a wheel here, with one op precompiled
+    # (this host's g++): the CPU accelerator's shared-memory collectives, which DeepSpeed otherwise
+    # JIT-compiles when it starts on CPU (the image has no compiler). GPU ops need nvcc: none here.
+    DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1 DS_ACCELERATOR=cpu \
+        pip wheel "${pip_quiet[@]}" --no-cache-dir --wheel-dir "$OUT" --no-deps --no-build-isolation \
         "$(sed -nE 's/.*pip install --no-build-isolation (deepspeed==[^ ]+).*/\1/p' docker/Dockerfile.train)"
     # The build tools the Dockerfile pins, then ragtune[gpu] resolved for the CUDA torch above.
     read -r -a tools <<<"$(sed -nE 's/.*pip install (setuptools==.*)$/\1/p' docker/Dockerfile.train)"
