@@ -18,13 +18,13 @@ from pathlib import Path
 
 import bitsandbytes, deepspeed, peft, torch
 
-from ragtune.train import train
+from ragtune.train import run_train
 from tests.train.helpers import small_config, write_dataset
 
 print("uid", os.getuid(), "torch", torch.__version__, "cuda", torch.version.cuda, "deepspeed", deepspeed.__version__,
       "peft", peft.__version__, "bitsandbytes", bitsandbytes.__version__)
 data = write_dataset(Path("/tmp/data"))
-report = train(small_config(deepspeed="zero2", max_steps=2, cpu_threads=1), data, Path("/tmp/out"))
+report = run_train(small_config(deepspeed="zero2", max_steps=2, cpu_threads=1), data, Path("/tmp/out"))
 assert report.deepspeed == "zero2" and report.global_step == 2, report
 assert (Path("/tmp/out") / "adapter" / "adapter_model.safetensors").is_file()
 print("smoke ok: two LoRA steps through DeepSpeed", report.deepspeed, "on", report.device,
