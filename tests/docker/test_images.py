@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kfp.dsl.constants import WORKSPACE_MOUNT_PATH
 
 from pipelines.docker_runner import CONTAINER_RECORDS, MODEL_CACHE_MOUNT
 from tests.pipelines.test_local_run import quick_demo_config, responder
@@ -116,7 +117,7 @@ def test_every_task_ran_in_the_image_as_uid_10001_with_a_read_only_root(docker_r
     import docker
 
     records = _records(docker_run)
-    tasks = {p.name for p in docker_run.iterdir() if (p / "executor_output.json").is_file()}
+    tasks = {p.parent.name for p in docker_run.rglob("executor_output.json")}  # loop tasks sit deeper
     assert tasks >= {"parse-documents", "index-documents", "synthesize-dataset", "train-adapter"}
     assert {r["task"] for r in records} == tasks, "a task ran without a container record, or vice versa"
     image_id = docker.from_env().images.get(IMAGE).id
@@ -128,7 +129,10 @@ def test_every_task_ran_in_the_image_as_uid_10001_with_a_read_only_root(docker_r
         assert record["read_only_root"] is True, where
         assert record["tmpfs"] == ["/tmp"], where
     # What the tasks wrote into the run folder belongs to uid 10001: the writes happened as that user.
-    owners = {p.stat().st_uid for task in tasks for p in (docker_run / task).rglob("*") if p.is_file()}
+    written = [
+        p for p in docker_run.rglob("*") if p.is_file() and p.parent.name != "logs"
+    ]  # logs: the host's
+    owners = {p.stat().st_uid for p in written if p.name != CONTAINER_RECORDS}
     assert owners == {int(UID)}
 
 
@@ -138,7 +142,9 @@ def test_nothing_was_written_outside_the_mounted_folders(docker_run: Path) -> No
     for record in _records(docker_run):
         mounts = {m["destination"]: m for m in record["mounts"]}
         writable = {d for d, m in mounts.items() if m["rw"]}
-        assert writable == {run_root, MODEL_CACHE_MOUNT}, record["task"]
+        # kfp.local also mounts its (empty) workspace folder at WORKSPACE_MOUNT_PATH.
+        assert writable <= {run_root, MODEL_CACHE_MOUNT, WORKSPACE_MOUNT_PATH}, record["task"]
+        assert {run_root, MODEL_CACHE_MOUNT} <= writable, record["task"]
         assert corpus in mounts and not mounts[corpus]["rw"], record["task"]
         # `docker diff`: only the mount points Docker itself created in the container layer.
         allowed = {*mounts, "/tmp"} | {str(p) for d in mounts for p in Path(d).parents}
