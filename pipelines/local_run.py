@@ -93,10 +93,12 @@ def _evaluate_headline(task_dir: Path) -> str:
     from ragtune.evaluate import EvalMetrics
 
     metrics = EvaluationDir(task_dir / "evaluation").read_report(EvalMetrics)
-    means = ", ".join(f"{name} {_fmt(mean, 2)}" for name, mean in metrics.means.items())
+    delta = metrics.comparison("tuned-base")  # on the primary metric, the one the gate reads
+    if delta is None:
+        return f"{metrics.n_items} items; no tuned − base comparison"
     return (
-        f"judge mean {means}; tuned - base {_fmt(metrics.delta_mean, 2)} "
-        f"[{_fmt(metrics.delta_ci_low, 2)}, {_fmt(metrics.delta_ci_high, 2)}] (n={metrics.delta_n})"
+        f"{metrics.n_items} items, {metrics.primary_metric}: tuned − base {_fmt(delta.mean, 3)} "
+        f"[{_fmt(delta.ci_low, 3)}, {_fmt(delta.ci_high, 3)}] (n={delta.n})"
     )
 
 
