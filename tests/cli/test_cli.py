@@ -253,28 +253,9 @@ def test_upload_and_submit_talk_to_kfp(tmp_path: Path, monkeypatch: pytest.Monke
         code, output = invoke("upload", "--host", server.url, "--package", package, "--version", "v1")
         assert code == 0, output
         assert "pipeline ragtune" in output and "version v1" in output
-        code, output = invoke(
-            "submit",
-            "--host",
-            server.url,
-            "--package",
-            package,
-            "--git-revision",
-            "a" * 40,
-            "--set",
-            "run.name=demo",
-        )
+        submit = ("submit", "--host", server.url, "--package", package, "--git-revision", "a" * 40)
+        code, output = invoke(*submit, "--set", "run.name=demo")
         assert code == 0, output
         assert output.splitlines()[-1].startswith("submitted: ")
-        code, output = invoke(
-            "submit",
-            "--host",
-            server.url,
-            "--package",
-            package,
-            "--git-revision",
-            "a" * 40,
-            "--set",
-            "run.name=demo",
-        )
+        code, output = invoke(*submit, "--set", "run.name=demo")
         assert code == 0 and output.splitlines()[-1].startswith("already submitted: "), output

@@ -407,17 +407,35 @@ class _Synthesis:
                     )
             return
         answer_vectors = self.embed([c.answer for c in alive])
+        scores = []
         for candidate, vector in zip(alive, answer_vectors, strict=True):
             texts = [chunk.text for chunk in candidate.contexts]
-            score = filters.local_groundedness(candidate.answer, texts, vector, self.embed(texts))
-            candidate.scores["groundedness"] = score
+            scores.append(filters.local_groundedness(candidate.answer, texts, vector, self.embed(texts)))
+        self.reject_below(
+            alive,
+            scores,
+            "groundedness",
+            threshold,
+            "grounding",
+            filters.UNGROUNDED,
+            "lexical+embedding support",
+        )
+
+    def reject_below(
+        self,
+        candidates: list[Candidate],
+        scores: list[float],
+        name: str,
+        threshold: float,
+        stage: str,
+        reason: str,
+        what: str,
+    ) -> None:
+        """Record each candidate's ``name`` score and reject, at ``stage``, those below ``threshold``."""
+        for candidate, score in zip(candidates, scores, strict=True):
+            candidate.scores[name] = score
             if score < threshold:
-                self.reject(
-                    candidate,
-                    "grounding",
-                    filters.UNGROUNDED,
-                    detail=f"lexical+embedding support {score} < {threshold}",
-                )
+                self.reject(candidate, stage, reason, detail=f"{what} {score} < {threshold}")
 
     def check_relevance(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
         alive = [c for c in candidates if c.alive]
@@ -425,16 +443,13 @@ class _Synthesis:
             return
         threshold = self.settings.relevance_threshold
         answer_vectors = self.embed([c.answer for c in alive])
-        for candidate, vector in zip(alive, answer_vectors, strict=True):
-            score = filters.cosine(question_vectors[candidate.slot.slot_id], vector)
-            candidate.scores["relevance"] = score
-            if score < threshold:
-                self.reject(
-                    candidate,
-                    "relevance",
-                    filters.IRRELEVANT,
-                    detail=f"question–answer cosine {score} < {threshold}",
-                )
+        scores = [
+            filters.cosine(question_vectors[c.slot.slot_id], vector)
+            for c, vector in zip(alive, answer_vectors, strict=True)
+        ]
+        self.reject_below(
+            alive, scores, "relevance", threshold, "relevance", filters.IRRELEVANT, "question–answer cosine"
+        )
 
     def answer_and_check(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
         """Steps 4 and 5 for the live candidates: answer, then groundedness and relevance."""
