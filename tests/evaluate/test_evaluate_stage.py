@@ -154,7 +154,12 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     requests = server.chat_requests()
     contender_prompts = [r.body["messages"] for r in requests if r.body["model"] == "contender-model"]
     assert sorted(map(str, contender_prompts)) == sorted(str(answer_messages(i)) for i in ITEMS)
-    judge_prompt = next(r.body for r in requests if r.body["model"] == "judge-model")
+    # requests arrive concurrently, in any order: take the first one about item 0
+    judge_prompt = next(
+        r.body
+        for r in requests
+        if r.body["model"] == "judge-model" and ITEMS[0].question in r.body["messages"][-1]["content"]
+    )
     text = judge_prompt["messages"][-1]["content"]
     assert ITEMS[0].answer in text and ITEMS[0].context[0].text in text
     assert judge_prompt["response_format"]["type"] in {"json_schema", "json_object"}
