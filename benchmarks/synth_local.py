@@ -116,13 +116,12 @@ def issued_prompts(
     from ragtune.core.artifacts import DatasetDir, DocumentsDir, IndexDir
     from ragtune.core.records import read_jsonl
     from ragtune.synth.categories import build_categories, plan_slots
-    from ragtune.synth.prompts import answer_request, question_request
+    from ragtune.synth.prompts import answer_request, question_request, synth_templates
     from ragtune.synth.report import RejectedItem
     from ragtune.synth.stage import Candidate, issue_order
-    from ragtune.synth.templates import TemplateSet
 
     s = config.synth
-    templates = TemplateSet(s.templates_dir)
+    templates = synth_templates(s.templates_dir)
     chunks = {c.chunk_id: c for c in IndexDir(ingest).read()}
     categories = build_categories(DocumentsDir(ingest).read(), chunks.values(), s.toc_depth)
     slots = plan_slots(
@@ -161,8 +160,7 @@ def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
     from ragtune.core.artifacts import DatasetDir
     from ragtune.core.llm import open_chat_model
     from ragtune.synth.filters import local_groundedness
-    from ragtune.synth.prompts import JudgeReply, judge_request
-    from ragtune.synth.templates import TemplateSet
+    from ragtune.synth.prompts import JudgeReply, judge_request, synth_templates
 
     items = DatasetDir(out_dir).read("train") + DatasetDir(out_dir).read("eval")
     if not items:
@@ -181,7 +179,7 @@ def audit(config: Any, out_dir: Path) -> tuple[float, int, float]:
         local_threads=None,
         seed=config.run.seed,
     )
-    template = TemplateSet().get("judge_grounded")
+    template = synth_templates().get("judge_grounded")
     contexts = [
         [
             Chunk(chunk_id=c.chunk_id, doc_id="", section_id="", section_path=[], text=c.text, token_count=0)

@@ -10,6 +10,7 @@ import pytest
 
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import InputError
+from ragtune.core.llm.base import REPAIR_SEPARATOR
 from ragtune.core.records import write_jsonl
 from ragtune.evaluate import EvalReport, ScoreRow, run_evaluate
 from ragtune.evaluate.generators import answer_messages
@@ -110,7 +111,8 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     assert tuned.cosine is not None and tuned.cosine > by_key[("item-panic", "base")].cosine  # type: ignore[operator]
     failed = by_key[("item-insomnia", "gpt-3.5")]
     assert failed.score is None and failed.judge_error == "unparseable judge reply"
-    assert failed.judge_raw == "I am unable to grade this answer, sorry."
+    # the structured path asked once for a repair; both replies are on the record
+    assert failed.judge_raw == f"I am unable to grade this answer, sorry.{REPAIR_SEPARATOR}unexpected prompt"
     assert failed.answer == "contender GARBAGE: What is insomnia?"
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -127,8 +129,9 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     assert metrics["contenders"]["tuned"]["score_mean"] == 9.0
     assert metrics["failures"]["judge_scores"] == {"base": 0, "tuned": 0, "gpt-3.5": 2}
     assert metrics["judge_templates"]["score"] == "judge_score@2"
-    # 6 scores, 4 comparisons x 2 orders, and the judge check: 2 x 2 scores, 2 comparisons x 2 orders
-    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 8 + 4 + 4
+    # 6 scores (+2 repairs of the prose ones), 4 comparisons x 2 orders, and the judge check: 2 x 2
+    # scores, 2 comparisons x 2 orders
+    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 2 + 8 + 4 + 4
     # this judge scores every answer without "TUNED" alike: it cannot tell a reference from a wrong one
     check = metrics["judge_check"]
     assert check["n"] == 2 and check["discrimination"] == 0.0 and not check["passed"]

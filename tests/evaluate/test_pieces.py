@@ -14,7 +14,7 @@ from ragtune.core.llm.hf_chat import HFChat, answer_request
 from ragtune.core.records import write_jsonl
 from ragtune.evaluate import run_evaluate
 from ragtune.evaluate.judge import Case, Judge
-from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, SCORE_TEMPLATE, clip_context, template_id
+from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, SCORE_TEMPLATE, clip_context, evaluation_templates
 from ragtune.evaluate.similarity import cosine_similarities, load_encoder, rouge_l
 from tests.evaluate.fakes import ScriptedAnswerer, WordHashEncoder
 from tests.evaluate.helpers import ITEMS
@@ -72,8 +72,8 @@ def test_hostile_text_cannot_close_the_judge_prompt_sections(kind: str) -> None:
 
 
 def test_templates_are_versioned_and_carry_the_rubric() -> None:
-    assert template_id(SCORE_TEMPLATE) == "judge_score@2"
-    assert template_id(PAIRWISE_TEMPLATE) == "judge_pairwise@2"
+    assert evaluation_templates().get(SCORE_TEMPLATE).ref == "judge_score@2"
+    assert evaluation_templates().get(PAIRWISE_TEMPLATE).ref == "judge_pairwise@2"
     judge = Judge(ScriptedAnswerer("j", str), weak=True, max_tokens=40, context_chars=30)
     case = Case(question="Q?", reference="REF", context=["a" * 50, "never shown"])
     request = judge.score_request(case, "ANS")

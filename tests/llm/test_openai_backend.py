@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ragtune.core.llm import (
     TokenLedger,
     open_chat_model,
 )
+from ragtune.core.llm.base import REPAIR_SEPARATOR
 from ragtune.core.llm.local_backend import LocalChat
 from ragtune.core.llm.openai_backend import OpenAIChat, retry_after
 from ragtune.core.retry import RETRY_AFTER_MAX_S
@@ -377,6 +379,38 @@ def test_structured_gives_up_after_one_repair(fake_openai: FakeOpenAI) -> None:
     assert fake_openai.chat_count == 4  # one try and one repair each, no more
     assert model.stats["repairs"] == 2
     assert model.stats["malformed"] == 2
+
+
+def test_structured_gives_up_with_both_replies_on_the_record(fake_openai: FakeOpenAI) -> None:
+    fake_openai.responder = repair_aware("I would rather write prose.", "Still prose.")
+    model = open_chat_model(fake_openai.endpoint())
+    (result,) = model.structured_many([ask("Write JSON.")], Question)
+    assert isinstance(result, LLMFailure)
+    assert result.raw == f"I would rather write prose.{REPAIR_SEPARATOR}Still prose."
+
+
+def _lenient_question(text: str) -> Question | None:
+    """A reader for the prose form 'Q: <question> (difficulty N)', None for anything else."""
+    match = re.fullmatch(r"Q: (.+) \(difficulty (\d)\)", text.strip())
+    return Question(question=match.group(1), difficulty=int(match.group(2))) if match else None
+
+
+def test_a_lenient_reader_saves_the_repair_request(fake_openai: FakeOpenAI) -> None:
+    fake_openai.responder = repair_aware(
+        "Q: What helps sleep? (difficulty 2)", '{"question": "x", "difficulty": 1}'
+    )
+    model = open_chat_model(fake_openai.endpoint())
+    (result,) = model.structured_many([ask("Write JSON.")], Question, lenient=_lenient_question)
+    assert result == Question(question="What helps sleep?", difficulty=2)
+    assert fake_openai.chat_count == 1 and model.stats["repairs"] == 0
+
+
+def test_a_lenient_reader_that_finds_nothing_still_gets_one_repair(fake_openai: FakeOpenAI) -> None:
+    fake_openai.responder = repair_aware("no idea", "Q: What helps mood? (difficulty 3)")
+    model = open_chat_model(fake_openai.endpoint())
+    (result,) = model.structured_many([ask("Write JSON.")], Question, lenient=_lenient_question)
+    assert result == Question(question="What helps mood?", difficulty=3)  # the repair read leniently
+    assert fake_openai.chat_count == 2 and model.stats["repairs"] == 1
 
 
 def test_structured_transport_failure_is_kept(fake_openai: FakeOpenAI) -> None:

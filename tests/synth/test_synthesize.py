@@ -15,7 +15,7 @@ import pytest
 from ragtune.core.records import Chunk, read_jsonl, sha256_hex, write_jsonl
 from ragtune.index import run_index
 from ragtune.synth import run_synth
-from ragtune.synth.templates import TemplateSet
+from ragtune.synth.prompts import synth_templates
 from tests.llm.fake_openai import FakeOpenAI
 from tests.synth.conftest import BuiltCorpus, make_config, make_documents
 from tests.synth.helpers import assert_every_slot_accounted, read_lines
@@ -57,7 +57,7 @@ def test_dataset_files_load_and_carry_provenance(
     assert set(folder) == {"train", "eval"}
 
     chunks = {c.chunk_id: c for c in read_jsonl(built_corpus.index_dir / "chunks.jsonl", Chunk)}
-    templates = TemplateSet().refs() | {n: TemplateSet().get(n).ref for n in ("question", "answer")}
+    templates = synth_templates().refs() | {n: synth_templates().get(n).ref for n in ("question", "answer")}
     for item in read_lines(out / "train.jsonl") + read_lines(out / "eval.jsonl"):
         provenance = item["provenance"]
         source = chunks[provenance["source_chunk_id"]]
@@ -372,7 +372,7 @@ def test_an_llm_judge_decides_groundedness_when_configured(
 ) -> None:
     templates = tmp_path / "templates"
     templates.mkdir()
-    packaged = TemplateSet().get("question")
+    packaged = synth_templates().get("question")
     source = Path(packaged.origin).name  # question.j2
     from importlib import resources
 

@@ -12,10 +12,9 @@ from ragtune.core.errors import ConfigError
 from ragtune.core.records import Chunk, Document, Section
 from ragtune.synth import filters, generator_endpoint
 from ragtune.synth.categories import build_categories, category_path, plan_slots
-from ragtune.synth.prompts import AnswerReply, resolve_citations
+from ragtune.synth.prompts import AnswerReply, resolve_citations, synth_templates
 from ragtune.synth.split import SplitItem, split_eval
 from ragtune.synth.stage import Candidate, SynthInvariantError, _check_every_slot_accounted
-from ragtune.synth.templates import TemplateSet
 
 
 def chunk(doc_id: str, path: list[str], text: str) -> Chunk:
@@ -107,7 +106,7 @@ def test_a_chunks_slots_do_not_depend_on_other_categories() -> None:
 
 
 def test_packaged_templates_load_with_versions() -> None:
-    templates = TemplateSet()
+    templates = synth_templates()
     for name in ("question", "answer", "judge_grounded", "system", "card.md"):
         template = templates.get(name)
         assert template.version and template.ref == f"{name}@{template.version}"
@@ -119,7 +118,7 @@ def test_templates_dir_overrides_by_file_name(tmp_path: Path) -> None:
     (tmp_path / "question.j2").write_text(
         "{# version: 7-custom #}\nAsk about {{ chunk_text }}", encoding="utf-8"
     )
-    templates = TemplateSet(tmp_path)
+    templates = synth_templates(tmp_path)
     assert templates.get("question").ref == "question@7-custom"
     assert templates.get("question").render(chunk_text="x") == "Ask about x"
     assert templates.get("answer").origin.startswith("ragtune.synth")  # not overridden: packaged
@@ -128,12 +127,12 @@ def test_templates_dir_overrides_by_file_name(tmp_path: Path) -> None:
 def test_a_template_without_version_or_variables_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "question.j2").write_text("Ask {{ chunk_text }}", encoding="utf-8")
     with pytest.raises(ConfigError, match="version"):
-        TemplateSet(tmp_path).get("question")
+        synth_templates(tmp_path).get("question")
     (tmp_path / "answer.j2").write_text("{# version: 1 #}{{ nope }}", encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot render"):
-        TemplateSet(tmp_path).get("answer").render(question="q")
+        synth_templates(tmp_path).get("answer").render(question="q")
     with pytest.raises(ConfigError, match="not a folder"):
-        TemplateSet(tmp_path / "missing")
+        synth_templates(tmp_path / "missing")
 
 
 # -- filters ----------------------------------------------------------------------------------------

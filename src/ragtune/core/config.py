@@ -447,6 +447,10 @@ class EvaluateConfig(Section):
         default_factory=list,
         description="Extra models to compare with the tuned one, e.g. the paper's GPT-3.5 baseline.",
     )
+    templates_dir: str | None = Field(
+        None,
+        description="Folder with Jinja2 templates overriding the packaged judge rubrics and report (same file names).",
+    )
     bootstrap_samples: int = Field(2000, ge=100, description="Bootstrap resamples for every CI.")
     confidence: float = Field(0.95, gt=0, lt=1, description="Confidence level of the bootstrap CIs.")
     pairwise: bool = Field(

@@ -1,8 +1,11 @@
 """The LLM judge: a 1–10 score per answer, and pairwise verdicts asked in both orders.
 
-Requests go through the LLM layer (cache, retries, budget, progress). Replies are read by the
-tolerant parsers in :mod:`ragtune.evaluate.parsing`; a failed request or an unparseable reply is
-a :class:`JudgeFailure` with its reason and the raw reply, never dropped.
+Requests go through the LLM layer's structured-output path like every other structured request
+(template, pydantic schema, prefill for the weak local judge, one repair request): a reply that is
+not valid JSON for the schema is first read by the tolerant parsers in
+:mod:`ragtune.evaluate.parsing` (``Score: 7/10``, JSON cut off after the score), and only garbage
+costs a repair. A failed request or a reply unreadable even after its repair is a
+:class:`JudgeFailure` with its reason and the raw reply, never dropped.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from ragtune.core.config import LLMEndpoint
-from ragtune.core.llm import ChatModel, ChatRequest, LLMFailure
+from ragtune.core.llm import MALFORMED, ChatModel, ChatRequest, LLMFailure
+from ragtune.core.templates import TemplateSet
 from ragtune.evaluate.parsing import (
     JudgeScore,
     PairVerdict,
     parse_judge_score,
     parse_pairwise_verdict,
 )
-from ragtune.evaluate.prompts import clip_context, pairwise_prompt, score_prompt
+from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, SCORE_TEMPLATE, clip_context, evaluation_templates
 from ragtune.evaluate.stats import Outcome, Verdict, combine_orders
 
 SCORE_PREFILL = '{"score": '
@@ -56,6 +60,13 @@ class JudgeFailure(BaseModel):
     reason: str
     raw: str | None = None
 
+    @classmethod
+    def of(cls, failure: LLMFailure) -> JudgeFailure:
+        """Why the structured request gave no judgement: unreadable replies keep their text."""
+        if failure.reason.startswith(MALFORMED):
+            return cls(reason="unparseable judge reply", raw=(failure.raw or "")[:_RAW_CHARS] or None)
+        return cls(reason=f"judge request failed: {failure.reason}")
+
 
 class Case(BaseModel):
     """What the judge sees of one eval item besides the answer(s)."""
@@ -90,8 +101,10 @@ class Judge:
         max_tokens: int | None = None,
         context_chars: int = 6000,
         seed: int = 0,
+        templates: TemplateSet | None = None,
     ) -> None:
         self.model = model
+        self.templates = templates or evaluation_templates()
         self.weak = weak
         self.max_tokens = max_tokens
         self.context_chars = context_chars
@@ -112,31 +125,29 @@ class Judge:
 
     def score_request(self, case: Case, answer: str) -> ChatRequest:
         context = clip_context(case.context, self.context_chars)
-        prompt = score_prompt(case.question, case.reference, context, answer)
+        prompt = self.templates.get(SCORE_TEMPLATE).render(
+            question=case.question, reference=case.reference, context=context, answer=answer
+        )
         return self._request(prompt, SCORE_PREFILL, SCORE_SCHEMA)
 
     def pair_request(self, case: Case, answer_a: str, answer_b: str) -> ChatRequest:
         context = clip_context(case.context, self.context_chars)
-        prompt = pairwise_prompt(case.question, case.reference, context, answer_a, answer_b)
+        prompt = self.templates.get(PAIRWISE_TEMPLATE).render(
+            question=case.question,
+            reference=case.reference,
+            context=context,
+            answer_a=answer_a,
+            answer_b=answer_b,
+        )
         return self._request(prompt, PAIRWISE_PREFILL, PAIRWISE_SCHEMA)
 
     def score(
         self, jobs: Sequence[tuple[Case, str]], desc: str = "judge scores"
     ) -> list[JudgeScore | JudgeFailure]:
         """A score (or a failure) for each ``(case, answer)``, in order."""
-        replies = self.model.chat_many([self.score_request(case, answer) for case, answer in jobs], desc)
-        results: list[JudgeScore | JudgeFailure] = []
-        for reply in replies:
-            if isinstance(reply, LLMFailure):
-                results.append(JudgeFailure(reason=f"judge request failed: {reply.reason}"))
-                continue
-            parsed = parse_judge_score(reply.text)
-            results.append(
-                parsed
-                if parsed is not None
-                else JudgeFailure(reason="unparseable judge reply", raw=reply.text[:_RAW_CHARS])
-            )
-        return results
+        requests = [self.score_request(case, answer) for case, answer in jobs]
+        replies = self.model.structured_many(requests, JudgeScore, desc, lenient=parse_judge_score)
+        return [JudgeFailure.of(r) if isinstance(r, LLMFailure) else r for r in replies]
 
     def compare(
         self, jobs: Sequence[tuple[Case, str, str]], desc: str = "judge pairwise"
@@ -145,7 +156,7 @@ class Judge:
         requests = []
         for case, first, second in jobs:
             requests += [self.pair_request(case, first, second), self.pair_request(case, second, first)]
-        replies = self.model.chat_many(requests, desc)
+        replies = self.model.structured_many(requests, PairVerdict, desc, lenient=parse_pairwise_verdict)
         results = []
         for index in range(len(jobs)):
             verdicts: list[Verdict | None] = []
@@ -154,13 +165,12 @@ class Judge:
                 ("first as A", "first as B"), replies[2 * index : 2 * index + 2], strict=True
             ):
                 if isinstance(reply, LLMFailure):
+                    failure = JudgeFailure.of(reply)
                     verdicts.append(None)
-                    errors.append(f"{order}: judge request failed: {reply.reason}")
-                    continue
-                parsed: PairVerdict | None = parse_pairwise_verdict(reply.text)
-                verdicts.append(parsed.winner if parsed else None)
-                if parsed is None:
-                    errors.append(f"{order}: unparseable judge reply: {reply.text[:_RAW_CHARS]!r}")
+                    detail = f": {failure.raw!r}" if failure.raw else ""
+                    errors.append(f"{order}: {failure.reason}{detail}")
+                else:
+                    verdicts.append(reply.winner)
             results.append(
                 PairJudgement(
                     first_as_a=verdicts[0],

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from ragtune.core.llm import parse_json_object
 from ragtune.evaluate.stats import Verdict
@@ -52,7 +52,9 @@ _TEXT_FRACTION = re.compile(rf"(?<![\d.\-]){_NUMBER}\s*(?:/|out\s+of)\s*(10)(?!\
 class JudgeScore(BaseModel):
     """One parsed score: an integer 1–10 and the judge's reason."""
 
-    score: int = Field(ge=MIN_SCORE, le=MAX_SCORE)
+    score: StrictInt = Field(
+        ge=MIN_SCORE, le=MAX_SCORE, description="Strict: 7.0 or true are the parser's call."
+    )
     reason: str = ""
     parsed_from: ParsedFrom = Field(
         "json", description="json, partial_json (reply cut off after the score) or text (prose)."

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from ragtune.core.records import InstructionItem
+from ragtune.core.templates import TemplateSet
 from ragtune.evaluate.plots import category_bars, score_histogram
-from ragtune.evaluate.prompts import REPORT_TEMPLATE, render
+from ragtune.evaluate.prompts import REPORT_TEMPLATE, evaluation_templates
 from ragtune.evaluate.schema import EvalMetrics, PairRow, ScoreRow
 
 
@@ -63,6 +64,7 @@ def render_report(
     items: Sequence[InstructionItem],
     rows: Sequence[ScoreRow],
     pairs: Sequence[PairRow] = (),
+    templates: TemplateSet | None = None,
 ) -> str:
     """The HTML page for ``metrics`` and the per-item rows (answers, scores, verdicts)."""
     scores = {
@@ -73,9 +75,8 @@ def render_report(
         name: {category: c.score_mean for category, c in summary.per_category.items()}
         for name, summary in metrics.contenders.items()
     }
-    return render(
-        REPORT_TEMPLATE,
-        autoescape=True,
+    template = (templates or evaluation_templates()).get(REPORT_TEMPLATE)
+    return template.render(
         metrics=metrics,
         items=item_views(items, rows, pairs),
         histogram_png=score_histogram(scores),

@@ -32,7 +32,7 @@ from ragtune.evaluate.judge import Case, Judge, JudgeFailure, is_weak_judge
 from ragtune.evaluate.judgecheck import JudgeCheck, check_judge
 from ragtune.evaluate.leakage import Leakage, measure_leakage
 from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
-from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, template_id
+from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, evaluation_templates
 from ragtune.evaluate.report import render_report
 from ragtune.evaluate.schema import BASE, TUNED, EvalMetrics, EvalReport, Metric, PairRow, ScoreRow
 from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
@@ -296,6 +296,9 @@ def run_evaluate(
     whether ``evaluate.primary_metric: auto`` means the judge or the reference similarity.
     """
     cfg = config.evaluate
+    templates = evaluation_templates(cfg.templates_dir)  # a bad override fails before any model runs
+    for name in (SCORE_TEMPLATE, PAIRWISE_TEMPLATE, REPORT_TEMPLATE):
+        templates.get(name)
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     items, warnings = select_items(load_eval_items(dataset_dir), cfg.max_items, config.run.seed)
     if not items:
@@ -353,6 +356,7 @@ def run_evaluate(
         max_tokens=cfg.judge_max_tokens,
         context_chars=cfg.judge_context_chars,
         seed=config.run.seed,
+        templates=templates,
     )
     rows = _score_rows(items, answers, models, judge, encoder)
     pairs = _pair_rows(items, answers, judge) if cfg.pairwise else []
@@ -379,9 +383,9 @@ def run_evaluate(
             base_url=config.llm.judge.base_url,
             is_weak=weak,
             templates={
-                "score": template_id(SCORE_TEMPLATE),
-                "pairwise": template_id(PAIRWISE_TEMPLATE),
-                "report": template_id(REPORT_TEMPLATE),
+                "score": templates.get(SCORE_TEMPLATE).ref,
+                "pairwise": templates.get(PAIRWISE_TEMPLATE).ref,
+                "report": templates.get(REPORT_TEMPLATE).ref,
             },
         ),
         settings=MetricSettings(
@@ -405,7 +409,7 @@ def run_evaluate(
     atomic_write_text(
         metrics_path, json.dumps(metrics.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
     )
-    atomic_write_text(report_path, render_report(metrics, items, rows, pairs))
+    atomic_write_text(report_path, render_report(metrics, items, rows, pairs, templates))
     if metrics.failures_total:
         log.warning("evaluate: %d failures recorded (see %s)", metrics.failures_total, metrics_path)
     return EvalReport(

@@ -9,18 +9,24 @@ interrupted run, and a changed document only changes the requests that read it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from ragtune.core.llm import ChatRequest
 from ragtune.core.records import Chunk
+from ragtune.core.templates import Template, TemplateSet
 from ragtune.synth.categories import SEPARATOR
-from ragtune.synth.templates import PromptTemplate
 
 QUESTION_PREFILL = '{"question": "'
 ANSWER_PREFILL = '{"answer": "'
 JUDGE_PREFILL = '{"score": '
+
+
+def synth_templates(templates_dir: str | Path | None = None) -> TemplateSet:
+    """The packaged synthesis templates, each replaced by a same-named file in ``templates_dir``."""
+    return TemplateSet("ragtune.synth", templates_dir, setting="synth.templates_dir")
 
 
 class QuestionReply(BaseModel):
@@ -57,7 +63,7 @@ def _context_values(chunks: Sequence[Chunk]) -> list[dict[str, str]]:
 
 
 def question_request(
-    template: PromptTemplate,
+    template: Template,
     chunk: Chunk,
     question_type: str,
     seed: int,
@@ -78,7 +84,7 @@ def question_request(
 
 
 def answer_request(
-    template: PromptTemplate,
+    template: Template,
     question: str,
     contexts: Sequence[Chunk],
     seed: int,
@@ -96,9 +102,7 @@ def answer_request(
     )
 
 
-def judge_request(
-    template: PromptTemplate, question: str, answer: str, contexts: Sequence[Chunk]
-) -> ChatRequest:
+def judge_request(template: Template, question: str, answer: str, contexts: Sequence[Chunk]) -> ChatRequest:
     """Temperature and max_tokens are left to the judge endpoint's configuration."""
     prompt = template.render(question=question, answer=answer, contexts=_context_values(contexts))
     return ChatRequest(

@@ -78,11 +78,11 @@ from ragtune.synth.prompts import (
     judge_request,
     question_request,
     resolve_citations,
+    synth_templates,
 )
 from ragtune.synth.repairs import repair_answer, repair_question
 from ragtune.synth.report import CategoryCounts, RejectedItem, SynthReport
 from ragtune.synth.split import SplitItem, split_eval
-from ragtune.synth.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class _Synthesis:
         self.config = config
         self.settings = config.synth
         self.retriever = retriever
-        self.templates = TemplateSet(self.settings.templates_dir)
+        self.templates = synth_templates(self.settings.templates_dir)
         self.question_template = self.templates.get("question")
         self.answer_template = self.templates.get("answer")
         self.system_prompt = self.templates.get("system").render()
@@ -267,13 +267,13 @@ class _Synthesis:
         stage: str,
         desc: str,
     ) -> list[tuple[Candidate, S]]:
-        """Ask ``model``; reject failures (with the raw reply where the cache has it); pair the rest."""
+        """Ask ``model``; reject failures (with the raw reply of a malformed one); pair the rest."""
         replies = model.structured_many(requests, schema, desc=desc)
         answered: list[tuple[Candidate, S]] = []
-        for candidate, request, reply in zip(candidates, requests, replies, strict=True):
+        for candidate, reply in zip(candidates, replies, strict=True):
             if isinstance(reply, LLMFailure):
                 reason = _failure_reason(reply)
-                raw = cached_raw_reply(model, request, schema) if reason == filters.MALFORMED else None
+                raw = reply.raw if reason == filters.MALFORMED else None
                 self.reject(candidate, stage, reason, detail=reply.reason, raw=raw)
             else:
                 answered.append((candidate, reply))
@@ -508,31 +508,6 @@ class _Synthesis:
             repairs=candidate.repairs,
             retry_of=candidate.retry_of,
         )
-
-
-def cached_raw_reply(model: ChatModel, request: ChatRequest, schema: type[BaseModel]) -> str | None:
-    """The reply that failed validation, read back from the response cache (no call is made)."""
-    try:
-        from ragtune.core.llm.base import repair_request, structured_request, validate_reply
-
-        if model.cache is None:
-            return None
-        first = structured_request(request, schema)
-        replies: list[str] = []
-        data = model.cache.get_json(model.request_key(model.resolve(first)))
-        if not isinstance(data, dict) or "text" not in data:
-            return None
-        replies.append(str(data["text"]))
-        _, error = validate_reply(replies[0], schema)
-        repaired = model.cache.get_json(
-            model.request_key(model.resolve(repair_request(first, replies[0], error)))
-        )
-        if isinstance(repaired, dict) and "text" in repaired:
-            replies.append(str(repaired["text"]))
-        return "\n--- repair reply ---\n".join(replies)
-    except Exception as err:  # the raw text is a diagnostic nicety, never a reason to fail
-        log.debug("cannot read back the raw reply: %s", err)
-        return None
 
 
 def issue_order(candidates: Sequence[Candidate], step: str) -> list[Candidate]:

@@ -24,7 +24,7 @@ import concurrent.futures
 import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -42,6 +42,8 @@ R = TypeVar("R")
 
 BUDGET_EXHAUSTED = "budget exhausted"
 MALFORMED = "malformed output"
+#: Between a malformed reply and the reply to its repair request in :attr:`LLMFailure.raw`.
+REPAIR_SEPARATOR = "\n--- repair reply ---\n"
 #: How often a request waiting for the budget (this worker's requests in flight) checks again.
 ADMIT_POLL_S = 0.01
 
@@ -76,6 +78,7 @@ class LLMFailure(BaseModel):
 
     reason: str
     attempts: int = 1
+    raw: str | None = Field(None, description="The reply (and its repair) that could not be read, if any.")
 
 
 class LLMCallError(Exception):
@@ -403,39 +406,62 @@ class ChatModel(ABC):
     # -- structured output ---------------------------------------------------------------------
 
     def structured_many(
-        self, requests: Sequence[ChatRequest], schema: type[T], desc: str = "llm"
+        self,
+        requests: Sequence[ChatRequest],
+        schema: type[T],
+        desc: str = "llm",
+        *,
+        lenient: Callable[[str], T | None] | None = None,
     ) -> list[T | LLMFailure]:
-        """Ask for JSON matching ``schema``; validate, repair once, else ``LLMFailure("malformed output: ...")``."""
-        return run_sync(self.astructured_many(requests, schema, desc))
+        """Ask for JSON matching ``schema``; validate, repair once, else ``LLMFailure("malformed output: ...")``.
+
+        ``lenient`` reads what strict validation refused (a judge's ``Score: 7/10``, JSON cut off
+        after the score) before a repair request is spent on it; it returns ``None`` for garbage.
+        A malformed result keeps the model's replies in :attr:`LLMFailure.raw` for the record.
+        """
+        return run_sync(self.astructured_many(requests, schema, desc, lenient=lenient))
 
     async def astructured_many(
-        self, requests: Sequence[ChatRequest], schema: type[T], desc: str = "llm"
+        self,
+        requests: Sequence[ChatRequest],
+        schema: type[T],
+        desc: str = "llm",
+        *,
+        lenient: Callable[[str], T | None] | None = None,
     ) -> list[T | LLMFailure]:
         """Async form of :meth:`structured_many`."""
+
+        def read(text: str) -> tuple[T | None, str]:
+            value, error = validate_reply(text, schema)
+            if value is None and lenient is not None:
+                value = lenient(text)
+            return value, error
+
         first = [structured_request(r, schema) for r in requests]
         replies = await self.achat_many(first, desc)
         results: list[T | LLMFailure | None] = [None] * len(first)
-        to_repair: list[tuple[int, ChatRequest]] = []
+        to_repair: list[tuple[int, ChatRequest, str]] = []
         for index, reply in enumerate(replies):
             if isinstance(reply, LLMFailure):
                 results[index] = reply
                 continue
-            value, error = validate_reply(reply.text, schema)
+            value, error = read(reply.text)
             if value is not None:
                 results[index] = value
             else:
-                to_repair.append((index, repair_request(first[index], reply.text, error)))
+                to_repair.append((index, repair_request(first[index], reply.text, error), reply.text))
         if to_repair:
             self._stats["repairs"] += len(to_repair)
-            second = await self.achat_many([r for _, r in to_repair], f"{desc} (repair)")
-            for (index, _), reply in zip(to_repair, second, strict=True):
+            second = await self.achat_many([r for _, r, _ in to_repair], f"{desc} (repair)")
+            for (index, _, bad), reply in zip(to_repair, second, strict=True):
                 if isinstance(reply, LLMFailure):
-                    results[index] = LLMFailure(reason=reply.reason, attempts=reply.attempts + 1)
+                    results[index] = LLMFailure(reason=reply.reason, attempts=reply.attempts + 1, raw=bad)
                     continue
-                value, error = validate_reply(reply.text, schema)
+                value, error = read(reply.text)
                 if value is None:
                     self._stats["malformed"] += 1
-                    results[index] = LLMFailure(reason=f"{MALFORMED}: {error}", attempts=2)
+                    raw = f"{bad}{REPAIR_SEPARATOR}{reply.text}"
+                    results[index] = LLMFailure(reason=f"{MALFORMED}: {error}", attempts=2, raw=raw)
                 else:
                     results[index] = value
         return [r if r is not None else LLMFailure(reason="not answered", attempts=0) for r in results]
