@@ -88,6 +88,31 @@ def test_cache_on_s3_counts_hits(s3_env: S3Server, bucket: str) -> None:
     assert (cache.hits, cache.misses) == (1, 1)
 
 
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_read_bytes_or_none_tells_missing_from_broken(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A missing key is None (the cache's one-lookup miss); any other failure is still an error."""
+    if where == "local":
+        storage = open_storage(str(tmp_path))
+        broken = storage
+        (tmp_path / "dir.bin").mkdir()  # reading a folder is an error, not a miss
+        broken_key = "dir.bin"
+    else:
+        server = request.getfixturevalue("s3_env")
+        name = request.getfixturevalue("bucket")
+        storage = open_storage(f"s3://{name}/p", s3_config(server))
+        broken = open_storage("s3://no-such-bucket/p", s3_config(server))
+        broken_key = "x"
+    storage.write_bytes("a/b.bin", b"\x00data")
+    assert storage.read_bytes_or_none("a/b.bin") == b"\x00data"
+    assert storage.read_bytes_or_none("a/missing.bin") is None
+    with pytest.raises(StorageError, match=r"missing\.bin"):
+        storage.read_bytes("a/missing.bin")
+    with pytest.raises(StorageError):
+        broken.read_bytes_or_none(broken_key)
+
+
 def test_cache_key_is_order_insensitive_for_mappings() -> None:
     assert cache_key({"a": 1, "b": 2}) == cache_key({"b": 2, "a": 1})
     assert cache_key("x", 1) != cache_key("x", 2)

@@ -36,13 +36,12 @@ class ContentCache:
         return f"{self.namespace}/{key[:2]}/{key}"
 
     def get_bytes(self, key: str) -> bytes | None:
-        name = self._key(key)
-        if self.storage.exists(name):
-            data = self.storage.read_bytes(name)
-            self.hits += 1  # counted once read: an unreadable entry is the caller's miss
-            return data
-        self.misses += 1
-        return None
+        data = self.storage.read_bytes_or_none(self._key(key))  # one lookup, not exists + read
+        if data is None:
+            self.misses += 1
+            return None
+        self.hits += 1  # counted once read: an unreadable entry is the caller's miss
+        return data
 
     def get_decoded(self, key: str, decode: Callable[[bytes], T]) -> T | None:
         """The entry under ``key`` decoded, or None when absent, unreadable or undecodable.

@@ -37,6 +37,10 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def read_bytes_or_none(self, key: str) -> bytes | None:
+        """The bytes under ``key``, ``None`` when there are none: one round trip for a cache lookup."""
+        return self.read_bytes(key) if self.exists(key) else None
+
     @abstractmethod
     def size(self, key: str) -> int:
         """Bytes stored under ``key``, without reading them (to refuse oversized inputs)."""
@@ -129,10 +133,16 @@ class LocalStorage(Storage):
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
 
     def read_bytes(self, key: str) -> bytes:
+        data = self.read_bytes_or_none(key)
+        if data is None:
+            raise StorageError(f"{self.uri_for(key)}: not found")
+        return data
+
+    def read_bytes_or_none(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"{self.uri_for(key)}: not found") from None
+            return None
         except OSError as err:
             raise StorageError(f"{self.uri_for(key)}: cannot read ({err.strerror})") from None
 
@@ -149,6 +159,10 @@ class LocalStorage(Storage):
             raise StorageError(f"{self.uri_for(key)}: not found") from None
         except OSError as err:
             raise StorageError(f"{self.uri_for(key)}: cannot read ({err.strerror})") from None
+
+
+_MISSING = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
+"""S3 error codes that mean "no object under this key"."""
 
 
 class S3Storage(Storage):
@@ -194,6 +208,12 @@ class S3Storage(Storage):
         return sorted(name[strip:] for name in names)
 
     def read_bytes(self, key: str) -> bytes:
+        data = self.read_bytes_or_none(key)
+        if data is None:
+            raise StorageError(f"{self.uri_for(key)}: NoSuchKey")
+        return data
+
+    def read_bytes_or_none(self, key: str) -> bytes | None:
         from minio.error import S3Error
 
         try:
@@ -204,6 +224,8 @@ class S3Storage(Storage):
                 response.close()
                 response.release_conn()
         except S3Error as err:
+            if err.code in _MISSING:
+                return None
             raise self._fail(key, err) from None
 
     def write_bytes(self, key: str, data: bytes) -> None:
@@ -221,7 +243,7 @@ class S3Storage(Storage):
             self.client.stat_object(self.bucket, self._name(key))
             return True
         except S3Error as err:
-            if err.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
+            if err.code in _MISSING:
                 return False
             raise self._fail(key, err) from None
 
