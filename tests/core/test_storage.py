@@ -182,3 +182,21 @@ def test_unreadable_or_corrupt_cache_entries_are_misses(tmp_path: Path) -> None:
     if os.geteuid() != 0:  # root reads any file
         assert cache.get_json("unreadable") is None
         assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_local_refuses_links_that_lead_outside_root(tmp_path: Path) -> None:
+    """A key is checked through links, also in a folder whose resolution is remembered."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "ns").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    storage = LocalStorage(root)
+    storage.write_text("ns/ok", "fine")
+    assert storage.read_text("ns/ok") == "fine"  # the folder "ns" is now remembered
+    (root / "ns" / "link").symlink_to(outside / "secret")
+    (root / "away").symlink_to(outside, target_is_directory=True)
+    for key in ("ns/link", "away/secret", "ns/../../outside/secret", "ns/../../outside"):
+        with pytest.raises(StorageError, match="escapes storage root"):
+            storage.read_bytes(key)
+    (root / "ns" / "inner").symlink_to(root / "ns" / "ok")  # a link that stays inside is fine
+    assert storage.read_text("ns/inner") == "fine"

@@ -107,10 +107,28 @@ class LocalStorage(Storage):
         self.root = Path(root).expanduser()
         self.uri = str(self.root)
         self._root_resolved: Path | None = None
+        self._folders: dict[str, Path] = {}  # folder part of a key -> its resolved path, checked
 
     def _path(self, key: str) -> Path:
+        """The file of ``key``, refused if it (or a link on the way) leads outside the root.
+
+        Resolving every component of every key costs an ``lstat`` each and dominated cache
+        lookups, so the resolved folders are remembered (a cache has a few hundred) and only the
+        last component is checked on each call: one ``lstat``, or a full resolve if it is a link.
+        """
         root = self._resolved_root()
-        path = (root / key).resolve()
+        folder_key, _, name = key.rpartition("/")
+        folder = self._folders.get(folder_key)
+        if folder is None:
+            folder = self._inside((root / folder_key).resolve(), key)
+            if folder.is_dir():
+                self._folders[folder_key] = folder
+        if name in {"", ".", ".."} or (folder / name).is_symlink():
+            return self._inside((folder / name).resolve(), key)
+        return folder / name
+
+    def _inside(self, path: Path, key: str) -> Path:
+        root = self._resolved_root()
         if path != root and root not in path.parents:
             raise StorageError(f"key {key!r} escapes storage root {self.root}")
         return path
