@@ -6,7 +6,8 @@ import pytest
 
 from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
 from ragtune.evaluate.report import render_report
-from ragtune.evaluate.schema import EvalMetrics, PairRow, ScoreRow
+from ragtune.core.reports.evaluation import EvalMetrics
+from ragtune.evaluate.schema import PairRow, ScoreRow
 from tests.evaluate.helpers import ITEMS
 
 SETTINGS = MetricSettings(seed=0, bootstrap_samples=200, confidence=0.95, max_new_tokens=32)

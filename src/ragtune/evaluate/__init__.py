@@ -9,8 +9,9 @@ bootstrap and pairwise arithmetic), ``similarity`` (ROUGE-L, cosine), ``metrics`
 ``report`` and ``stage`` (the stage function).
 """
 
+from ragtune.core.reports.evaluation import EvalMetrics
 from ragtune.evaluate.parsing import JudgeScore, PairVerdict, parse_judge_score, parse_pairwise_verdict
-from ragtune.evaluate.schema import EvalMetrics, EvalReport, PairRow, ScoreRow
+from ragtune.evaluate.schema import EvalReport, PairRow, ScoreRow
 from ragtune.evaluate.stage import run_evaluate
 
 __all__ = [

@@ -22,7 +22,7 @@ from ragtune.core.llm import ChatModel, TokenLedger, open_chat_model
 from ragtune.core.llm.hf_chat import HFChat
 from ragtune.core.modelload import adapter_fingerprint
 from ragtune.core.records import InstructionItem
-from ragtune.evaluate.schema import BASE, TUNED
+from ragtune.core.reports.evaluation import BASE, TUNED
 
 log = logging.getLogger(__name__)
 

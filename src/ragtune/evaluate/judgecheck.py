@@ -15,31 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from ragtune.core.records import InstructionItem
+from ragtune.core.reports.evaluation import JudgeCheck
 from ragtune.evaluate.judge import Case, Judge, JudgeFailure
 from ragtune.evaluate.stats import mean_or_none
-
-
-class JudgeCheck(BaseModel):
-    """The sanity check's numbers and verdict (``metrics.json`` ``judge_check``)."""
-
-    n: int = Field(description="Items checked (those with a mismatched answer from another category).")
-    discrimination: float | None = Field(
-        description="Share of checked items where the reference answer scored above the mismatched one."
-    )
-    consistency: float | None = Field(
-        description="Share of checked items whose pairwise verdict was the same in both answer orders."
-    )
-    reference_wins: float | None = Field(
-        None, description="Share of checked items where the reference won pairwise in both orders."
-    )
-    score_gap: float | None = Field(description="Mean reference score − mismatched score (scored items).")
-    min_discrimination: float
-    min_consistency: float
-    passed: bool
-    reasons: list[str] = Field(default_factory=list, description="Why the judge is flagged, if it is.")
 
 
 def mismatched_answers(items: Sequence[InstructionItem], seed: int) -> list[str | None]:

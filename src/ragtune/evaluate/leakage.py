@@ -13,34 +13,16 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from ragtune.core.records import InstructionItem
+from ragtune.core.reports.evaluation import LEAKAGE_NGRAM, Leakage
 from ragtune.evaluate.similarity import TextEncoder
 
-NGRAM = 13
 _WORD = re.compile(r"\w+")
 _EXAMPLES = 20
 
 
-class Leakage(BaseModel):
-    """``metrics.json`` ``leakage``: how many eval questions have a near-duplicate in training."""
-
-    n_eval: int
-    n_train: int
-    ngram: int = NGRAM
-    cosine_threshold: float
-    ngram_hits: int = Field(
-        description="Eval questions sharing a 13-gram with a training question or answer."
-    )
-    embedding_hits: int = Field(description="Eval questions at or above the cosine threshold.")
-    leaked: int = Field(description="Eval questions with either kind of near-duplicate.")
-    share: float = Field(description="leaked / n_eval.")
-    max_share: float = Field(description="evaluate.max_leakage: above it the stage fails.")
-    item_ids: list[str] = Field(default_factory=list, description="Some leaking eval items (at most 20).")
-
-
-def ngrams(text: str, n: int = NGRAM) -> set[tuple[str, ...]]:
+def ngrams(text: str, n: int = LEAKAGE_NGRAM) -> set[tuple[str, ...]]:
     """The word n-grams of ``text`` (lower-cased ``\\w+`` words)."""
     words = _WORD.findall(text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}

@@ -9,9 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from ragtune.evaluate.judgecheck import JudgeCheck
-from ragtune.evaluate.leakage import Leakage
-from ragtune.evaluate.schema import (
+from ragtune.core.reports.evaluation import (
     BASE,
     COMPARISONS,
     TUNED,
@@ -20,11 +18,12 @@ from ragtune.evaluate.schema import (
     ContenderSummary,
     Difference,
     EvalMetrics,
+    JudgeCheck,
+    Leakage,
     Metric,
-    PairRow,
     PairwiseSummary,
-    ScoreRow,
 )
+from ragtune.evaluate.schema import PairRow, ScoreRow
 from ragtune.evaluate.stats import (
     Interval,
     bootstrap_mean_ci,

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from ragtune.core.records import InstructionItem
+from ragtune.core.reports.evaluation import EvalMetrics
 from ragtune.core.templates import TemplateSet
 from ragtune.evaluate.plots import category_bars, score_histogram
 from ragtune.evaluate.prompts import REPORT_TEMPLATE, evaluation_templates
-from ragtune.evaluate.schema import EvalMetrics, PairRow, ScoreRow
+from ragtune.evaluate.schema import PairRow, ScoreRow
 
 
 class ItemView(BaseModel):

@@ -18,6 +18,7 @@ from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import ChatModel, ChatResponse, LLMFailure, TokenLedger, open_chat_model
 from ragtune.core.llm.hf_chat import answer_request
 from ragtune.core.records import InstructionItem, read_jsonl, write_jsonl
+from ragtune.core.reports.evaluation import BASE, TUNED, EvalMetrics, JudgeCheck, Leakage, Metric
 from ragtune.core.storage import open_storage
 from ragtune.evaluate.generators import (
     ANSWER_CACHE_NAMESPACE,
@@ -29,12 +30,12 @@ from ragtune.evaluate.generators import (
     release,
 )
 from ragtune.evaluate.judge import Case, Judge, JudgeFailure, is_weak_judge
-from ragtune.evaluate.judgecheck import JudgeCheck, check_judge
-from ragtune.evaluate.leakage import Leakage, measure_leakage
+from ragtune.evaluate.judgecheck import check_judge
+from ragtune.evaluate.leakage import measure_leakage
 from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
 from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, evaluation_templates
 from ragtune.evaluate.report import render_report
-from ragtune.evaluate.schema import BASE, TUNED, EvalMetrics, EvalReport, Metric, PairRow, ScoreRow
+from ragtune.evaluate.schema import EvalReport, PairRow, ScoreRow
 from ragtune.evaluate.similarity import TextEncoder, cosine_similarities, load_encoder, rouge_l
 
 if TYPE_CHECKING:

@@ -7,16 +7,11 @@ known answers. Every random choice comes from a caller's seeded :class:`numpy.ra
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-Verdict = Literal["A", "B", "tie"]
-"""What the judge said about one ordering: answer A better, answer B better, or a tie."""
-
-Outcome = Literal["win", "tie", "loss"]
-"""The combined result of both orderings, from the first contender's side."""
+from ragtune.core.reports.evaluation import Outcome, Verdict, WinTieLoss
 
 _CHUNK = 256  # bootstrap resamples drawn at once: bounds memory at _CHUNK * n indices
 
@@ -103,20 +98,6 @@ def combine_orders(first_as_a: Verdict | None, first_as_b: Verdict | None) -> Ou
         return None
     one, two = _FIRST_ORDER[first_as_a], _SECOND_ORDER[first_as_b]
     return one if one == two else "tie"
-
-
-class WinTieLoss(BaseModel):
-    """Counts of combined pairwise outcomes; rates are over the decided items (failures excluded)."""
-
-    n_items: int
-    n_decided: int
-    wins: int
-    ties: int
-    losses: int
-    failures: int
-    win_rate: float | None
-    tie_rate: float | None
-    loss_rate: float | None
 
 
 def tally_outcomes(outcomes: Sequence[Outcome | None]) -> WinTieLoss:

@@ -4,7 +4,7 @@
 :func:`ragtune.core.modelload.load_tuned_model`. Heavy libraries load only when these are called.
 """
 
-from ragtune.train.report import TrainReport
+from ragtune.core.reports.train import TrainReport
 from ragtune.train.stage import run_train
 
 __all__ = ["TrainReport", "run_train"]

@@ -29,7 +29,7 @@ from jinja2 import TemplateError
 from ragtune.core.artifacts import DatasetDir
 from ragtune.core.errors import InputError
 from ragtune.core.records import InstructionItem, read_jsonl
-from ragtune.train.report import SkippedItem
+from ragtune.core.reports.train import SkippedItem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

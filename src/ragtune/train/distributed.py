@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ragtune.core.config import RagtuneConfig, TrainConfig
 from ragtune.core.errors import ConfigError, RagtuneError
-from ragtune.train.report import DeepSpeedStage
+from ragtune.core.reports.train import DeepSpeedStage
 
 log = logging.getLogger(__name__)
 

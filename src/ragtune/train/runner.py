@@ -15,20 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import ConfigError
 from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.modelload import AdapterMeta, compute_dtype, resolve_base_model, write_adapter_meta
+from ragtune.core.reports.train import DeepSpeedStage, LossPoint, TrainReport
 from ragtune.train.data import Splits, encode_items, make_collator, read_splits
 from ragtune.train.distributed import deepspeed_config_path
 from ragtune.train.lora import add_lora, load_base_model, probe_logits
-from ragtune.train.report import (
-    ADAPTER_DIR,
-    CHECKPOINTS_DIR,
-    DeepSpeedStage,
-    LossPoint,
-    TrainReport,
-)
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback, TrainingArguments
@@ -192,7 +187,7 @@ def run_training(
     if train.cpu_threads is not None and not torch.cuda.is_available():
         torch.set_num_threads(train.cpu_threads)
     splits = read_splits(dataset_dir)
-    checkpoints = out_dir / CHECKPOINTS_DIR
+    checkpoints = ModelDir(out_dir).checkpoints_dir
     identity = _run_identity(config, splits, stage)
     resume = resumable_checkpoint(checkpoints, identity) if checkpoints.is_dir() else None
     # TrainingArguments first: under ZeRO-3 the model must be built knowing it will be sharded.
@@ -232,7 +227,7 @@ def run_training(
         history, step = trainer.state.log_history, trainer.state.global_step
         if not any("eval_loss" in entry and entry.get("step") == step for entry in history):
             trainer.evaluate()  # the final eval_loss, unless the last step logged one
-    adapter_dir = out_dir / ADAPTER_DIR
+    adapter_dir = ModelDir(out_dir).adapter_dir
     trainer.save_model(str(adapter_dir))  # every rank: ZeRO-3 gathers the adapter weights for rank 0
 
     curve = loss_curve(trainer.state.log_history)
@@ -288,5 +283,5 @@ def run_training(
                 log.warning("probe logits are not written under ZeRO-3")
             else:
                 torch.save(probe_logits(trainer.model, tokenizer, probe), out_dir / PROBE_FILE)
-        report.write(out_dir)
+        ModelDir(out_dir).write_report(report)
     return report

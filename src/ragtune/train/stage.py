@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.reports.train import TrainReport
 from ragtune.train.data import train_file
 from ragtune.train.distributed import resolve_stage, run_under_deepspeed
 from ragtune.train.lora import check_qlora, merge_adapter
-from ragtune.train.report import ADAPTER_DIR, MERGED_DIR, METRICS_FILE, TrainReport
 from ragtune.train.runner import PROBE_FILE, run_training
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,18 @@ def run_train(
     stage = resolve_stage(config.train)
     train_file(dataset_dir)  # fail before anything is launched
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (METRICS_FILE, PROBE_FILE):  # never read an earlier run's results as this one's
+    model_dir = ModelDir(out_dir)
+    for stale in (model_dir.REPORT, PROBE_FILE):  # never read an earlier run's results as this one's
         (out_dir / stale).unlink(missing_ok=True)
     if stage == "off":
         report = run_training(config, dataset_dir, out_dir, stage, probe)
     else:
         run_under_deepspeed(config, dataset_dir, out_dir, stage, probe)
-        report = TrainReport.model_validate_json((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        report = model_dir.read_report(TrainReport)
     if config.train.merge_adapter:
-        merged = merge_adapter(out_dir / ADAPTER_DIR, out_dir / MERGED_DIR, config)
+        merged = merge_adapter(model_dir.adapter_dir, model_dir.merged_dir, config)
         report.merged_dir = str(merged)
-        report.write(out_dir)
+        model_dir.write_report(report)
     log.info(
         "trained %d steps (%s): eval_loss %s -> %s, adapter in %s",
         report.global_step,

@@ -20,15 +20,15 @@ import shutil
 import threading
 from pathlib import Path
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.errors import RagtuneError
 from ragtune.core.fsutil import atomic_write_bytes
 from ragtune.core.storage import Storage
-from ragtune.train.report import CHECKPOINTS_DIR
 from ragtune.train.runner import RUN_FILE, TRAINER_STATE
 
 log = logging.getLogger(__name__)
 
-PREFIX = CHECKPOINTS_DIR + "/"
+PREFIX = ModelDir.CHECKPOINTS_DIR + "/"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 _MARKER = re.compile(r"^_node-(\d+)\.done$")
 

@@ -25,17 +25,17 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import config_from_json
 from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage, open_storage
 from ragtune.train.cluster import checkpoints
 from ragtune.train.cluster.job import CONFIG_ENV, WORKDIR
 from ragtune.train.distributed import ERROR_FILE
-from ragtune.train.report import CHECKPOINTS_DIR
 
 DATASET_PREFIX = "dataset/"
 OUTPUT_PREFIX = "output/"
-SKIP_OUTPUTS = (CHECKPOINTS_DIR,)  # large; shared through <work-uri>/checkpoints/ while training
+SKIP_OUTPUTS = (ModelDir.CHECKPOINTS_DIR,)  # large; shared through <work-uri>/checkpoints/ while training
 
 
 def _run(command: list[str]) -> int:
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{storage.uri_for(DATASET_PREFIX)}: no dataset files (the component stages them there)"
             )
         print(f"node {rank}: {len(files)} dataset file(s) from {storage.uri_for(DATASET_PREFIX)}", flush=True)
-        local_checkpoints = workdir / "out" / CHECKPOINTS_DIR
+        local_checkpoints = ModelDir(workdir / "out").checkpoints_dir
         resumed = checkpoints.restore(storage, local_checkpoints, options.num_nodes)
         if resumed:
             print(f"node {rank}: resuming from {storage.uri_for(checkpoints.PREFIX + resumed)}", flush=True)

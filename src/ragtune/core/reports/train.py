@@ -1,21 +1,17 @@
-"""What the train stage reports: ``metrics.json`` in its out_dir is a :class:`TrainReport`."""
+"""What the train stage reports: the report file of a :class:`~ragtune.core.artifacts.ModelDir` is a
+:class:`TrainReport`.
+
+It lives in core because the registry reads it too (``ModelDir(path).read_report(TrainReport)``):
+the stage that writes it and the stage that logs it share one typed contract, not key spellings.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragtune.core.artifacts import ModelDir
-from ragtune.core.fsutil import atomic_write_text
-
 DeepSpeedStage = Literal["off", "zero2", "zero3"]
-
-METRICS_FILE = ModelDir.REPORT
-ADAPTER_DIR = ModelDir.ADAPTER_DIR
-MERGED_DIR = ModelDir.MERGED_DIR
-CHECKPOINTS_DIR = ModelDir.CHECKPOINTS_DIR
 
 
 class LossPoint(BaseModel):
@@ -39,6 +35,8 @@ class SkippedItem(BaseModel):
 
 
 class TrainReport(BaseModel):
+    """Everything in the train stage's ``metrics.json``."""
+
     model_config = ConfigDict(extra="forbid")
 
     base_model: str = Field(description="base_model as configured.")
@@ -70,6 +68,3 @@ class TrainReport(BaseModel):
     world_size: int
     dtype: str
     deepspeed: DeepSpeedStage = Field(description="DeepSpeed ZeRO stage used, or off.")
-
-    def write(self, out_dir: Path) -> Path:
-        return atomic_write_text(out_dir / METRICS_FILE, self.model_dump_json(indent=2))
