@@ -21,7 +21,17 @@ from typing import Any
 
 import pytest
 
+from ragtune.core.artifacts import EvaluationDir
 from ragtune.core.config import RagtuneConfig, build_config
+from ragtune.core.reports.evaluation import (
+    CategoryScore,
+    Comparison,
+    ContenderSummary,
+    EvalMetrics,
+    JudgeCheck,
+    Metric,
+)
+from ragtune.core.reports.train import LossPoint, TrainReport
 from tests.conftest import S3Server, free_port
 
 BUCKET = "mlflow-artifacts"
@@ -242,20 +252,12 @@ Versus = tuple[str, float, float, float]
 
 
 def comparison(
-    name: str, mean: float, low: float, high: float, n: int, metric: str = "judge"
-) -> dict[str, Any]:
+    name: str, mean: float, low: float, high: float, n: int, metric: Metric = "judge"
+) -> Comparison:
     first, second = name.split("-")
-    return {
-        "name": name,
-        "first": first,
-        "second": second,
-        "metric": metric,
-        "mean": mean,
-        "ci_low": low,
-        "ci_high": high,
-        "n": n,
-        "per_category": {},
-    }
+    return Comparison(
+        name=name, first=first, second=second, metric=metric, mean=mean, ci_low=low, ci_high=high, n=n
+    )
 
 
 def eval_metrics(
@@ -265,53 +267,74 @@ def eval_metrics(
     ci_high: float,
     n: int = 30,
     champion: Versus | None = None,
-) -> dict[str, Any]:
-    """An evaluate-stage ``metrics.json`` (the fields the registry reads, in the stage's layout)."""
+) -> EvalMetrics:
+    """An evaluate-stage report with these judge numbers (tuned − base paired over ``n`` items)."""
 
-    def contender(name: str, mean: float) -> dict[str, Any]:
-        return {
-            "name": name,
-            "model": f"hf:{name}",
-            "n_items": n,
-            "n_scored": n,
-            "score_sum": round(mean * n),
-            "score_mean": mean,
-            "score_ci_low": mean - 0.5,
-            "score_ci_high": mean + 0.5,
-            "per_category": {"Anxiety › Panic disorder": {"n_scored": n, "score_mean": mean}},
-        }
+    def contender(name: str, mean: float, model: str) -> ContenderSummary:
+        return ContenderSummary(
+            name=name,
+            model=model,
+            n_items=n,
+            n_answered=n,
+            n_scored=n,
+            answer_failures=0,
+            judge_failures=0,
+            score_sum=round(mean * n),
+            score_mean=mean,
+            score_ci_low=mean - 0.5,
+            score_ci_high=mean + 0.5,
+            rouge_l_mean=None,
+            cosine_mean=None,
+            per_category={"Anxiety › Panic disorder": CategoryScore(n_scored=n, score_mean=mean)},
+        )
 
-    data: dict[str, Any] = {
-        "schema_version": 1,
-        "judge_model": "gpt-4o",
-        "judge_templates": {"score": "judge_score@1"},
-        "confidence": 0.95,
-        "n_items": n,
-        "contenders": {"tuned": contender("tuned", tuned), "base": contender("base", base)},
-        "means": {"tuned": tuned, "base": base},
-        "sums": {"tuned": round(tuned * n), "base": round(base * n)},
-        "delta_mean": tuned - base,
-        "delta_ci_low": ci_low,
-        "delta_ci_high": ci_high,
-        "delta_n": n,
-        "failures_total": 0,
-        "judge_is_weak": False,
-        "primary_metric": "judge",
-        "judge_check": {
-            "n": n,
-            "discrimination": 0.95,
-            "consistency": 0.9,
-            "score_gap": 5.0,
-            "passed": True,
-            "reasons": [],
-        },
-        "comparisons": [comparison("tuned-base", tuned - base, ci_low, ci_high, n)],
+    contenders = {
+        "tuned": contender("tuned", tuned, "adapter:tuned"),
+        "base": contender("base", base, "hf:base"),
     }
+    comparisons = [comparison("tuned-base", tuned - base, ci_low, ci_high, n)]
     if champion is not None:
         identity, mean, low, high = champion
-        data["contenders"]["champion"] = {**contender("champion", tuned - mean), "model": identity}
-        data["comparisons"].append(comparison("tuned-champion", mean, low, high, n))
-    return data
+        contenders["champion"] = contender("champion", tuned - mean, identity)
+        comparisons.append(comparison("tuned-champion", mean, low, high, n))
+    return EvalMetrics(
+        judge_model="gpt-4o",
+        judge_base_url="https://judge.example/v1",
+        judge_is_weak=False,
+        judge_templates={"score": "judge_score@1"},
+        n_items=n,
+        categories=["Anxiety › Panic disorder"],
+        contender_names=list(contenders),
+        seed=0,
+        bootstrap_samples=1000,
+        confidence=0.95,
+        max_new_tokens=64,
+        contenders=contenders,
+        means={name: c.score_mean for name, c in contenders.items()},
+        sums={name: c.score_sum for name, c in contenders.items()},
+        n_common=n,
+        sums_common={name: c.score_sum for name, c in contenders.items()},
+        delta_mean=tuned - base,
+        delta_ci_low=ci_low,
+        delta_ci_high=ci_high,
+        delta_n=n,
+        delta_prob_positive=1.0 if ci_low > 0 else 0.5,
+        pairwise={},
+        failures={},
+        failures_total=0,
+        judge_parse={"json": n * len(contenders)},
+        primary_metric="judge",
+        judge_check=JudgeCheck(
+            n=n,
+            discrimination=0.95,
+            consistency=0.9,
+            score_gap=5.0,
+            min_discrimination=0.8,
+            min_consistency=0.8,
+            passed=True,
+        ),
+        comparisons=comparisons,
+    )
 
 
 def write_eval(
@@ -322,14 +345,38 @@ def write_eval(
     ci_high: float,
     champion: Versus | None = None,
 ) -> Path:
+    """An evaluation folder as the evaluate stage leaves it (report, HTML, scores); returns the folder."""
+    evaluation = EvaluationDir(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "metrics.json"
-    path.write_text(json.dumps(eval_metrics(tuned, base, ci_low, ci_high, champion=champion)))
-    (directory / "report.html").write_text("<html><body><h1>tuned vs base</h1></body></html>")
-    (directory / "scores.jsonl").write_text(
-        json.dumps({"item_id": "i1", "contender": "tuned", "score": 7}) + "\n"
+    evaluation.write_report(eval_metrics(tuned, base, ci_low, ci_high, champion=champion))
+    evaluation.html_path.write_text("<html><body><h1>tuned vs base</h1></body></html>")
+    evaluation.scores_path.write_text(json.dumps({"item_id": "i1", "contender": "tuned", "score": 7}) + "\n")
+    return directory
+
+
+def train_report(curve: list[LossPoint], dataset_sha256: str = DATASET_HASH) -> TrainReport:
+    """A train-stage report with this loss curve."""
+    return TrainReport(
+        base_model="tiny-llama",
+        adapter_dir="adapter",
+        dataset_sha256=dataset_sha256,
+        train_examples=8,
+        eval_examples=2,
+        global_step=max((p.step for p in curve), default=0),
+        steps_this_run=len(curve),
+        train_loss=0.9,
+        eval_loss_before=2.2,
+        eval_loss_after=0.8,
+        loss_curve=curve,
+        tokens_seen=512,
+        train_runtime_s=1.5,
+        runtime_s=2.0,
+        peak_rss_mb=300.0,
+        device="cpu",
+        world_size=1,
+        dtype="float32",
+        deepspeed="off",
     )
-    return path
 
 
 def make_config(tmp_path: Path, name: str, tracking_uri: str | None, **registry: Any) -> RagtuneConfig:

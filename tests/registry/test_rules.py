@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from ragtune.core.config import build_config
-from ragtune.core.errors import ConfigError
+from ragtune.core.errors import ConfigError, InputError
+from ragtune.core.reports.train import LossPoint
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.register import git_revision, lineage_tags
 from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
-from ragtune.registry.stage import train_metrics
+from ragtune.registry.stage import read_train_report, train_metrics
 from ragtune.registry.tracking import REDACTED, config_params, flatten, tracking_uri
-from tests.registry.conftest import eval_metrics
+from tests.registry.conftest import eval_metrics, train_report
 
 
 def test_summary_reads_the_evaluate_stage_metrics_and_round_trips_through_tags() -> None:
@@ -27,11 +29,25 @@ def test_summary_reads_the_evaluate_stage_metrics_and_round_trips_through_tags()
     assert EvalSummary.from_tags({"other": "x"}) is None
 
 
-def test_summary_falls_back_to_contender_entries() -> None:
-    data = eval_metrics(tuned=4.0, base=3.0, ci_low=0.1, ci_high=1.9)
-    del data["means"]
-    summary = EvalSummary.from_metrics(data)
-    assert (summary.tuned_mean, summary.base_mean) == (4.0, 3.0)
+def test_an_older_or_malformed_report_is_refused_naming_the_file_and_the_field(tmp_path: Path) -> None:
+    data = eval_metrics(tuned=4.0, base=3.0, ci_low=0.1, ci_high=1.9).model_dump(mode="json")
+    del data["means"]  # an older layout: the registry no longer guesses where the means are
+    (tmp_path / "metrics.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"metrics\.json: not a valid EvalMetrics \(means: Field required\)"):
+        EvalSummary.load(tmp_path)
+
+    train = tmp_path / "train"
+    train.mkdir()
+    report = train_report([LossPoint(step=1, loss=2.0)]).model_dump(mode="json")
+    report["curve"] = report.pop("loss_curve")  # an alias spelling is an error, not a second guess
+    del report["dataset_sha256"]
+    (train / "metrics.json").write_text(json.dumps(report))
+    with pytest.raises(
+        InputError,
+        match=r"train/metrics\.json: not a valid TrainReport \(dataset_sha256: Field required; 1 more",
+    ):
+        read_train_report(train)
+    assert read_train_report(tmp_path / "nothing") is None  # no report at all: logged without it
 
 
 def test_eval_metrics_for_mlflow_hold_the_judge_check_and_comparisons() -> None:
@@ -69,18 +85,11 @@ def test_tracking_uri_defaults_to_local_sqlite_and_refuses_credentials(tmp_path:
 
 def test_loss_curve_becomes_step_series() -> None:
     metrics = train_metrics(
-        {
-            "train_loss": 1.5,
-            "eval_loss": 1.7,
-            "loss_curve": [
-                {"step": 1, "loss": 2.0, "eval_loss": None},
-                {"step": 2, "loss": 1.6, "eval_loss": 1.8},
-            ],
-        }
+        train_report([LossPoint(step=1, loss=2.0), LossPoint(step=2, loss=1.6, eval_loss=1.8)])
     )
-    assert metrics["train_loss"] == 1.5 and metrics["eval_loss"] == 1.7
+    assert metrics["train_loss"] == 0.9 and metrics["eval_loss_after"] == 0.8 and metrics["global_step"] == 2
     assert metrics["loss"] == [(1, 2.0), (2, 1.6)]
-    assert metrics["curve/eval_loss"] == [(2, 1.8)]
+    assert metrics["eval_loss"] == [(2, 1.8)]
 
 
 def test_git_revision_falls_back_to_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,12 +103,12 @@ def test_git_revision_falls_back_to_env(tmp_path: Path, monkeypatch: pytest.Monk
 def test_lineage_tags_name_well_known_keys_and_flag_a_dataset_mismatch() -> None:
     tags = lineage_tags(
         {"corpus_hash": "c1", "dataset_hash": "d1", "run_by": "ci"},
-        {"dataset_sha256": "d2"},
+        "d2",
         pipeline_run_id="pipe-7",
         base_model="smollm2",
     )
     assert tags["ragtune.corpus_hash"] == "c1" and tags["ragtune.lineage.run_by"] == "ci"
     assert tags["ragtune.pipeline_run_id"] == "pipe-7" and tags["ragtune.base_model"] == "smollm2"
     assert tags["ragtune.lineage_warning"] == "adapter trained on dataset d2, lineage names d1"
-    tags = lineage_tags({}, {"dataset_sha256": "d2"}, pipeline_run_id=None, base_model="smollm2")
+    tags = lineage_tags({}, "d2", pipeline_run_id=None, base_model="smollm2")
     assert tags["ragtune.dataset_hash"] == "d2" and "ragtune.lineage_warning" not in tags

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
+from ragtune.core.reports.train import LossPoint
 from ragtune.registry import (
     EvalSummary,
     ModelVersionInfo,
@@ -29,6 +31,7 @@ from tests.registry.conftest import (
     TinyModel,
     bucket_keys,
     make_config,
+    train_report,
     write_eval,
 )
 
@@ -51,9 +54,10 @@ def _register(
     champion = (
         (f"adapter:{adapter_sha256(tiny.adapter_dir)[:32]}", *versus_champion) if versus_champion else None
     )
-    metrics = write_eval(tmp_path / pipeline_run_id / "eval", tuned, base, *ci, champion=champion)
-    info = register_model(config, run_id, tiny.adapter_dir, metrics, LINEAGE)
-    return info, EvalSummary.load(metrics)
+    summary = EvalSummary.load(
+        write_eval(tmp_path / pipeline_run_id / "eval", tuned, base, *ci, champion=champion)
+    )
+    return register_model(config, run_id, tiny.adapter_dir, summary, LINEAGE), summary
 
 
 def _alias(server: MlflowServer, config: RagtuneConfig, alias: str) -> int:
@@ -155,10 +159,8 @@ def _stage_outputs(tmp_path: Path) -> tuple[Path, Path, Path]:
     (dataset / "eval.jsonl").write_text(json.dumps(item) + "\n")
     train = tmp_path / "train"
     train.mkdir()
-    curve = [{"step": s, "loss": 2.0 / s, "eval_loss": 2.2 / s} for s in (1, 2, 3)]
-    (train / "metrics.json").write_text(
-        json.dumps({"train_loss": 0.9, "eval_loss": 0.8, "loss_curve": curve})
-    )
+    curve = [LossPoint(step=s, loss=2.0 / s, eval_loss=2.2 / s) for s in (1, 2, 3)]
+    ModelDir(train).write_report(train_report(curve))
     return dataset, train, tmp_path / "eval"
 
 

@@ -31,7 +31,7 @@ def test_local_store_registers_and_aliases_the_same(tiny_adapter: TinyModel, tmp
     run_id = start_pipeline_run(config, "pipe-local")
     assert start_pipeline_run(config, "pipe-local") == run_id
     metrics = write_eval(tmp_path / "eval", tuned=6.0, base=5.0, ci_low=0.2, ci_high=1.8)
-    info = register_model(config, run_id, tiny_adapter.adapter_dir, metrics, LINEAGE)
+    info = register_model(config, run_id, tiny_adapter.adapter_dir, EvalSummary.load(metrics), LINEAGE)
     decision = promote(config, info, EvalSummary.load(metrics))
     assert decision.promoted and decision.alias == "champion"
 
@@ -43,7 +43,11 @@ def test_local_store_registers_and_aliases_the_same(tiny_adapter: TinyModel, tmp
     assert int(champion.version) == 1 and champion.tags["ragtune.corpus_hash"] == LINEAGE["corpus_hash"]
 
     second = register_model(
-        config, start_pipeline_run(config, "pipe-local-2"), tiny_adapter.adapter_dir, metrics, LINEAGE
+        config,
+        start_pipeline_run(config, "pipe-local-2"),
+        tiny_adapter.adapter_dir,
+        EvalSummary.load(metrics),
+        LINEAGE,
     )
     worse = promote_version(config, second.version, force=False)  # not compared with the champion
     assert not worse.promoted and worse.alias == "challenger"
@@ -61,7 +65,11 @@ def test_forced_promotions_append_to_the_audit_trail(
     config = make_config(tmp_path, "audit", None)
     metrics = write_eval(tmp_path / "eval", tuned=6.0, base=5.9, ci_low=-0.2, ci_high=0.4)
     info = register_model(
-        config, start_pipeline_run(config, "pipe-audit"), tiny_adapter.adapter_dir, metrics, LINEAGE
+        config,
+        start_pipeline_run(config, "pipe-audit"),
+        tiny_adapter.adapter_dir,
+        EvalSummary.load(metrics),
+        LINEAGE,
     )
     monkeypatch.setenv("USER", "alice")
     first = promote(config, info, EvalSummary.load(metrics), force=True)
@@ -87,7 +95,11 @@ def test_a_champion_taken_meanwhile_is_decided_against(
         metrics = write_eval(tmp_path / run, tuned=6.0, base=5.0, ci_low=0.2, ci_high=1.8)
         versions.append(
             register_model(
-                config, start_pipeline_run(config, run), tiny_adapter.adapter_dir, metrics, LINEAGE
+                config,
+                start_pipeline_run(config, run),
+                tiny_adapter.adapter_dir,
+                EvalSummary.load(metrics),
+                LINEAGE,
             )
         )
     mine, theirs = versions
@@ -99,7 +111,7 @@ def test_a_champion_taken_meanwhile_is_decided_against(
             real(self, model, alias, str(theirs.version))
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", racing)
-    decision = promote(config, mine, EvalSummary.load(tmp_path / "pipe-r1" / "metrics.json"))
+    decision = promote(config, mine, EvalSummary.load(tmp_path / "pipe-r1"))
     assert not decision.promoted and decision.alias == "challenger"
     assert f"version {theirs.version} became champion meanwhile" in decision.reason
     assert f"champion version {theirs.version} was not evaluated on this run's items" in decision.reason
@@ -112,14 +124,18 @@ def test_champion_paired_comparison_decides(tiny_adapter: TinyModel, tmp_path: P
     config = make_config(tmp_path, "paired", None)
     first_metrics = write_eval(tmp_path / "e1", tuned=6.0, base=5.0, ci_low=0.2, ci_high=1.8)
     first = register_model(
-        config, start_pipeline_run(config, "p1"), tiny_adapter.adapter_dir, first_metrics, LINEAGE
+        config,
+        start_pipeline_run(config, "p1"),
+        tiny_adapter.adapter_dir,
+        EvalSummary.load(first_metrics),
+        LINEAGE,
     )
     assert promote(config, first, EvalSummary.load(first_metrics)).promoted
     worse = write_eval(
         tmp_path / "e2", 6.2, 5.0, 0.2, 1.8, champion=(_identity(tiny_adapter), -0.1, -0.4, 0.2)
     )
     second = register_model(
-        config, start_pipeline_run(config, "p2"), tiny_adapter.adapter_dir, worse, LINEAGE
+        config, start_pipeline_run(config, "p2"), tiny_adapter.adapter_dir, EvalSummary.load(worse), LINEAGE
     )
     decision = promote(config, second, EvalSummary.load(worse))
     assert not decision.promoted and decision.reference == "champion" and decision.reference_version == 1
@@ -128,7 +144,7 @@ def test_champion_paired_comparison_decides(tiny_adapter: TinyModel, tmp_path: P
         tmp_path / "e3", 6.2, 5.0, 0.2, 1.8, champion=(_identity(tiny_adapter), 0.5, 0.2, 0.8)
     )
     third = register_model(
-        config, start_pipeline_run(config, "p3"), tiny_adapter.adapter_dir, better, LINEAGE
+        config, start_pipeline_run(config, "p3"), tiny_adapter.adapter_dir, EvalSummary.load(better), LINEAGE
     )
     decision = promote(config, third, EvalSummary.load(better))
     assert (
@@ -144,7 +160,7 @@ def test_fetch_champion_downloads_its_adapter(tiny_adapter: TinyModel, tmp_path:
     assert fetch_champion(config, tmp_path / "none") is None  # no registered model yet
     metrics = write_eval(tmp_path / "e", tuned=6.0, base=5.0, ci_low=0.2, ci_high=1.8)
     info = register_model(
-        config, start_pipeline_run(config, "pf"), tiny_adapter.adapter_dir, metrics, LINEAGE
+        config, start_pipeline_run(config, "pf"), tiny_adapter.adapter_dir, EvalSummary.load(metrics), LINEAGE
     )
     assert fetch_champion(config, tmp_path / "none") is None  # registered, not champion
     promote(config, info, EvalSummary.load(metrics))

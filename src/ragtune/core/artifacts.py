@@ -19,10 +19,11 @@ artifact                  written by              files
 ========================  ======================  ==================================================
 
 Records that live in core (documents, chunks, instruction items) are read and written typed here.
-Reports are typed by the stage that owns their schema, so :meth:`Artifact.read_report` takes the
-model class (``DocumentsDir(folder).read_report(ParseReport)``): core stays below the stages and
-the reader still gets a validated object, or an :class:`~ragtune.core.errors.InputError` naming
-the file.
+:meth:`Artifact.read_report` takes the report's model class (``DocumentsDir(folder).read_report(
+ParseReport)``) and returns a validated object, or an :class:`~ragtune.core.errors.InputError` naming
+the file and the first invalid field. A report only its own stage reads keeps its model in that
+stage; the ones another stage reads (``TrainReport``, ``EvalMetrics``, which the registry logs and
+decides on) live in :mod:`ragtune.core.reports`.
 """
 
 from __future__ import annotations
@@ -62,9 +63,12 @@ class Artifact:
         except FileNotFoundError:
             raise InputError(f"{path}: not found (is {self.root} a {type(self).__name__}?)") from None
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "<root>"
-            raise InputError(f"{path}: not a valid {model.__name__} ({where}: {first['msg']})") from None
+            problems = err.errors()
+            where = ".".join(str(p) for p in problems[0]["loc"]) or "<root>"
+            more = f"; {len(problems) - 1} more problem(s)" if len(problems) > 1 else ""
+            raise InputError(
+                f"{path}: not a valid {model.__name__} ({where}: {problems[0]['msg']}{more})"
+            ) from None
 
     def write_report(self, report: BaseModel) -> Path:
         """Write ``report`` as indented JSON, atomically (a reader never sees half of it)."""

@@ -1,7 +1,7 @@
-"""The few evaluation numbers promotion decides on, read from ``metrics.json`` or a version's tags.
+"""The few evaluation numbers promotion decides on, from the evaluate stage's report or a version's tags.
 
-The evaluate stage writes (``ragtune.evaluate.schema.EvalMetrics``) per-contender judge means under
-``means``, the paired tuned − base judge difference as ``delta_*``, the resolved
+The evaluate stage writes :class:`~ragtune.core.reports.evaluation.EvalMetrics` (``metrics.json``):
+per-contender judge means, the paired tuned − base judge difference as ``delta_*``, the resolved
 ``primary_metric``, the judge's sanity check (``judge_check``) and paired differences on both
 metrics (``comparisons``: ``tuned-base``, ``tuned-champion``, ...). The gate reads the comparisons on
 the primary metric. The summary is copied onto the registered model version as ``ragtune.eval.*``
@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ragtune.core.records import read_json_object
+from ragtune.core.artifacts import EvaluationDir
+from ragtune.core.reports.evaluation import BASE, CHAMPION, TUNED, Comparison, EvalMetrics
 
-TUNED, BASE, CHAMPION = "tuned", "base", "champion"
 TAG_PREFIX = "ragtune.eval."
 _TEXT_FIELDS = {"judge_model", "judge_templates", "primary_metric", "judge_check_reasons", "champion_model"}
 _INT_FIELDS = {"delta_n", "primary_n", "champion_n"}
@@ -36,30 +36,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _contender_mean(data: Mapping[str, Any], name: str) -> float | None:
-    means = data.get("means")
-    if isinstance(means, Mapping) and _number(means.get(name)) is not None:
-        return _number(means.get(name))
-    contenders = data.get("contenders")
-    entry = contenders.get(name) if isinstance(contenders, Mapping) else None
-    if isinstance(entry, Mapping):
-        for key in ("score_mean", "mean"):
-            if _number(entry.get(key)) is not None:
-                return _number(entry.get(key))
-    return None
-
-
-def _comparison(data: Mapping[str, Any], name: str, metric: str) -> Mapping[str, Any] | None:
-    """The ``comparisons`` entry called ``name`` on ``metric``, if the stage wrote one."""
-    entries = data.get("comparisons")
-    if not isinstance(entries, list):
-        return None
-    for entry in entries:
-        if isinstance(entry, Mapping) and entry.get("name") == name and entry.get("metric") == metric:
-            return entry
-    return None
-
-
 def _count(value: Any) -> int | None:
     number = _number(value)
     return int(number) if number is not None else None
@@ -71,6 +47,13 @@ def _flag(value: Any) -> bool | None:
     if isinstance(value, str) and value.lower() in {"true", "false"}:
         return value.lower() == "true"
     return None
+
+
+def _interval(comparison: Comparison | None) -> tuple[float | None, float | None, float | None, int | None]:
+    """(mean, ci_low, ci_high, n) of a comparison, all ``None`` when it was not computed."""
+    if comparison is None:
+        return None, None, None, None
+    return comparison.mean, comparison.ci_low, comparison.ci_high, comparison.n
 
 
 class EvalSummary(BaseModel):
@@ -91,7 +74,7 @@ class EvalSummary(BaseModel):
     )
     judge_check_reasons: str | None = Field(None, description="Why the judge check failed, if it did.")
     primary_metric: str | None = Field(
-        None, description="judge or reference: the metric the stage resolved (None: an old judge-only run)."
+        None, description="judge or reference: the metric the stage resolved (None: not recorded)."
     )
     primary_delta_mean: float | None = Field(None, description="tuned − base on the primary metric.")
     primary_ci_low: float | None = None
@@ -109,67 +92,41 @@ class EvalSummary(BaseModel):
     champion_n: int | None = None
 
     @classmethod
-    def from_metrics(cls, data: Mapping[str, Any]) -> EvalSummary:
-        """From the evaluate stage's ``metrics.json`` content."""
-        nested = data.get("delta")
-        delta: Mapping[str, Any] = nested if isinstance(nested, Mapping) else {}
-
-        def pick(flat: str, nested: str) -> float | None:
-            value = _number(data.get(flat))
-            return value if value is not None else _number(delta.get(nested))
-
-        templates = data.get("judge_templates")
-        if isinstance(templates, Mapping):
-            templates = ",".join(str(v) for _, v in sorted(templates.items()))
-        n = pick("delta_n", "n")
-        metric = data.get("primary_metric")
-        primary = str(metric) if metric in {"judge", "reference"} else None
-        # an evaluation from before comparisons existed: tuned − base on the judge is its evidence
-        versus_base = _comparison(data, f"{TUNED}-{BASE}", primary or "judge") or {
-            "mean": pick("delta_mean", "mean"),
-            "ci_low": pick("delta_ci_low", "low"),
-            "ci_high": pick("delta_ci_high", "high"),
-            "n": n,
-        }
-        versus_champion = _comparison(data, f"{TUNED}-{CHAMPION}", primary or "judge") or {}
-        check = data.get("judge_check")
-        check = check if isinstance(check, Mapping) else {}
-        reasons = check.get("reasons")
-        contenders = data.get("contenders")
-        champion = contenders.get(CHAMPION) if isinstance(contenders, Mapping) else None
+    def from_metrics(cls, metrics: EvalMetrics) -> EvalSummary:
+        """From the evaluate stage's report; the gate's numbers are the comparisons on its primary metric."""
+        primary = _interval(metrics.comparison(f"{TUNED}-{BASE}"))
+        versus_champion = _interval(metrics.comparison(f"{TUNED}-{CHAMPION}"))
+        check = metrics.judge_check
+        champion = metrics.contenders.get(CHAMPION)
         return cls(
-            tuned_mean=_contender_mean(data, TUNED),
-            base_mean=_contender_mean(data, BASE),
-            delta_mean=pick("delta_mean", "mean"),
-            delta_ci_low=pick("delta_ci_low", "low"),
-            delta_ci_high=pick("delta_ci_high", "high"),
-            delta_n=int(n) if n is not None else None,
-            confidence=_number(data.get("confidence")),
-            judge_model=str(data["judge_model"]) if data.get("judge_model") else None,
-            judge_templates=str(templates) if templates else None,
-            judge_is_weak=_flag(data.get("judge_is_weak")),
-            judge_check_passed=_flag(check.get("passed")),
-            judge_check_reasons="; ".join(map(str, reasons))
-            if isinstance(reasons, list) and reasons
-            else None,
-            primary_metric=primary,
-            primary_delta_mean=_number(versus_base.get("mean")),
-            primary_ci_low=_number(versus_base.get("ci_low")),
-            primary_ci_high=_number(versus_base.get("ci_high")),
-            primary_n=_count(versus_base.get("n")),
-            champion_model=(
-                str(champion["model"]) if isinstance(champion, Mapping) and champion.get("model") else None
-            ),
-            champion_delta_mean=_number(versus_champion.get("mean")),
-            champion_ci_low=_number(versus_champion.get("ci_low")),
-            champion_ci_high=_number(versus_champion.get("ci_high")),
-            champion_n=_count(versus_champion.get("n")),
+            tuned_mean=metrics.means.get(TUNED),
+            base_mean=metrics.means.get(BASE),
+            delta_mean=metrics.delta_mean,
+            delta_ci_low=metrics.delta_ci_low,
+            delta_ci_high=metrics.delta_ci_high,
+            delta_n=metrics.delta_n,
+            confidence=metrics.confidence,
+            judge_model=metrics.judge_model or None,
+            judge_templates=",".join(v for _, v in sorted(metrics.judge_templates.items())) or None,
+            judge_is_weak=metrics.judge_is_weak,
+            judge_check_passed=check.passed if check is not None else None,
+            judge_check_reasons="; ".join(check.reasons) if check is not None and check.reasons else None,
+            primary_metric=metrics.primary_metric,
+            primary_delta_mean=primary[0],
+            primary_ci_low=primary[1],
+            primary_ci_high=primary[2],
+            primary_n=primary[3],
+            champion_model=champion.model if champion is not None else None,
+            champion_delta_mean=versus_champion[0],
+            champion_ci_low=versus_champion[1],
+            champion_ci_high=versus_champion[2],
+            champion_n=versus_champion[3],
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> EvalSummary:
-        """Read an evaluate-stage ``metrics.json``; a missing or malformed file is an :class:`InputError`."""
-        return cls.from_metrics(read_json_object(path, "eval metrics"))
+    def load(cls, eval_dir: str | Path) -> EvalSummary:
+        """From the evaluate stage's output folder; a missing or invalid report is an InputError naming it."""
+        return cls.from_metrics(EvaluationDir(Path(eval_dir)).read_report(EvalMetrics))
 
     def to_tags(self) -> dict[str, str]:
         """``ragtune.eval.<field>`` tags for the fields that have a value."""

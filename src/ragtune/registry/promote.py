@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
+from ragtune.core.reports.evaluation import EvalMetrics
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.register import TAG_ADAPTER_SHA, TAG_BASE_MODEL, ModelVersionInfo, get_version
 from ragtune.registry.tracking import MAX_TAG_VALUE, client_for, mlflow_error
@@ -288,12 +289,12 @@ def _force(verdict: Verdict) -> Verdict:
 def promote(
     config: RagtuneConfig,
     version: int | ModelVersionInfo,
-    eval_metrics: EvalSummary | Mapping[str, Any],
+    eval_metrics: EvalSummary | EvalMetrics,
     force: bool = False,
 ) -> PromotionDecision:
     """Set ``champion`` on ``version`` if it earns it (or ``force``), else ``challenger``.
 
-    ``eval_metrics`` is the version's :class:`EvalSummary` or the evaluate stage's metrics dict.
+    ``eval_metrics`` is the version's :class:`EvalSummary` or the evaluate stage's report.
     """
     from mlflow.exceptions import MlflowException
 

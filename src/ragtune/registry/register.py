@@ -100,9 +100,14 @@ def adapter_sha256(adapter_dir: Path) -> str:
 
 
 def lineage_tags(
-    lineage: Mapping[str, Any], manifest: Mapping[str, Any], *, pipeline_run_id: str | None, base_model: str
+    lineage: Mapping[str, Any], trained_on: str, *, pipeline_run_id: str | None, base_model: str
 ) -> dict[str, str]:
-    """Lineage as version tags: well-known keys under their own tag, the rest under ``ragtune.lineage.``."""
+    """Lineage as version tags: well-known keys under their own tag, the rest under ``ragtune.lineage.``.
+
+    ``trained_on`` is the hash of the dataset the adapter was trained on (``dataset_sha256`` of its
+    metadata, the same value as the train report's); when the lineage names another dataset, a
+    ``ragtune.lineage_warning`` tag says so.
+    """
     flat = flatten(dict(lineage)) if lineage else {}
     tags: dict[str, str] = {}
     known = {
@@ -113,14 +118,10 @@ def lineage_tags(
     }
     for key, value in flat.items():
         tags[known.get(key, LINEAGE_PREFIX + key)] = value
-    trained_on = next(
-        (manifest[k] for k in ("dataset_sha256", "dataset_hash") if isinstance(manifest.get(k), str)), None
-    )
-    if trained_on is not None:
-        claimed = tags.setdefault(TAG_DATASET_HASH, trained_on)
-        if claimed != trained_on:  # the adapter was trained on another dataset than the lineage says
-            tags[TAG_LINEAGE_WARNING] = f"adapter trained on dataset {trained_on}, lineage names {claimed}"
-            log.warning("lineage: %s", tags[TAG_LINEAGE_WARNING])
+    claimed = tags.setdefault(TAG_DATASET_HASH, trained_on)
+    if claimed != trained_on:  # the adapter was trained on another dataset than the lineage says
+        tags[TAG_LINEAGE_WARNING] = f"adapter trained on dataset {trained_on}, lineage names {claimed}"
+        log.warning("lineage: %s", tags[TAG_LINEAGE_WARNING])
     tags.setdefault(TAG_GIT_COMMIT, git_revision())
     if pipeline_run_id:
         tags.setdefault(TAG_PIPELINE_RUN_ID, pipeline_run_id)
@@ -215,7 +216,7 @@ def register_model(
     config: RagtuneConfig,
     run_id: str,
     adapter_dir: Path,
-    eval_metrics_path: Path | None,
+    summary: EvalSummary | None,
     lineage: Mapping[str, Any],
     *,
     system_prompt: str | None = None,
@@ -226,7 +227,7 @@ def register_model(
     Tags on the version: the lineage (``corpus_hash``, ``dataset_hash``, ``git_commit``,
     ``pipeline_run_id`` under their own ``ragtune.*`` names, any other key as
     ``ragtune.lineage.<key>``), ``ragtune.base_model``, ``ragtune.adapter_sha256`` and the eval
-    summary (``ragtune.eval.*``) from ``eval_metrics_path``. ``system_prompt`` is the dataset's
+    summary (``ragtune.eval.*``, from :meth:`EvalSummary.load` of the evaluation folder). ``system_prompt`` is the dataset's
     system message, used when the model answers.
     """
     from mlflow.exceptions import MlflowException
@@ -234,9 +235,8 @@ def register_model(
     from ragtune.core.modelload import read_adapter_meta
 
     adapter_dir = Path(adapter_dir).resolve()  # MLflow refuses artifacts reached through a symlink
-    manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")
-    base_model = str(manifest["base_model"])
-    summary = EvalSummary.load(eval_metrics_path) if eval_metrics_path is not None else None
+    meta = read_adapter_meta(adapter_dir)
+    manifest = meta.model_dump(mode="json")
     name = config.registry.model_name
     client = client_for(config)
     redact = Redactor(config)
@@ -248,7 +248,10 @@ def register_model(
             log.info("adapter already registered as %s version %s by run %s", name, existing.version, run_id)
             return ModelVersionInfo.from_mlflow(existing)
         tags = lineage_tags(
-            lineage, manifest, pipeline_run_id=run.data.tags.get(TAG_PIPELINE_RUN_ID), base_model=base_model
+            lineage,
+            meta.dataset_sha256,
+            pipeline_run_id=run.data.tags.get(TAG_PIPELINE_RUN_ID),
+            base_model=meta.base_model,
         )
         tags[TAG_ADAPTER_SHA] = fingerprint
         if summary is not None:
@@ -277,7 +280,7 @@ def register_model(
             run_id=run_id,
             tags=tags,
             model_id=model_id,
-            description=f"LoRA adapter on {base_model}; pipeline run {tags.get(TAG_PIPELINE_RUN_ID, '?')}.",
+            description=f"LoRA adapter on {meta.base_model}; pipeline run {tags.get(TAG_PIPELINE_RUN_ID, '?')}.",
         )
     except MlflowException as err:
         raise mlflow_error(config, f"registering {adapter_dir} as {name}", err) from None

@@ -21,7 +21,9 @@ from pydantic import BaseModel, Field
 from ragtune.core.artifacts import DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.modelload import read_adapter_meta
-from ragtune.core.records import documents_fingerprint, read_json_object
+from ragtune.core.records import documents_fingerprint
+from ragtune.core.reports.evaluation import EvalMetrics
+from ragtune.core.reports.train import LossPoint, TrainReport
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
 from ragtune.registry.register import ModelVersionInfo, register_model
@@ -57,48 +59,47 @@ class DecisionRecord(PromotionDecision):
     eval: EvalSummary
 
 
-_CURVE_KEYS = ("loss_curve", "curve", "history", "log_history")
+def train_metrics(report: TrainReport) -> dict[str, MetricValue]:
+    """The train report as MLflow metrics: its scalars, and the loss curve as step series.
 
-
-def train_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
-    """Train ``metrics.json`` as MLflow metrics: the scalars, and the loss curve as step series.
-
-    The curve is a list of points such as ``{"step": 10, "loss": 1.9, "eval_loss": 2.1}``; every
-    numeric field other than ``step`` becomes a series named after it.
+    Every loss of :class:`~ragtune.core.reports.train.LossPoint` (``loss``, ``eval_loss``) becomes a
+    series named after it, with the points where it was measured.
     """
-    metrics: dict[str, MetricValue] = dict(numeric_leaves(data))
-    for key in _CURVE_KEYS:
-        curve = data.get(key)
-        if not isinstance(curve, list):
-            continue
-        series: dict[str, list[tuple[int, float]]] = {}
-        for point in curve:
-            if not isinstance(point, Mapping) or not isinstance(point.get("step"), int | float):
-                continue
-            for name, value in numeric_leaves(point).items():
-                if name != "step" and name != "epoch":
-                    series.setdefault(name, []).append((int(point["step"]), value))
-        for name, points in series.items():
-            metrics[name if name not in metrics else f"curve/{name}"] = points
-        break
+    metrics: dict[str, MetricValue] = dict(numeric_leaves(report.model_dump(mode="json")))
+    for name in LossPoint.model_fields.keys() - {"step"}:
+        points = [(p.step, value) for p in report.loss_curve if (value := getattr(p, name)) is not None]
+        if points:
+            metrics[name] = points
     return metrics
 
 
-def eval_metrics(data: Mapping[str, Any]) -> dict[str, MetricValue]:
-    """Eval ``metrics.json`` as MLflow metrics: every number in it, by slash-joined path.
+def eval_metrics(metrics: EvalMetrics) -> dict[str, MetricValue]:
+    """The evaluation report as MLflow metrics: every number in it, by slash-joined path.
 
     The paired comparisons (a list in the file) are keyed ``comparisons/<name>/<metric>/...`` and the
     judge check's verdict is ``judge_check/passed`` (1 or 0), so the evidence is searchable in MLflow.
     """
-    metrics: dict[str, MetricValue] = dict(numeric_leaves(data))
-    comparisons = data.get("comparisons")
-    for entry in comparisons if isinstance(comparisons, list) else []:
-        if isinstance(entry, Mapping) and entry.get("name") and entry.get("metric"):
-            metrics.update(numeric_leaves(entry, f"comparisons/{entry['name']}/{entry['metric']}"))
-    check = data.get("judge_check")
-    if isinstance(check, Mapping) and isinstance(check.get("passed"), bool):
-        metrics["judge_check/passed"] = float(check["passed"])
-    return metrics
+    found: dict[str, MetricValue] = dict(numeric_leaves(metrics.model_dump(mode="json")))
+    for comparison in metrics.comparisons:
+        prefix = f"comparisons/{comparison.name}/{comparison.metric}"
+        found.update(numeric_leaves(comparison.model_dump(mode="json"), prefix))
+    if metrics.judge_check is not None:
+        found["judge_check/passed"] = float(metrics.judge_check.passed)
+    return found
+
+
+def read_train_report(train_dir: Path) -> TrainReport | None:
+    """The train stage's report, ``None`` (with a warning) when the folder has none.
+
+    A report that is there but does not validate is an InputError naming the file and the field.
+    """
+    model_dir = ModelDir(train_dir)
+    if not model_dir.report_path.is_file():
+        log.warning(
+            "%s: no train report; the train stage is logged without its metrics", model_dir.report_path
+        )
+        return None
+    return model_dir.read_report(TrainReport)
 
 
 def dataset_system_prompt(dataset_dir: Path) -> str | None:
@@ -170,9 +171,10 @@ def run_registry(
     )
     adapter_dir = ModelDir(train_dir).adapter_dir
     manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")  # fail before anything is logged
-    eval_path = EvaluationDir(eval_dir).report_path
-    eval_data = read_json_object(eval_path)
-    summary = EvalSummary.from_metrics(eval_data)
+    evaluation = EvaluationDir(eval_dir)
+    eval_report = evaluation.read_report(EvalMetrics)
+    summary = EvalSummary.from_metrics(eval_report)
+    train_report = read_train_report(train_dir)
 
     run_id = start_pipeline_run(config, pipeline_run_id)
 
@@ -190,19 +192,15 @@ def run_registry(
         artifacts=_existing([DatasetDir(dataset_dir).card_path, *sorted(dataset_dir.glob("*.json"))]),
     )
 
-    train_path = ModelDir(train_dir).report_path
-    train_data = read_json_object(train_path) if train_path.is_file() else {}
-    if not train_data:
-        log.warning("%s: no train metrics; the train stage is logged without them", train_path)
     log_stage(
         config,
         run_id,
         "train",
         params=manifest,
-        metrics=train_metrics(train_data),
+        metrics=train_metrics(train_report) if train_report is not None else None,
         artifacts=_existing(
             [
-                train_path,
+                ModelDir(train_dir).report_path,
                 adapter_dir / ModelDir.ADAPTER_META,
                 adapter_dir / "adapter_config.json",
                 *sorted(train_dir.glob("*.png")),
@@ -214,13 +212,13 @@ def run_registry(
         config,
         run_id,
         "evaluate",
-        metrics=eval_metrics(eval_data),
+        metrics=eval_metrics(eval_report),
         artifacts=_existing(
             [
-                eval_path,
-                EvaluationDir(eval_dir).html_path,
-                EvaluationDir(eval_dir).scores_path,
-                EvaluationDir(eval_dir).pairwise_path,
+                evaluation.report_path,
+                evaluation.html_path,
+                evaluation.scores_path,
+                evaluation.pairwise_path,
                 *sorted(eval_dir.glob("*.png")),
             ]
         ),
@@ -230,7 +228,7 @@ def run_registry(
         config,
         run_id,
         adapter_dir,
-        eval_path,
+        summary,
         lineage,
         system_prompt=dataset_system_prompt(dataset_dir),
     )
