@@ -8,10 +8,8 @@ is raised so that enough exist). Then prints the contenders (base, tuned, base+R
 where the evaluation has them) with their means and bootstrap CIs on the primary metric, and the
 paired comparisons with their CIs, overall.
 
-The evaluation's ``metrics.json`` is read as the evaluate stage writes it: ``primary_metric`` and
-``comparisons`` (``[{name, first, second, metric, mean, ci_low, ci_high, n, ...}]``) when present,
-else the older fields (``delta_mean``, ``delta_ci_low``/``delta_ci_high``, ``delta_n``: tuned −
-base on the judge score, and each contender's ``cosine_mean``).
+The evaluation's ``metrics.json`` is read as its typed report (``EvalMetrics``): the
+``primary_metric`` and the paired ``comparisons`` (name, metric, mean, CI, n) on it.
 
 Takes up to ~45 minutes on 2 cores at the defaults (not part of ``make test`` or ``make bench``;
 ``make quality`` runs it). ``--per-category 2 --epochs 1 --eval-items 5`` proves the plumbing
@@ -27,14 +25,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,35 +39,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # for pipelines.local_run
+if TYPE_CHECKING:
+    from ragtune.core.reports.evaluation import Comparison, EvalMetrics
+
 DEFAULT_CONFIG = REPO / "examples" / "psychiatry" / "ragtune.yaml"
 
 
-def find_metrics(run_dir: Path) -> dict[str, Any]:
-    """The evaluation's ``metrics.json`` (the one with contenders) under a local run folder."""
+def find_metrics(run_dir: Path) -> EvalMetrics:
+    """The evaluation's report in a local run folder (an InputError naming the file if unreadable)."""
+    from pipelines.summary import EVAL_METRICS
     from ragtune.core.artifacts import EvaluationDir
+    from ragtune.core.reports.evaluation import EvalMetrics
 
-    for path in sorted(run_dir.rglob(EvaluationDir.REPORT)):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and "contenders" in data:
-            return data
-    raise SystemExit(f"no evaluation metrics.json under {run_dir}")
-
-
-def comparisons_of(metrics: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """(primary metric, paired comparisons) from ``metrics.json``, new interface or old fields."""
-    if metrics.get("comparisons"):
-        return str(metrics.get("primary_metric") or "judge"), list(metrics["comparisons"])
-    legacy = {
-        "name": "tuned-base",
-        "first": "tuned",
-        "second": "base",
-        "metric": "judge",
-        "mean": metrics.get("delta_mean"),
-        "ci_low": metrics.get("delta_ci_low"),
-        "ci_high": metrics.get("delta_ci_high"),
-        "n": metrics.get("delta_n", 0),
-    }
-    return "judge", [legacy]
+    return EvaluationDir(run_dir / EVAL_METRICS.parent).read_report(EvalMetrics)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -79,31 +60,20 @@ def _fmt(value: Any, digits: int = 3) -> str:
     )
 
 
-def print_tables(metrics: dict[str, Any]) -> dict[str, Any] | None:
-    """Print the contenders and the comparisons; return the tuned − base comparison, if any."""
-    metric, comparisons = comparisons_of(metrics)
-    print(
-        f"primary metric: {metric}; eval items: {metrics.get('n_items')}; judge: {metrics.get('judge_model')}"
-    )
+def print_tables(metrics: EvalMetrics) -> Comparison | None:
+    """Print the contenders and the comparisons; return tuned − base on the primary metric, if any."""
+    metric = metrics.primary_metric
+    print(f"primary metric: {metric}; eval items: {metrics.n_items}; judge: {metrics.judge_model}")
     print(f"{'contender':<12} {'n scored':>8} {'judge mean [CI]':>24} {'cosine':>7} {'rouge-L':>7}")
-    for name, c in metrics["contenders"].items():
-        judge = f"{_fmt(c.get('score_mean'), 2)} [{_fmt(c.get('score_ci_low'), 2)}, {_fmt(c.get('score_ci_high'), 2)}]"
-        print(
-            f"{name:<12} {c.get('n_scored', 0):>8} {judge:>24} {_fmt(c.get('cosine_mean')):>7}"
-            f" {_fmt(c.get('rouge_l_mean')):>7}"
-        )
+    for name, c in metrics.contenders.items():
+        judge = f"{_fmt(c.score_mean, 2)} [{_fmt(c.score_ci_low, 2)}, {_fmt(c.score_ci_high, 2)}]"
+        print(f"{name:<12} {c.n_scored:>8} {judge:>24} {_fmt(c.cosine_mean):>7} {_fmt(c.rouge_l_mean):>7}")
     print()
     print(f"{'comparison':<22} {'metric':<10} {'mean':>7} {'95% CI':>18} {'n':>4}")
-    found = None
-    for comp in comparisons:
-        interval = f"[{_fmt(comp.get('ci_low'))}, {_fmt(comp.get('ci_high'))}]"
-        print(
-            f"{comp['name']:<22} {comp.get('metric', metric):<10} {_fmt(comp.get('mean')):>7} {interval:>18}"
-            f" {comp.get('n', 0):>4}"
-        )
-        if comp["name"] == "tuned-base" and (found is None or comp.get("metric") == metric):
-            found = comp
-    return found
+    for comp in metrics.comparisons:
+        interval = f"[{_fmt(comp.ci_low)}, {_fmt(comp.ci_high)}]"
+        print(f"{comp.name:<22} {comp.metric:<10} {_fmt(comp.mean):>7} {interval:>18} {comp.n:>4}")
+    return metrics.comparison("tuned-base")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,15 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         print("no tuned-base comparison in metrics.json")
         print("tuned_minus_base=nan ci_low=nan ci_high=nan n=0 metric=none")
         return 1
-    low = comp.get("ci_low")
-    if low is None or low <= 0:
+    if comp.ci_low is None or comp.ci_low <= 0:
         print(
-            f"NOT SHOWN: the tuned − base interval on {comp.get('metric')} does not lie above zero"
-            f" (n={comp.get('n', 0)}); the method did not demonstrably improve the model in this run."
+            f"NOT SHOWN: the tuned − base interval on {comp.metric} does not lie above zero"
+            f" (n={comp.n}); the method did not demonstrably improve the model in this run."
         )
     print(
-        f"tuned_minus_base={_fmt(comp.get('mean'), 4)} ci_low={_fmt(comp.get('ci_low'), 4)}"
-        f" ci_high={_fmt(comp.get('ci_high'), 4)} n={comp.get('n', 0)} metric={comp.get('metric')}"
+        f"tuned_minus_base={_fmt(comp.mean, 4)} ci_low={_fmt(comp.ci_low, 4)}"
+        f" ci_high={_fmt(comp.ci_high, 4)} n={comp.n} metric={comp.metric}"
     )
     return 0
 

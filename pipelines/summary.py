@@ -3,8 +3,9 @@
 It answers, from the run's own files, what a user needs to judge the result: how large the
 dataset is and why items were rejected (``synth_report.json``), the four-way comparison on the
 primary metric with n and CIs, whether the judge passed its sanity check, leakage
-(``metrics.json``), and what the gate decided and why (``decision.json``). :func:`render_summary`
-is pure (mappings in, text out); :func:`summary_for_run` finds the files in a local run folder.
+(``metrics.json``, read as its typed report), and what the gate decided and why (``decision.json``).
+:func:`render_summary` is pure (contents in, text out); :func:`summary_for_run` finds the files in a
+local run folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from ragtune.core.artifacts import DatasetDir, DecisionDir, EvaluationDir
 from ragtune.core.records import read_json_object
+from ragtune.core.reports.evaluation import Comparison, EvalMetrics
 
 SYNTH_REPORT = Path("synthesize-dataset") / "dataset" / DatasetDir.REPORT
 EVAL_METRICS = Path("evaluate-adapter") / "evaluation" / EvaluationDir.REPORT
@@ -64,69 +66,63 @@ def _dataset_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _comparison_rows(comparisons: Sequence[Mapping[str, Any]], metric: str) -> list[str]:
+def _comparison_rows(comparisons: Sequence[Comparison], metric: str) -> list[str]:
     rows = []
     for entry in comparisons:
-        if entry.get("metric") != metric:
+        if entry.metric != metric:
             continue
-        name = str(entry.get("name"))
-        label = f"{name.replace('-', ' − ')} ({QUESTIONS.get(name, name)})"
-        interval = f"[{_num(entry.get('ci_low'), sign=True)}, {_num(entry.get('ci_high'), sign=True)}]"
+        label = f"{entry.name.replace('-', ' − ')} ({QUESTIONS.get(entry.name, entry.name)})"
+        interval = f"[{_num(entry.ci_low, sign=True)}, {_num(entry.ci_high, sign=True)}]"
         verdict = ""
-        low, high = entry.get("ci_low"), entry.get("ci_high")
-        if isinstance(low, int | float) and isinstance(high, int | float):
+        low, high = entry.ci_low, entry.ci_high
+        if low is not None and high is not None:
             verdict = "above 0" if low > 0 else "below 0" if high < 0 else "includes 0"
-        rows.append(
-            f"  {label:<44} {_num(entry.get('mean'), sign=True):>8}  {interval:<20} n={entry.get('n')}  {verdict}"
-        )
+        rows.append(f"  {label:<44} {_num(entry.mean, sign=True):>8}  {interval:<20} n={entry.n}  {verdict}")
     return rows
 
 
-def _evaluation_lines(metrics: Mapping[str, Any]) -> list[str]:
-    metric = str(metrics.get("primary_metric") or "judge")
-    level = _pct(metrics.get("confidence", 0.95))
+def _evaluation_lines(metrics: EvalMetrics) -> list[str]:
+    metric = metrics.primary_metric
+    level = _pct(metrics.confidence)
     lines = [
-        f"Evaluation: {metrics.get('n_items')} items; primary metric {metric} ({_METRIC_WORDS.get(metric, metric)})."
+        f"Evaluation: {metrics.n_items} items; primary metric {metric} ({_METRIC_WORDS.get(metric, metric)})."
     ]
-    contenders = metrics.get("contenders")
-    if isinstance(contenders, Mapping) and contenders:
+    if metrics.contenders:
         lines.append(f"  {'contender':<12} {'judge mean':>10} {'cosine':>8} {'ROUGE-L':>8}  scored")
-        for name, entry in contenders.items():
-            if isinstance(entry, Mapping):
-                lines.append(
-                    f"  {name:<12} {_num(entry.get('score_mean'), 2):>10} {_num(entry.get('cosine_mean')):>8}"
-                    f" {_num(entry.get('rouge_l_mean')):>8}  {entry.get('n_scored')}/{entry.get('n_items')}"
-                )
-    comparisons = metrics.get("comparisons")
-    rows = _comparison_rows(comparisons, metric) if isinstance(comparisons, list) else []
+        for name, entry in metrics.contenders.items():
+            lines.append(
+                f"  {name:<12} {_num(entry.score_mean, 2):>10} {_num(entry.cosine_mean):>8}"
+                f" {_num(entry.rouge_l_mean):>8}  {entry.n_scored}/{entry.n_items}"
+            )
+    rows = _comparison_rows(metrics.comparisons, metric)
     if rows:
         lines.append(f"Paired differences on {metric}, {level} bootstrap CIs:")
         lines += rows
     else:
         lines.append("Paired differences: none (no tuned model, or no item scored for both).")
-    check = metrics.get("judge_check")
-    if isinstance(check, Mapping):
-        state = "passed" if check.get("passed") else "FLAGGED (cannot decide promotion)"
+    check = metrics.judge_check
+    if check is not None:
+        state = "passed" if check.passed else "FLAGGED (cannot decide promotion)"
         lines.append(
-            f"Judge check: {state}; discrimination {_pct(check.get('discrimination'))}"
-            f" (min {_pct(check.get('min_discrimination'))}), position consistency"
-            f" {_pct(check.get('consistency'))} (min {_pct(check.get('min_consistency'))}),"
-            f" score gap {_num(check.get('score_gap'), 2)}, n={check.get('n')}."
+            f"Judge check: {state}; discrimination {_pct(check.discrimination)}"
+            f" (min {_pct(check.min_discrimination)}), position consistency"
+            f" {_pct(check.consistency)} (min {_pct(check.min_consistency)}),"
+            f" score gap {_num(check.score_gap, 2)}, n={check.n}."
         )
-    if metrics.get("judge_is_weak"):
+    if metrics.judge_is_weak:
         lines.append("Judge: the small local model (a smoke test, not a verdict).")
-    leakage = metrics.get("leakage")
-    if isinstance(leakage, Mapping):
+    leakage = metrics.leakage
+    if leakage is not None:
         lines.append(
-            f"Leakage: {leakage.get('leaked')} of {leakage.get('n_eval')} eval questions"
-            f" ({_pct(leakage.get('share'))}, limit {_pct(leakage.get('max_share'))}) have a near-duplicate in training."
+            f"Leakage: {leakage.leaked} of {leakage.n_eval} eval questions"
+            f" ({_pct(leakage.share)}, limit {_pct(leakage.max_share)}) have a near-duplicate in training."
         )
     return lines
 
 
 def render_summary(
     synth_report: Mapping[str, Any] | None,
-    metrics: Mapping[str, Any] | None,
+    metrics: EvalMetrics | None,
     decision: Mapping[str, Any] | None,
 ) -> str:
     """The summary text from the three files' contents; a missing one is said to be missing."""
@@ -151,4 +147,6 @@ def summary_for_run(run_dir: Path) -> str:
         path = Path(run_dir) / relative
         return read_json_object(path) if path.is_file() else None
 
-    return render_summary(load(SYNTH_REPORT), load(EVAL_METRICS), load(DECISION))
+    evaluation = EvaluationDir(Path(run_dir) / EVAL_METRICS.parent)
+    metrics = evaluation.read_report(EvalMetrics) if evaluation.report_path.is_file() else None
+    return render_summary(load(SYNTH_REPORT), metrics, load(DECISION))

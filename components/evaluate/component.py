@@ -50,25 +50,26 @@ def evaluate_adapter(
             extra_adapters={"champion": champion} if champion is not None else None,
         )
     shutil.copyfile(result.report_path, report.path)
+    found = result.metrics
     evaluation.metadata.update(
         {
             "accelerator_type": accelerator_type,
-            "judge_model": result.judge_model,
-            "primary_metric": result.primary_metric,
-            "judge_check_passed": bool(result.judge_check and result.judge_check.passed),
+            "judge_model": found.judge_model,
+            "primary_metric": found.primary_metric,
+            "judge_check_passed": bool(found.judge_check and found.judge_check.passed),
         }
     )
-    for name, total in result.sums.items():
+    for name, total in found.sums.items():
         metrics.log_metric(f"judge_sum_{name}", float(total))
-    for name, mean in result.means.items():
+    for name, mean in found.means.items():
         if mean is not None:
             metrics.log_metric(f"judge_mean_{name}", float(mean))
-    if result.delta_mean is not None:
-        metrics.log_metric("delta_mean", float(result.delta_mean))
-        metrics.log_metric("delta_ci_low", float(result.delta_ci_low or 0.0))
-    for comparison in result.comparisons:
-        if comparison.metric == result.primary_metric and comparison.mean is not None:
+    if found.delta_mean is not None:
+        metrics.log_metric("delta_mean", float(found.delta_mean))
+        metrics.log_metric("delta_ci_low", float(found.delta_ci_low or 0.0))
+    for comparison in found.comparisons:
+        if comparison.metric == found.primary_metric and comparison.mean is not None:
             metrics.log_metric(f"{comparison.name}_mean", float(comparison.mean))
             metrics.log_metric(f"{comparison.name}_ci_low", float(comparison.ci_low or 0.0))
-    if result.judge_check is not None and result.judge_check.discrimination is not None:
-        metrics.log_metric("judge_check_discrimination", float(result.judge_check.discrimination))
+    if found.judge_check is not None and found.judge_check.discrimination is not None:
+        metrics.log_metric("judge_check_discrimination", float(found.judge_check.discrimination))

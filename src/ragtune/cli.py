@@ -278,8 +278,9 @@ def evaluate(
     from ragtune.evaluate import run_evaluate as run_evaluation
 
     report = run_evaluation(_config(config, set_), dataset, adapter, out)
+    metrics = report.metrics
     console.print(
-        f"judge sums {report.sums}; tuned - base {report.delta_mean} [{report.delta_ci_low}, {report.delta_ci_high}]"
+        f"judge sums {metrics.sums}; tuned - base {metrics.delta_mean} [{metrics.delta_ci_low}, {metrics.delta_ci_high}]"
     )
     console.print(f"report: {report.report_path}")
 

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from ragtune.core.artifacts import EvaluationDir
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import InputError
 from ragtune.core.llm.base import REPAIR_SEPARATOR
 from ragtune.core.records import write_jsonl
-from ragtune.evaluate import EvalReport, ScoreRow, run_evaluate
+from ragtune.evaluate import EvalMetrics, EvalReport, ScoreRow, run_evaluate
 from ragtune.evaluate.generators import answer_messages
 from ragtune.evaluate.stage import select_items
+from ragtune.registry import EvalSummary
+from ragtune.registry.stage import eval_metrics
 from tests.conftest import declare_endpoint
 from tests.evaluate.fakes import PrefillJudge, ScriptedAnswerer, WordHashEncoder, judge_responder
 from tests.evaluate.helpers import ITEMS, make_item
@@ -84,23 +87,28 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     out = tmp_path / "eval"
     report = run(config, dataset, out)
 
-    assert report.contenders == ["base", "tuned", "gpt-3.5"]
-    assert report.n_items == 2
-    assert report.judge_is_weak is False and report.judge_model == "openai:judge-model"
-    assert report.sums == {"base": 6, "tuned": 18, "gpt-3.5": 0}
-    assert report.means == {"base": 3.0, "tuned": 9.0, "gpt-3.5": None}
-    assert (report.delta_mean, report.delta_ci_low, report.delta_ci_high, report.delta_n) == (
+    assert report.metrics.contender_names == ["base", "tuned", "gpt-3.5"]
+    assert report.metrics.n_items == 2
+    assert report.metrics.judge_is_weak is False and report.metrics.judge_model == "openai:judge-model"
+    assert report.metrics.sums == {"base": 6, "tuned": 18, "gpt-3.5": 0}
+    assert report.metrics.means == {"base": 3.0, "tuned": 9.0, "gpt-3.5": None}
+    assert (
+        report.metrics.delta_mean,
+        report.metrics.delta_ci_low,
+        report.metrics.delta_ci_high,
+        report.metrics.delta_n,
+    ) == (
         6.0,
         6.0,
         6.0,
         2,
     )
     # tuned wins against base in both orders; against the position-biased verdicts it ties
-    base, gpt = report.pairwise["base"], report.pairwise["gpt-3.5"]
+    base, gpt = report.metrics.pairwise["base"], report.metrics.pairwise["gpt-3.5"]
     assert (base.wins, base.ties, base.losses, base.win_rate) == (2, 0, 0, 1.0)
     assert (gpt.wins, gpt.ties, gpt.losses, gpt.tie_rate) == (0, 2, 0, 1.0)
     # the contender's answers got prose from the judge: two judge failures, recorded
-    assert report.failures_total == 2
+    assert report.metrics.failures_total == 2
 
     rows = [ScoreRow.model_validate_json(line) for line in (out / "scores.jsonl").read_text().splitlines()]
     assert len(rows) == 6
@@ -168,13 +176,37 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     assert judge_prompt["response_format"]["type"] in {"json_schema", "json_object"}
 
 
+def test_the_registry_reads_back_the_report_the_stage_wrote(
+    tmp_path: Path, dataset: Path, server: FakeOpenAI
+) -> None:
+    """The contract across the stage boundary: what run_evaluate writes, the registry reads typed."""
+    out = tmp_path / "eval"
+    report = run(make_config(tmp_path, server), dataset, out)
+    assert EvaluationDir(out).read_report(EvalMetrics) == report.metrics
+
+    summary = EvalSummary.load(out)
+    assert (summary.tuned_mean, summary.base_mean, summary.delta_n) == (9.0, 3.0, 2)
+    assert summary.judge_model == "openai:judge-model" and summary.judge_is_weak is False
+    tuned_base = report.metrics.comparison("tuned-base")
+    assert tuned_base is not None and summary.primary_metric == report.metrics.primary_metric
+    assert (summary.primary_delta_mean, summary.primary_n) == (tuned_base.mean, tuned_base.n)
+    assert summary.judge_check_passed == (
+        report.metrics.judge_check is not None and report.metrics.judge_check.passed
+    )
+    logged = eval_metrics(EvaluationDir(out).read_report(EvalMetrics))
+    assert logged[f"comparisons/tuned-base/{tuned_base.metric}/n"] == 2.0 and logged["means/tuned"] == 9.0
+    assert "judge_check/passed" in logged
+
+
 def test_rerun_is_served_from_the_caches(tmp_path: Path, dataset: Path, server: FakeOpenAI) -> None:
     config = make_config(tmp_path, server)
     first = run(config, dataset, tmp_path / "one")
     sent = server.chat_count
     second = run(config, dataset, tmp_path / "two")
     assert server.chat_count == sent  # judge and contender answers all cached
-    assert second.means == first.means and second.delta_mean == first.delta_mean
+    assert (
+        second.metrics.means == first.metrics.means and second.metrics.delta_mean == first.metrics.delta_mean
+    )
     assert (tmp_path / "one" / "scores.jsonl").read_text() == (tmp_path / "two" / "scores.jsonl").read_text()
 
 
@@ -183,7 +215,7 @@ def test_pairwise_off_and_contender_failures(tmp_path: Path, dataset: Path, serv
     server.plan = lambda index, body: "bad_request" if body.get("model") == "contender-model" else None
     out = tmp_path / "eval"
     report = run(config, dataset, out)
-    assert report.pairwise == {}
+    assert report.metrics.pairwise == {}
     assert (out / "pairwise.jsonl").read_text() == ""
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["failures"]["answers"]["gpt-3.5"] == 2
@@ -203,10 +235,10 @@ def test_unset_judge_url_is_flagged_weak_in_metrics_and_report(
     report = run_evaluate(
         config, dataset, None, out, answerers=answerers(), judge_model=judge, encoder=WordHashEncoder()
     )
-    assert report.judge_is_weak is True
+    assert report.metrics.judge_is_weak is True
     assert json.loads((out / "metrics.json").read_text())["judge_is_weak"] is True
     assert 'id="weak-judge-warning"' in (out / "report.html").read_text()
-    assert report.means["tuned"] == 9.0 and report.means["base"] == 2.0
+    assert report.metrics.means["tuned"] == 9.0 and report.metrics.means["base"] == 2.0
 
 
 def test_max_items_samples_across_categories() -> None:

@@ -187,12 +187,12 @@ def test_four_way_comparison_with_retrieval(tmp_path: Path) -> None:
         encoder=WordHashEncoder(),
         retriever=retriever,
     )
-    assert report.contenders == ["base", "base_rag", "tuned", "tuned_rag"]
+    assert report.metrics.contender_names == ["base", "base_rag", "tuned", "tuned_rag"]
     assert retriever.asked == [(8, 2)]  # one batched search, synth.top_k chunks
     rag_prompts = [q for q in tuned.asked if "Context:" in q]
     assert len(rag_prompts) == 8 and "Section 0: panic attacks" in rag_prompts[0]
-    assert report.judge_check is not None and report.judge_check.passed
-    assert report.primary_metric == "judge"
+    assert report.metrics.judge_check is not None and report.metrics.judge_check.passed
+    assert report.metrics.primary_metric == "judge"
     metrics = json.loads((out / "metrics.json").read_text())
     by_name = {(c["name"], c["metric"]): c for c in metrics["comparisons"]}
     assert set(by_name) == {

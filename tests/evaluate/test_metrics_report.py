@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ragtune.core.reports.evaluation import EvalMetrics
 from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
 from ragtune.evaluate.report import render_report
-from ragtune.core.reports.evaluation import EvalMetrics
 from ragtune.evaluate.schema import PairRow, ScoreRow
 from tests.evaluate.helpers import ITEMS
 

@@ -99,8 +99,8 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
     config = make_config(tmp_path, server)
 
     report = run_evaluate(config, dataset, adapter, tmp_path / "one")
-    assert report.contenders == ["base", "tuned"]
-    assert report.judge_is_weak is False
+    assert report.metrics.contender_names == ["base", "tuned"]
+    assert report.metrics.judge_is_weak is False
     rows = [
         ScoreRow.model_validate_json(x) for x in (tmp_path / "one" / "scores.jsonl").read_text().splitlines()
     ]
@@ -115,8 +115,8 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
     assert models["base"] == "hf:smollm2" and models["tuned"].startswith("adapter:")
     answers = {(row.item_id, row.contender): row.answer for row in rows}
     assert any(answers[(i.item_id, "base")] != answers[(i.item_id, "tuned")] for i in ITEMS)
-    assert report.delta_mean == 0.0 and report.delta_n == 2
-    assert report.pairwise["base"].n_items == 2
+    assert report.metrics.delta_mean == 0.0 and report.metrics.delta_n == 2
+    assert report.metrics.pairwise["base"].n_items == 2
 
     # A rerun serves every answer from the cache: neither model is even loaded.
     def refuse(*args: Any) -> Any:
@@ -125,7 +125,7 @@ def test_real_base_and_adapter(tmp_path: Path, server: FakeOpenAI, monkeypatch: 
     monkeypatch.setattr(generators_module, "_load_base", refuse)
     monkeypatch.setattr(generators_module, "_load_tuned", refuse)
     again = run_evaluate(config, dataset, adapter, tmp_path / "two")
-    assert again.means == report.means
+    assert again.metrics.means == report.metrics.means
     first = json.loads((tmp_path / "one" / "metrics.json").read_text())
     second = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert first["contenders"] == second["contenders"]
@@ -135,6 +135,6 @@ def test_base_only_without_adapter(tmp_path: Path, server: FakeOpenAI) -> None:
     dataset = tmp_path / "dataset"
     write_jsonl(dataset / "eval.jsonl", ITEMS[:1])
     report = run_evaluate(make_config(tmp_path, server), dataset, None, tmp_path / "out")
-    assert report.contenders == ["base"]
-    assert report.delta_mean is None and report.pairwise == {}
-    assert any("no tuned model" in w for w in report.warnings)
+    assert report.metrics.contender_names == ["base"]
+    assert report.metrics.delta_mean is None and report.metrics.pairwise == {}
+    assert any("no tuned model" in w for w in report.metrics.warnings)

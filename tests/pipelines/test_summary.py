@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summary, summary_for_run
-from tests.registry.conftest import comparison
+from ragtune.core.reports.evaluation import EvalMetrics, JudgeCheck, Leakage
+from tests.registry.conftest import comparison, eval_metrics
 
 SYNTH = {
     "generated": 80,
@@ -18,32 +19,48 @@ SYNTH = {
 }
 
 
-METRICS = {
-    "n_items": 10,
-    "confidence": 0.95,
-    "primary_metric": "reference",
-    "judge_is_weak": True,
-    "contenders": {
-        "base": {"score_mean": 5.0, "cosine_mean": 0.61, "rouge_l_mean": 0.2, "n_scored": 10, "n_items": 10},
-        "tuned": {"score_mean": 5.5, "cosine_mean": 0.70, "rouge_l_mean": 0.3, "n_scored": 9, "n_items": 10},
-    },
-    "comparisons": [
-        comparison("tuned-base", 0.09, 0.03, 0.15, 10, "reference"),
-        comparison("tuned-base", 0.5, -0.5, 1.5, 10),
-        comparison("tuned-base_rag", -0.05, -0.12, 0.01, 10, "reference"),
-    ],
-    "judge_check": {
-        "n": 10,
-        "discrimination": 0.4,
-        "consistency": 0.3,
-        "score_gap": 0.2,
-        "min_discrimination": 0.8,
-        "min_consistency": 0.7,
-        "passed": False,
-        "reasons": ["x"],
-    },
-    "leakage": {"leaked": 1, "n_eval": 10, "share": 0.1, "max_share": 0.2},
-}
+def _metrics() -> EvalMetrics:
+    """A reference-metric evaluation of 10 items with a flagged judge and one leaking question."""
+    metrics = eval_metrics(tuned=5.5, base=5.0, ci_low=-0.5, ci_high=1.5, n=10)
+    base, tuned = metrics.contenders["base"], metrics.contenders["tuned"]
+    return metrics.model_copy(
+        update={
+            "primary_metric": "reference",
+            "judge_is_weak": True,
+            "contenders": {
+                "base": base.model_copy(update={"cosine_mean": 0.61, "rouge_l_mean": 0.2}),
+                "tuned": tuned.model_copy(update={"cosine_mean": 0.70, "rouge_l_mean": 0.3, "n_scored": 9}),
+            },
+            "comparisons": [
+                comparison("tuned-base", 0.09, 0.03, 0.15, 10, "reference"),
+                comparison("tuned-base", 0.5, -0.5, 1.5, 10),
+                comparison("tuned-base_rag", -0.05, -0.12, 0.01, 10, "reference"),
+            ],
+            "judge_check": JudgeCheck(
+                n=10,
+                discrimination=0.4,
+                consistency=0.3,
+                score_gap=0.2,
+                min_discrimination=0.8,
+                min_consistency=0.7,
+                passed=False,
+                reasons=["x"],
+            ),
+            "leakage": Leakage(
+                n_eval=10,
+                n_train=30,
+                cosine_threshold=0.95,
+                ngram_hits=1,
+                embedding_hits=0,
+                leaked=1,
+                share=0.1,
+                max_share=0.2,
+            ),
+        }
+    )
+
+
+METRICS = _metrics()
 DECISION_DATA = {
     "model_name": "ragtune-adapter",
     "version": 2,
@@ -73,10 +90,11 @@ def test_summary_shows_dataset_comparisons_judge_check_and_decision() -> None:
 
 
 def test_summary_reads_a_run_folder_and_says_what_is_missing(tmp_path: Path) -> None:
-    for relative, data in ((SYNTH_REPORT, SYNTH), (EVAL_METRICS, METRICS)):
+    for relative, text in ((SYNTH_REPORT, json.dumps(SYNTH)), (EVAL_METRICS, METRICS.model_dump_json())):
         (tmp_path / relative).parent.mkdir(parents=True)
-        (tmp_path / relative).write_text(json.dumps(data))
+        (tmp_path / relative).write_text(text)
     text = summary_for_run(tmp_path)
     assert "Dataset: 44 kept" in text and "Decision: no decision.json." in text
+    assert "Evaluation: 10 items; primary metric reference" in text  # metrics.json read as EvalMetrics
     assert not (tmp_path / DECISION).exists()
     assert "Evaluation: no metrics.json." in render_summary(SYNTH, None, None)

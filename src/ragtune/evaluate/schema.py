@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragtune.core.reports.evaluation import Comparison, JudgeCheck, Metric, Outcome, PairwiseSummary, Verdict
+from ragtune.core.reports.evaluation import EvalMetrics, Outcome, Verdict
 
 
 class Row(BaseModel):
@@ -51,24 +51,9 @@ class PairRow(Row):
 
 
 class EvalReport(BaseModel):
-    """What :func:`ragtune.evaluate.evaluate` returns: the headline numbers and where the files are."""
+    """What :func:`~ragtune.evaluate.run_evaluate` returns: the report it wrote and where its files are."""
 
-    judge_model: str
-    judge_is_weak: bool
-    n_items: int
-    contenders: list[str]
-    means: dict[str, float | None]
-    sums: dict[str, int]
-    delta_mean: float | None = Field(description="tuned − base mean judge score (paired).")
-    delta_ci_low: float | None
-    delta_ci_high: float | None
-    delta_n: int
-    pairwise: dict[str, PairwiseSummary]
-    failures_total: int
-    warnings: list[str]
-    primary_metric: Metric = "judge"
-    judge_check: JudgeCheck | None = None
-    comparisons: list[Comparison] = Field(default_factory=list)
+    metrics: EvalMetrics = Field(description="The report, as written to metrics.json.")
     scores_path: Path
     pairwise_path: Path
     metrics_path: Path

@@ -414,22 +414,7 @@ def run_evaluate(
     if metrics.failures_total:
         log.warning("evaluate: %d failures recorded (see %s)", metrics.failures_total, metrics_path)
     return EvalReport(
-        judge_model=metrics.judge_model,
-        judge_is_weak=metrics.judge_is_weak,
-        n_items=metrics.n_items,
-        contenders=metrics.contender_names,
-        means=metrics.means,
-        sums=metrics.sums,
-        delta_mean=metrics.delta_mean,
-        delta_ci_low=metrics.delta_ci_low,
-        delta_ci_high=metrics.delta_ci_high,
-        delta_n=metrics.delta_n,
-        pairwise=metrics.pairwise,
-        failures_total=metrics.failures_total,
-        warnings=metrics.warnings,
-        primary_metric=metrics.primary_metric,
-        judge_check=metrics.judge_check,
-        comparisons=metrics.comparisons,
+        metrics=metrics,
         scores_path=scores_path,
         pairwise_path=pairwise_path,
         metrics_path=metrics_path,
