@@ -36,15 +36,9 @@ def _metrics() -> EvalMetrics:
                 comparison("tuned-base", 0.5, -0.5, 1.5, 10),
                 comparison("tuned-base_rag", -0.05, -0.12, 0.01, 10, "reference"),
             ],
-            "judge_check": JudgeCheck(
-                n=10,
-                discrimination=0.4,
-                consistency=0.3,
-                score_gap=0.2,
-                min_discrimination=0.8,
-                min_consistency=0.7,
-                passed=False,
-                reasons=["x"],
+            "judge_check": JudgeCheck.model_validate(
+                {"n": 10, "discrimination": 0.4, "consistency": 0.3, "score_gap": 0.2}
+                | {"min_discrimination": 0.8, "min_consistency": 0.7, "passed": False, "reasons": ["x"]}
             ),
             "leakage": Leakage(
                 n_eval=10,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ragtune.core.modelload import load_tuned_model, read_adapter_meta
+from ragtune.registry.stage import read_train_report, train_metrics
 from ragtune.train import TrainReport, run_train
 from ragtune.train.lora import probe_logits
 from ragtune.train.runner import PROBE_FILE
@@ -39,6 +40,9 @@ def test_deepspeed_zero2_on_cpu_learns_and_saves_an_adapter_that_reloads_exactly
     assert report.eval_loss_after < report.eval_loss_before
     assert report.tokens_seen > 0 and report.tokens_per_second and report.peak_rss_mb > 0
     assert TrainReport.model_validate_json((out / "metrics.json").read_text()) == report
+    logged = train_metrics(read_train_report(out))  # the registry reads what the stage wrote, typed
+    assert [step for step, _ in logged["loss"]] == [p.step for p in report.loss_curve if p.loss is not None]
+    assert logged["global_step"] == 6 and "eval_loss" in logged
 
     adapter = out / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file()
