@@ -66,7 +66,7 @@ def train_metrics(report: TrainReport) -> dict[str, MetricValue]:
     series named after it, with the points where it was measured.
     """
     metrics: dict[str, MetricValue] = dict(numeric_leaves(report.model_dump(mode="json")))
-    for name in LossPoint.model_fields.keys() - {"step"}:
+    for name in (field for field in LossPoint.model_fields if field != "step"):
         points = [(p.step, value) for p in report.loss_curve if (value := getattr(p, name)) is not None]
         if points:
             metrics[name] = points
