@@ -15,6 +15,7 @@ import pytest
 
 from ragtune.core.config import RagtuneConfig, build_config
 from ragtune.core.errors import ConfigError, InputError
+from ragtune.core.reports.train import LossPoint
 from ragtune.core.storage import S3Storage, open_storage
 from ragtune.train.cluster import node
 from ragtune.train.cluster.job import CONFIG_ENV
@@ -29,6 +30,7 @@ from ragtune.train.cluster.stage import (
     work_uri,
 )
 from tests.conftest import S3Server
+from tests.registry.conftest import train_report
 from tests.train.cluster.fakes import FakeCore, FakeCustomObjects, condition, pod, status
 
 # Stands in for `torchrun ... -m ragtune.train.launch --config-json C --dataset D --out O --stage S`:
@@ -41,13 +43,15 @@ assert (work / "dataset" / "train.jsonl").read_text().startswith('{"instruction"
 out = work / "out"
 (out / "adapter").mkdir(parents=True, exist_ok=True)
 (out / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
-(out / "metrics.json").write_text(json.dumps({"adapter_dir": str(out / "adapter"), "global_step": 3}))
+report = json.loads(REPORT_JSON)  # a valid TrainReport: the stage reads it typed
+report["adapter_dir"] = str(out / "adapter")
+(out / "metrics.json").write_text(json.dumps(report))
 (out / "checkpoints" / "checkpoint-3").mkdir(parents=True)
 (out / "checkpoints" / "checkpoint-3" / "optimizer.pt").write_bytes(b"big")
 if len(sys.argv) > 2:
     (out / "train_error.txt").write_text(sys.argv[2])
     sys.exit(2)
-"""
+""".replace("REPORT_JSON", repr(train_report([LossPoint(step=3, loss=1.0)]).model_dump_json()))
 
 
 def _dataset(folder: Path) -> Path:

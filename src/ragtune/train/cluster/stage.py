@@ -9,7 +9,6 @@ so ``cache.uri`` must be an ``s3://`` URI every node can read.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,8 +20,8 @@ from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import RagtuneConfig, TrainConfig, config_from_json
 from ragtune.core.endpoints import ENDPOINTS_ENV
 from ragtune.core.errors import ConfigError, InputError, RagtuneError
-from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.models import MODEL_DOWNLOADS_ENV
+from ragtune.core.reports.train import TrainReport
 from ragtune.core.storage import is_s3_uri, open_storage
 from ragtune.train.cluster.job import (
     CONFIG_ENV,
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 JOBS_PREFIX = "pytorchjobs"
 ADAPTER_DIR = ModelDir.ADAPTER_DIR
-METRICS_FILE = ModelDir.REPORT
 
 
 @dataclass(frozen=True)
@@ -125,13 +123,14 @@ def label_value(text: str) -> str:
 
 
 def _rewrite_adapter_path(out_dir: Path) -> None:
-    """metrics.json names the adapter folder of the training pod; point it at the artifact's."""
-    metrics = out_dir / METRICS_FILE
-    if metrics.is_file():
-        report = json.loads(metrics.read_text(encoding="utf-8"))
-        if isinstance(report, dict) and "adapter_dir" in report:
-            report["adapter_dir"] = str(out_dir / ADAPTER_DIR)
-            atomic_write_text(metrics, json.dumps(report, indent=2))
+    """The train report names the adapter folder of the training pod; point it at the artifact's.
+
+    The report is read typed, so one the pod wrote wrongly fails here, naming the file and field.
+    """
+    model_dir = ModelDir(out_dir)
+    if model_dir.report_path.is_file():
+        report = model_dir.read_report(TrainReport)
+        model_dir.write_report(report.model_copy(update={"adapter_dir": str(model_dir.adapter_dir)}))
 
 
 def train_on_cluster(
