@@ -158,8 +158,9 @@ def run_registry(
 ) -> PromotionDecision:
     """Log the run's stages to MLflow, register the adapter, promote it; write ``out_dir/decision.json``.
 
-    Reads ``train_dir/adapter/`` and ``train_dir/metrics.json`` (train stage),
-    ``eval_dir/metrics.json``, ``report.html``, ``scores.jsonl`` and ``pairwise.jsonl`` (evaluate stage), and
+    Reads ``train_dir/adapter/`` and the train report (``TrainReport``; logged without it when
+    absent), the evaluation report (``EvalMetrics``), ``report.html``, ``scores.jsonl`` and
+    ``pairwise.jsonl`` (evaluate stage), and
     ``dataset_dir/README.md`` (the dataset card) and ``train.jsonl``/``eval.jsonl`` (for counts and
     the system message). ``lineage`` holds at least ``corpus_hash`` and ``dataset_hash``.
     """
