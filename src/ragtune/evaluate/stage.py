@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,10 +45,6 @@ log = logging.getLogger(__name__)
 EVAL_FILE = DatasetDir.EVAL
 TRAIN_FILE = DatasetDir.TRAIN
 RAG_SUFFIX = "_rag"
-SCORES_FILE = EvaluationDir.SCORES
-PAIRWISE_FILE = EvaluationDir.PAIRWISE
-METRICS_FILE = EvaluationDir.REPORT
-REPORT_FILE = EvaluationDir.HTML
 JUDGE_CACHE_NAMESPACE = "llm"
 
 
@@ -402,21 +397,17 @@ def run_evaluate(
         leakage=leakage,
     )
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scores_path, pairwise_path = out_dir / SCORES_FILE, out_dir / PAIRWISE_FILE
-    metrics_path, report_path = out_dir / METRICS_FILE, out_dir / REPORT_FILE
-    write_jsonl(scores_path, rows)
-    write_jsonl(pairwise_path, pairs)
-    atomic_write_text(
-        metrics_path, json.dumps(metrics.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-    )
-    atomic_write_text(report_path, render_report(metrics, items, rows, pairs, templates))
+    evaluation = EvaluationDir(out_dir)
+    write_jsonl(evaluation.scores_path, rows)
+    write_jsonl(evaluation.pairwise_path, pairs)
+    metrics_path = evaluation.write_report(metrics)
+    atomic_write_text(evaluation.html_path, render_report(metrics, items, rows, pairs, templates))
     if metrics.failures_total:
         log.warning("evaluate: %d failures recorded (see %s)", metrics.failures_total, metrics_path)
     return EvalReport(
         metrics=metrics,
-        scores_path=scores_path,
-        pairwise_path=pairwise_path,
+        scores_path=evaluation.scores_path,
+        pairwise_path=evaluation.pairwise_path,
         metrics_path=metrics_path,
-        report_path=report_path,
+        report_path=evaluation.html_path,
     )

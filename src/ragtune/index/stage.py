@@ -28,7 +28,6 @@ from ragtune.core.embedding import (
     embedding_cache,
     load_embedder,
 )
-from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.records import Chunk, Document, read_jsonl, write_jsonl
 from ragtune.index.chunking import chunk_document, load_token_spans
 from ragtune.index.store import create_store
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 CHUNKS_FILE = IndexDir.CHUNKS
 INDEX_DIR = IndexDir.STORE_DIR
-REPORT_FILE = IndexDir.REPORT
 
 
 class SkippedDocument(BaseModel):
@@ -186,7 +184,7 @@ def run_index(
         cache_misses=cache.misses,
         elapsed_s=round(time.perf_counter() - started, 3),
     )
-    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
+    IndexDir(out_dir).write_report(report)
     log.info(
         "index: %d chunks (%d embedded, %d from cache) in %s", len(chunks), cache.misses, cache.hits, location
     )

@@ -7,6 +7,6 @@ them over the corpus with a content-hash cache.
 """
 
 from ragtune.parse.report import FileReport, ParseReport
-from ragtune.parse.stage import DOCUMENTS_FILE, PARSER_VERSION, REPORT_FILE, run_parse
+from ragtune.parse.stage import PARSER_VERSION, run_parse
 
-__all__ = ["DOCUMENTS_FILE", "PARSER_VERSION", "REPORT_FILE", "FileReport", "ParseReport", "run_parse"]
+__all__ = ["PARSER_VERSION", "FileReport", "ParseReport", "run_parse"]

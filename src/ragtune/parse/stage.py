@@ -26,8 +26,7 @@ from ragtune.core.artifacts import DocumentsDir
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import ParseConfig, RagtuneConfig
 from ragtune.core.errors import InputError, RagtuneError
-from ragtune.core.fsutil import atomic_write_text
-from ragtune.core.records import Document, ParserName, doc_id_for, sha256_hex, write_jsonl
+from ragtune.core.records import Document, ParserName, doc_id_for, sha256_hex
 from ragtune.core.storage import LocalStorage, Storage, open_storage
 from ragtune.parse.dispatch import choose_parser
 from ragtune.parse.grobid import GrobidClient
@@ -38,8 +37,6 @@ from ragtune.parse.sections import Source
 logger = logging.getLogger(__name__)
 
 PARSER_VERSION = "1"  # bump when any reader's output changes, to invalidate cached documents
-DOCUMENTS_FILE = DocumentsDir.DOCUMENTS
-REPORT_FILE = DocumentsDir.REPORT
 CACHE_NAMESPACE = "parse"
 FAILED_NAMES_SHOWN = 10
 _MB = 1024 * 1024
@@ -243,12 +240,14 @@ def run_parse(config: RagtuneConfig, out_dir: Path, sources: list[str] | None = 
     finally:
         if grobid is not None:
             grobid.close()
-    documents_path = out_dir / DOCUMENTS_FILE
-    write_jsonl(documents_path, [o.document for o in outcomes if o.document is not None])
-    report = ParseReport.build(corpus, str(documents_path), PARSER_VERSION, [o.report for o in outcomes])
-    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
+    artifact = DocumentsDir(out_dir)
+    artifact.write([o.document for o in outcomes if o.document is not None])
+    report = ParseReport.build(
+        corpus, str(artifact.documents_path), PARSER_VERSION, [o.report for o in outcomes]
+    )
+    report_path = artifact.write_report(report)
     logger.info("%s -> %s", report.summary(), out_dir)
-    check_failed_fraction(report, config.parse.max_failed_fraction, out_dir / REPORT_FILE)
+    check_failed_fraction(report, config.parse.max_failed_fraction, report_path)
     return report
 
 

@@ -92,7 +92,6 @@ REJECTED_FILE = DatasetDir.REJECTED
 TRAIN_ALPACA_FILE = DatasetDir.TRAIN_ALPACA
 EVAL_ALPACA_FILE = DatasetDir.EVAL_ALPACA
 CARD_FILE = DatasetDir.CARD
-REPORT_FILE = DatasetDir.REPORT
 LLM_CACHE_NAMESPACE = "llm"
 LOCAL_GROUNDEDNESS = "local:lexical+embedding"
 
@@ -699,7 +698,7 @@ def _write_outputs(
         rejections=Counter((r.stage, r.reason) for r in rejected).most_common(),
     )
     atomic_write_text(out_dir / CARD_FILE, card + "\n")
-    atomic_write_text(out_dir / REPORT_FILE, report.model_dump_json(indent=2) + "\n")
+    DatasetDir(out_dir).write_report(report)
     log.info(
         "synth: %d slots -> %d train, %d eval, %d rejected (%s); LLM cache %d hits, %d misses",
         report.generated,
