@@ -10,13 +10,18 @@ local run folder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ragtune.core.artifacts import DatasetDir, DecisionDir, EvaluationDir
-from ragtune.core.records import read_json_object
+from pydantic import BaseModel
+
+from ragtune.core.artifacts import Artifact, DatasetDir, DecisionDir, EvaluationDir
 from ragtune.core.reports.evaluation import Comparison, EvalMetrics
+from ragtune.registry import PromotionDecision
+from ragtune.synth.report import SynthReport
+
+M = TypeVar("M", bound=BaseModel)
 
 SYNTH_REPORT = Path("synthesize-dataset") / "dataset" / DatasetDir.REPORT
 EVAL_METRICS = Path("evaluate-adapter") / "evaluation" / EvaluationDir.REPORT
@@ -44,24 +49,16 @@ def _pct(value: Any) -> str:
     return "n/a" if not isinstance(value, int | float) else f"{100 * value:.0f}%"
 
 
-def _dataset_lines(report: Mapping[str, Any]) -> list[str]:
-    generated, kept = report.get("generated"), report.get("kept")
-    share = (
-        f" ({_pct(kept / generated)})"
-        if isinstance(kept, int) and isinstance(generated, int) and generated
-        else ""
-    )
+def _dataset_lines(report: SynthReport) -> list[str]:
+    share = f" ({_pct(report.kept / report.generated)})" if report.generated else ""
     lines = [
-        f"Dataset: {kept} kept of {generated} question slots{share}:"
-        f" {report.get('train')} train, {report.get('eval')} eval."
+        f"Dataset: {report.kept} kept of {report.generated} question slots{share}:"
+        f" {report.train} train, {report.eval} eval."
     ]
-    reasons = report.get("rejected_by_reason")
-    if isinstance(reasons, Mapping) and reasons:
-        ranked = sorted(reasons.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    if report.rejected_by_reason:
+        ranked = sorted(report.rejected_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
         lines.append(
-            f"Rejected {report.get('rejected')}: "
-            + ", ".join(f"{reason} {count}" for reason, count in ranked)
-            + "."
+            f"Rejected {report.rejected}: " + ", ".join(f"{reason} {count}" for reason, count in ranked) + "."
         )
     return lines
 
@@ -121,32 +118,34 @@ def _evaluation_lines(metrics: EvalMetrics) -> list[str]:
 
 
 def render_summary(
-    synth_report: Mapping[str, Any] | None,
+    synth_report: SynthReport | None,
     metrics: EvalMetrics | None,
-    decision: Mapping[str, Any] | None,
+    decision: PromotionDecision | None,
 ) -> str:
-    """The summary text from the three files' contents; a missing one is said to be missing."""
+    """The summary text from the three reports; a missing one is said to be missing."""
     lines = ["Evidence summary", "================"]
     lines += _dataset_lines(synth_report) if synth_report else ["Dataset: no synth_report.json."]
     lines += _evaluation_lines(metrics) if metrics else ["Evaluation: no metrics.json."]
     if decision:
         lines.append(
-            f"Decision: {decision.get('model_name')} version {decision.get('version')} -> {decision.get('alias')}"
-            f" (metric {decision.get('metric', 'n/a')}, n={decision.get('n')})."
+            f"Decision: {decision.model_name} version {decision.version} -> {decision.alias}"
+            f" (metric {decision.metric}, n={decision.n})."
         )
-        lines.append(f"Why: {decision.get('reason')}")
+        lines.append(f"Why: {decision.reason}")
     else:
         lines.append("Decision: no decision.json.")
     return "\n".join(lines)
 
 
+def _read(artifact: Artifact, model: type[M]) -> M | None:
+    return artifact.read_report(model) if artifact.report_path.is_file() else None
+
+
 def summary_for_run(run_dir: Path) -> str:
     """:func:`render_summary` for a local run folder (``ragtune run``'s ``run_dir``)."""
-
-    def load(relative: Path) -> dict[str, Any] | None:
-        path = Path(run_dir) / relative
-        return read_json_object(path) if path.is_file() else None
-
-    evaluation = EvaluationDir(Path(run_dir) / EVAL_METRICS.parent)
-    metrics = evaluation.read_report(EvalMetrics) if evaluation.report_path.is_file() else None
-    return render_summary(load(SYNTH_REPORT), metrics, load(DECISION))
+    run_dir = Path(run_dir)
+    return render_summary(
+        _read(DatasetDir(run_dir / SYNTH_REPORT.parent), SynthReport),
+        _read(EvaluationDir(run_dir / EVAL_METRICS.parent), EvalMetrics),
+        _read(DecisionDir(run_dir / DECISION.parent), PromotionDecision),
+    )

@@ -5,18 +5,41 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summary, summary_for_run
+from ragtune.core.errors import InputError
 from ragtune.core.reports.evaluation import EvalMetrics, JudgeCheck, Leakage
+from ragtune.registry import PromotionDecision
+from ragtune.synth.report import SynthReport, TokenStats
 from tests.registry.conftest import comparison, eval_metrics
 
-SYNTH = {
-    "generated": 80,
-    "kept": 44,
-    "train": 34,
-    "eval": 10,
-    "rejected": 36,
-    "rejected_by_reason": {"not_grounded": 20, "too_short": 16},
-}
+SYNTH = SynthReport(
+    generator_model="local:smollm2",
+    mode="self",
+    groundedness_method="local:lexical+embedding",
+    relevance_method="embedding",
+    embedder="all-MiniLM-L6-v2",
+    categories=10,
+    generated=80,
+    kept=44,
+    train=34,
+    eval=10,
+    rejected=36,
+    rejected_by_reason={"not_grounded": 20, "too_short": 16},
+    rejected_by_stage={"answer": 36},
+    per_category={},
+    cache_hits=0,
+    cache_misses=80,
+    llm_stats={},
+    ledger={},
+    templates={},
+    token_counter="tokenizer",
+    question_tokens=TokenStats(),
+    answer_tokens=TokenStats(),
+    files={},
+    elapsed_s=1.0,
+)
 
 
 def _metrics() -> EvalMetrics:
@@ -55,14 +78,16 @@ def _metrics() -> EvalMetrics:
 
 
 METRICS = _metrics()
-DECISION_DATA = {
-    "model_name": "ragtune-adapter",
-    "version": 2,
-    "alias": "challenger",
-    "metric": "reference",
-    "n": 10,
-    "reason": "Not promoted (on the reference metric): only 10 paired scored items.",
-}
+DECISION_DATA = PromotionDecision(
+    model_name="ragtune-adapter",
+    version=2,
+    alias="challenger",
+    promoted=False,
+    metric="reference",
+    n=10,
+    reason="Not promoted (on the reference metric): only 10 paired scored items.",
+    model_uri="models:/ragtune-adapter@challenger",
+)
 
 
 def test_summary_shows_dataset_comparisons_judge_check_and_decision() -> None:
@@ -84,7 +109,10 @@ def test_summary_shows_dataset_comparisons_judge_check_and_decision() -> None:
 
 
 def test_summary_reads_a_run_folder_and_says_what_is_missing(tmp_path: Path) -> None:
-    for relative, text in ((SYNTH_REPORT, json.dumps(SYNTH)), (EVAL_METRICS, METRICS.model_dump_json())):
+    for relative, text in (
+        (SYNTH_REPORT, SYNTH.model_dump_json()),
+        (EVAL_METRICS, METRICS.model_dump_json()),
+    ):
         (tmp_path / relative).parent.mkdir(parents=True)
         (tmp_path / relative).write_text(text)
     text = summary_for_run(tmp_path)
@@ -92,3 +120,10 @@ def test_summary_reads_a_run_folder_and_says_what_is_missing(tmp_path: Path) -> 
     assert "Evaluation: 10 items; primary metric reference" in text  # metrics.json read as EvalMetrics
     assert not (tmp_path / DECISION).exists()
     assert "Evaluation: no metrics.json." in render_summary(SYNTH, None, None)
+
+
+def test_summary_refuses_a_malformed_report_naming_it(tmp_path: Path) -> None:
+    (tmp_path / SYNTH_REPORT).parent.mkdir(parents=True)
+    (tmp_path / SYNTH_REPORT).write_text(json.dumps({"generated": 80, "kept": 44}))
+    with pytest.raises(InputError, match=r"synth_report\.json: not a valid SynthReport"):
+        summary_for_run(tmp_path)
