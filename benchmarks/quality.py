@@ -19,7 +19,7 @@ above zero, the line before it says so.
 
 Usage::
 
-    python benchmarks/quality.py [--per-category 24] [--epochs 3] [--eval-items 60] [--root DIR]
+    python benchmarks/quality.py [--per-category 32] [--epochs 3] [--eval-items 60] [--root DIR]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def print_tables(metrics: EvalMetrics) -> Comparison | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--per-category", type=int, default=24, help="question slots per category")
+    parser.add_argument("--per-category", type=int, default=32, help="question slots per category")
     parser.add_argument("--epochs", type=float, default=3.0, help="passes over the training set")
     parser.add_argument("--eval-items", type=int, default=60, help="evaluation items at most")
     parser.add_argument("--root", type=Path, default=None, help="run.root (default: a temporary folder)")
