@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
+from ragtune.core.config import LLMEndpoint
 from ragtune.core.llm.jsonparse import parse_json_object
 from ragtune.core.llm.ledger import Admission, Reservation, TokenLedger, estimate_prompt_tokens
 
@@ -150,15 +151,15 @@ class ChatModel(ABC):
         cache: ContentCache | None = None,
         ledger: TokenLedger | None = None,
         seed: int = 0,
-        default_temperature: float | None = None,
-        default_max_tokens: int | None = None,
+        endpoint: LLMEndpoint | None = None,
     ) -> None:
+        """``endpoint``: the configured temperature and max_tokens fill what a request leaves unset."""
         self.name = name
         self.cache = cache
         self.ledger = ledger or TokenLedger(stage="llm")
         self.seed = seed
-        self.default_temperature = default_temperature
-        self.default_max_tokens = default_max_tokens
+        self.default_temperature = endpoint.temperature if endpoint else None
+        self.default_max_tokens = endpoint.max_tokens if endpoint else None
         self._stats = {
             "requests": 0,  # requests handed to chat_many (repair requests included)
             "cache_hits": 0,

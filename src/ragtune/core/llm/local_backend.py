@@ -319,14 +319,7 @@ class LocalChat(TransformersChat):
         batch_size: int = DEFAULT_BATCH_SIZE,
         stop_repeats: bool = True,
     ) -> None:
-        super().__init__(
-            f"local:{endpoint.model}",
-            cache=cache,
-            ledger=ledger,
-            seed=seed,
-            default_temperature=endpoint.temperature,
-            default_max_tokens=endpoint.max_tokens,
-        )
+        super().__init__(f"local:{endpoint.model}", cache=cache, ledger=ledger, seed=seed, endpoint=endpoint)
         self.endpoint = endpoint
         self.model_name = endpoint.model
         self.threads = threads

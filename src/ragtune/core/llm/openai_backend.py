@@ -112,14 +112,7 @@ class OpenAIChat(ChatModel):
     ) -> None:
         if not endpoint.base_url:
             raise ValueError("OpenAIChat needs endpoint.base_url")
-        super().__init__(
-            f"openai:{endpoint.model}",
-            cache=cache,
-            ledger=ledger,
-            seed=seed,
-            default_temperature=endpoint.temperature,
-            default_max_tokens=endpoint.max_tokens,
-        )
+        super().__init__(f"openai:{endpoint.model}", cache=cache, ledger=ledger, seed=seed, endpoint=endpoint)
         self.endpoint = endpoint
         self.concurrency = endpoint.concurrency
         self.limiter = AdaptiveLimiter(
