@@ -6,7 +6,7 @@ each of its categories) with a fresh LLM response cache, so every request is gen
 * ``baseline`` — the settings before issue 8: templates ``question@1``/``answer@1`` (kept in
   ``benchmarks/baseline_templates/``), one torch thread, one request per ``generate``, no stop on
   repetition, no repairs, no retry;
-* ``new`` — the defaults: templates ``@2`` (shared part first), a thread per core, batches of
+* ``new`` — the defaults: the packaged templates (``@3``: shared part first, no yes/no questions), a thread per core, batches of
   ``llm.local_batch_size`` where a finished row leaves the batch, stop on repetition, repairs,
   one retry of a rejected slot with another seed.
 

@@ -90,7 +90,7 @@ def test_dataset_files_load_and_carry_provenance(
     card = (out / "README.md").read_text(encoding="utf-8")
     assert f"| train | {report.train} |" in card and "| Anxiety Disorders | 3 | 4 |" in card
     assert "local:lexical+embedding" in card and "openai:fake-model" in card
-    assert "question@2" in card and 'load_dataset("json"' in card
+    assert synth_templates().get("question").ref in card and 'load_dataset("json"' in card
     assert "whitespace-separated words" in card and f"{report.cache_misses} misses" in card
     assert json.loads((out / "synth_report.json").read_text(encoding="utf-8")) == json.loads(
         report.model_dump_json()
@@ -378,7 +378,8 @@ def test_an_llm_judge_decides_groundedness_when_configured(
 
     text = resources.files("ragtune.synth").joinpath("templates", source).read_text(encoding="utf-8")
     (templates / source).write_text(
-        text.replace("{# version: 2 #}", "{# version: 2-test #}"), encoding="utf-8"
+        text.replace(f"{{# version: {packaged.version} #}}", f"{{# version: {packaged.version}-test #}}"),
+        encoding="utf-8",
     )
 
     config = make_config(
@@ -400,7 +401,7 @@ def test_an_llm_judge_decides_groundedness_when_configured(
     assert (rejected["question_type"], rejected["reason"]) == ("ungrounded", "ungrounded")
     assert "judge score 1/5" in rejected["detail"]
     (kept,) = read_lines(out / "train.jsonl") + read_lines(out / "eval.jsonl")
-    assert kept["provenance"]["question_template"] == "question@2-test"
+    assert kept["provenance"]["question_template"] == f"question@{packaged.version}-test"
     assert "judge_grounded@1" in (out / "README.md").read_text(encoding="utf-8")
 
 
