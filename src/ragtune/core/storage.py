@@ -29,17 +29,21 @@ class Storage(ABC):
         """All keys under ``prefix``, sorted."""
 
     @abstractmethod
-    def read_bytes(self, key: str) -> bytes: ...
+    def read_bytes_or_none(self, key: str) -> bytes | None:
+        """The bytes under ``key``; ``None`` when there is no such key (one round trip for a cache
+        lookup, not an existence check and a read); any other failure is a :class:`StorageError`."""
+
+    def read_bytes(self, key: str) -> bytes:
+        data = self.read_bytes_or_none(key)
+        if data is None:
+            raise StorageError(f"{self.uri_for(key)}: not found")
+        return data
 
     @abstractmethod
     def write_bytes(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
-
-    def read_bytes_or_none(self, key: str) -> bytes | None:
-        """The bytes under ``key``, ``None`` when there are none: one round trip for a cache lookup."""
-        return self.read_bytes(key) if self.exists(key) else None
 
     @abstractmethod
     def size(self, key: str) -> int:
@@ -150,12 +154,6 @@ class LocalStorage(Storage):
             return [prefix]
         return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
 
-    def read_bytes(self, key: str) -> bytes:
-        data = self.read_bytes_or_none(key)
-        if data is None:
-            raise StorageError(f"{self.uri_for(key)}: not found")
-        return data
-
     def read_bytes_or_none(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
@@ -224,12 +222,6 @@ class S3Storage(Storage):
             raise self._fail(prefix, err) from None
         strip = len(self.prefix) + 1 if self.prefix else 0
         return sorted(name[strip:] for name in names)
-
-    def read_bytes(self, key: str) -> bytes:
-        data = self.read_bytes_or_none(key)
-        if data is None:
-            raise StorageError(f"{self.uri_for(key)}: NoSuchKey")
-        return data
 
     def read_bytes_or_none(self, key: str) -> bytes | None:
         from minio.error import S3Error
