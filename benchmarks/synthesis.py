@@ -17,7 +17,9 @@
 * ``incremental_calls`` / ``incremental_time`` — ``ragtune.synth.synthesize`` on 20 generated
   documents (index built with ``ragtune.index.run_index``, embeddings and chat from the same
   fake server), then again, sharing the cache, after one document changed: the rerun's chat
-  requests and wall time as fractions of the full run's. ``nan`` (with a note) while
+  requests and wall time as fractions of the full run's; ``incremental_llm_wait`` is the part of
+  the rerun spent waiting on the model (its dependent LLM rounds, one latency each at least, over
+  the full run's time), ``incremental_own`` the rest (loads, cache reads, embedding, outputs). ``nan`` (with a note) while
   ``ragtune.synth`` or ``ragtune.index`` cannot be imported.
 
 Throughput runs are repeated ``--repeat`` times and the median counts; the table also shows the
@@ -159,8 +161,16 @@ def make_documents(count: int, changed: int | None = None) -> list[Any]:
     return documents
 
 
-def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path) -> tuple[float, float, str]:
-    """(calls fraction, time fraction, note) of a rerun after one of ``documents`` changed."""
+def measure_incremental(
+    server: FakeOpenAIProcess, documents: int, workdir: Path
+) -> tuple[float, float, float, str]:
+    """(calls fraction, time fraction, LLM-wait fraction, note) of a rerun after one of ``documents`` changed.
+
+    The LLM-wait fraction is the rerun's time with requests in flight (``busy_ms`` of its chat
+    models) over the full run's wall time: the floor its own work cannot go below, since a
+    rerun of a few slots still waits one latency per dependent round (questions, answers,
+    repairs, retries).
+    """
     try:
         from ragtune.core.artifacts import DocumentsDir
         from ragtune.core.config import build_config
@@ -168,7 +178,7 @@ def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path
         from ragtune.index import run_index
         from ragtune.synth import run_synth
     except ImportError as err:
-        return math.nan, math.nan, f"synthesis stage not available ({err})"
+        return math.nan, math.nan, math.nan, f"synthesis stage not available ({err})"
     try:
         from tests.synth.responder import synth_responder
 
@@ -194,14 +204,22 @@ def measure_incremental(server: FakeOpenAIProcess, documents: int, workdir: Path
         run_index(config, docs_path, folder / "indexed")
         before = server.chat_count
         started = time.perf_counter()
-        run_synth(config, docs_path, folder / "indexed", folder / "synth")
-        runs.append((server.chat_count - before, time.perf_counter() - started))
-    (full_calls, full_time), (rerun_calls, rerun_time) = runs
-    print(f"{'synthesis, full run':<34}{full_calls:>10} calls {full_time:>9.2f} s")
-    print(f"{'synthesis, 1 document changed':<34}{rerun_calls:>10} calls {rerun_time:>9.2f} s")
+        report = run_synth(config, docs_path, folder / "indexed", folder / "synth")
+        elapsed = time.perf_counter() - started
+        rounds = sum(stats.get("rounds", 0) for stats in report.llm_stats.values())
+        waited = sum(stats.get("busy_ms", 0) for stats in report.llm_stats.values()) / 1000
+        runs.append((server.chat_count - before, elapsed, rounds, waited))
+    (full_calls, full_time, _, _), (rerun_calls, rerun_time, _, rerun_wait) = runs
+    print(
+        f"\n{'synthesis run':<30}{'calls':>7}{'wall s':>9}{'LLM rounds':>12}{'waiting s':>11}{'own work s':>12}"
+    )
+    for name, (calls, elapsed, rounds, waited) in zip(
+        ("full", "1 of 20 documents changed"), runs, strict=True
+    ):
+        print(f"{name:<30}{calls:>7}{elapsed:>9.2f}{rounds:>12}{waited:>11.2f}{elapsed - waited:>12.2f}")
     if full_calls == 0:
-        return math.nan, rerun_time / full_time, "the full run made no LLM calls"
-    return rerun_calls / full_calls, rerun_time / full_time, ""
+        return math.nan, rerun_time / full_time, math.nan, "the full run made no LLM calls"
+    return rerun_calls / full_calls, rerun_time / full_time, rerun_wait / full_time, ""
 
 
 def main() -> None:
@@ -261,17 +279,19 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory(prefix="ragtune-bench-synth-") as tmp:
             try:
-                inc_calls, inc_time, note = measure_incremental(server, args.documents, Path(tmp))
+                inc_calls, inc_time, inc_wait, note = measure_incremental(server, args.documents, Path(tmp))
             except Exception as err:  # another stage's bug must not hide the LLM numbers
                 traceback.print_exc()
-                inc_calls, inc_time, note = math.nan, math.nan, f"incremental run failed: {err}"
+                inc_calls, inc_time, inc_wait = math.nan, math.nan, math.nan
+                note = f"incremental run failed: {err}"
     if note:
         print(f"note: {note}")
     print(
         f"efficiency={efficiency:.3f} speedup={speedup:.2f} "
         f"adaptive_vs_oracle={adaptive / oracle:.3f} adaptive_vs_overrun={adaptive / overrun:.2f} "
         f"adaptive_failed={adaptive_failed} "
-        f"incremental_calls={inc_calls:.3f} incremental_time={inc_time:.3f}"
+        f"incremental_calls={inc_calls:.3f} incremental_time={inc_time:.3f} "
+        f"incremental_llm_wait={inc_wait:.3f} incremental_own={inc_time - inc_wait:.3f}"
     )
 
 

@@ -19,6 +19,7 @@ from ragtune.core.endpoints import (
     credential_for,
     declared_endpoints,
     export_grants,
+    plain_http,
     storage_url,
     url_matches,
 )
@@ -184,3 +185,17 @@ def test_mlflow_credentials_only_go_to_a_declared_tracking_server(monkeypatch: p
     evil = build_config({"registry": {"tracking_uri": "https://evil.example"}})
     with pytest.raises(CredentialError, match="MLFLOW_TRACKING_PASSWORD"):
         tracking_uri(evil)
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("http://vllm:8000/v1", True),
+        ("HTTP://vllm:8000/v1", True),
+        ("https://api.openai.com/v1", False),
+        (None, False),  # the client's default: OpenAI, over TLS
+        ("", False),
+    ],
+)
+def test_plain_http_skips_certificates_only_without_tls(url: str | None, plain: bool) -> None:
+    assert plain_http(url) is plain

@@ -449,6 +449,23 @@ def test_second_run_is_served_from_cache(fake_openai: FakeOpenAI, tmp_path: Path
     assert ledger.cached_calls == 12
 
 
+def test_rounds_and_busy_time_count_only_runs_that_sent_requests(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.latency_s = 0.05
+    model = open_chat_model(fake_openai.endpoint(concurrency=4), cache=llm_cache(tmp_path))
+    model.chat_many([ask(f"round one {i}") for i in range(4)])
+    model.chat_many([ask(f"round two {i}") for i in range(4)])
+    assert model.stats["rounds"] == 2
+    # two rounds, each at least one server latency: the wait a rerun cannot shorten
+    assert model.stats["busy_ms"] >= 2 * 50
+    busy = model.stats["busy_ms"]
+
+    model.chat_many([ask(f"round one {i}") for i in range(4)])  # all cached: no round trip
+    assert model.stats["rounds"] == 2
+    assert model.stats["busy_ms"] == busy
+
+
 def test_cache_key_covers_the_request(fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     model = open_chat_model(fake_openai.endpoint(), cache=llm_cache(tmp_path))
     variants = [

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.config import EmbedderConfig, RagtuneConfig
-from ragtune.core.endpoints import OPENAI_URL, credential_for
+from ragtune.core.endpoints import OPENAI_URL, credential_for, plain_http
 from ragtune.core.errors import ConfigError, RagtuneError, StorageError
 from ragtune.core.models import MINILM_NAMES, resolve_embedder_path
 from ragtune.core.records import sha256_hex
@@ -122,7 +122,7 @@ class OpenAIEmbedder(Embedder):
         max_retries: int = 5,
         retry: RetryPolicy | None = None,
     ) -> None:
-        from openai import OpenAI
+        from openai import DefaultHttpxClient, OpenAI
 
         self.name = f"openai/{model}"
         self.model = model
@@ -130,7 +130,10 @@ class OpenAIEmbedder(Embedder):
         # Self-hosted servers often need no key, but the client insists on one.
         api_key = credential_for(base_url or OPENAI_URL, api_key_env) or "unset"
         # Retries are ours (index.embedder.max_retries, core.retry), not the SDK's fixed count.
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        http_client = DefaultHttpxClient(verify=False) if plain_http(base_url) else None
+        self.client = OpenAI(
+            base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=0, http_client=http_client
+        )
         self.retry = retry or RetryPolicy(max_retries)
         self._dim: int | None = None
 

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -170,6 +171,8 @@ class ChatModel(ABC):
             "repairs": 0,  # structured-output repair requests
             "malformed": 0,  # structured requests still invalid after the repair
             "budget_skipped": 0,  # requests not sent because the budget was reached
+            "rounds": 0,  # runs of chat_many that sent requests: round trips one after another
+            "busy_ms": 0,  # wall time of those runs, first request to last answer (summed)
         }
         self._budget_logged = False
 
@@ -396,8 +399,13 @@ class ChatModel(ABC):
                     bar.update(len(waiting[keys[position]]))
             bar.set_postfix(cost=f"${self.ledger.cost_usd:.4f}", refresh=False)
 
+        started = time.perf_counter()
         async with self._session():
             await asyncio.gather(*(run_batch(batch) for batch in self._plan_batches(unique)))
+        # what a run spent waiting on the model: the part of a stage's wall time that its own
+        # work cannot shorten (a rerun of few requests still pays one latency per round)
+        self._stats["rounds"] += 1
+        self._stats["busy_ms"] += round((time.perf_counter() - started) * 1000)
         self._log_concurrency()
 
     def _log_concurrency(self) -> None:

@@ -44,7 +44,7 @@ import openai
 
 from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint
-from ragtune.core.endpoints import OPENAI_URL, credential_for
+from ragtune.core.endpoints import OPENAI_URL, credential_for, plain_http
 from ragtune.core.llm.base import BUDGET_EXHAUSTED, ChatModel, ChatRequest, ChatResponse, LLMCallError
 from ragtune.core.llm.ledger import TokenLedger, estimate_prompt_tokens
 from ragtune.core.llm.limiter import AdaptiveLimiter
@@ -128,10 +128,9 @@ class OpenAIChat(ChatModel):
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[None]:
         """One ``AsyncOpenAI`` client per run: clients belong to the event loop they were made in."""
-        http_client = None
-        if str(self.endpoint.base_url).startswith("http://"):
-            # plain HTTP: skip loading the CA certificates, which costs ~0.05 s per client
-            http_client = openai.DefaultAsyncHttpxClient(verify=False)
+        http_client = (
+            openai.DefaultAsyncHttpxClient(verify=False) if plain_http(self.endpoint.base_url) else None
+        )
         client = openai.AsyncOpenAI(
             base_url=self.endpoint.base_url,
             api_key=credential_for(self.endpoint.base_url or OPENAI_URL, self.endpoint.api_key_env)
