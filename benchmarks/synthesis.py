@@ -5,7 +5,10 @@
   connection, a fixed simulated latency of ``--latency-ms``) at 16-way concurrency: achieved requests/s divided by the ideal
   ``concurrency / latency``. ``speedup`` — that throughput over the same run at concurrency 1.
   Everything the real client does is in the path (``openai.AsyncOpenAI``, HTTP, JSON, retries
-  armed, ledger, progress); the response cache is off so every request is sent.
+  armed, ledger, progress); the response cache is off so every request is sent. Two reference
+  clients send the same requests at the same concurrency with nothing of ragtune in the path:
+  the openai SDK alone (``efficiency_vs_sdk`` is ragtune's efficiency over the SDK's) and bare
+  aiohttp, which shows how close to 1.0 this server and machine let any Python client get.
 * ``adaptive_vs_oracle`` / ``adaptive_vs_overrun`` — the same ``--capacity-requests`` requests
   against a server that serves at most ``C = --capacity`` requests at once with latency
   ``--latency-ms`` and answers 429 with ``Retry-After: --retry-after-ms`` beyond that (another
@@ -101,6 +104,53 @@ def measure_throughput(
     if failed:
         raise SystemExit(f"{failed} of {requests} requests failed at concurrency {concurrency}")
     return requests / elapsed, cpu / requests * 1000
+
+
+async def _bare_run(url: str, concurrency: int, requests: int, tag: str, sdk: bool) -> float:
+    """Seconds for ``requests`` chat posts at ``concurrency`` with nothing of ragtune in the path."""
+    import asyncio
+
+    import aiohttp
+    import openai
+
+    gate = asyncio.Semaphore(concurrency)
+    bodies = [
+        {"model": "fake-model", "messages": [{"role": "user", "content": f"{tag} {i}"}]}
+        for i in range(requests)
+    ]
+    async with aiohttp.ClientSession() as session:
+        client = openai.AsyncOpenAI(
+            base_url=url,
+            api_key="not-needed",
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=False),
+        )
+
+        async def one(body: dict[str, Any]) -> None:
+            async with gate:
+                if sdk:
+                    await client.post("/chat/completions", cast_to=object, body=body)
+                else:
+                    async with session.post(f"{url}/chat/completions", json=body) as response:
+                        response.raise_for_status()
+                        await response.json()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(body) for body in bodies))
+        elapsed = time.perf_counter() - started
+        await client.close()
+    return elapsed
+
+
+def measure_bare(
+    server: FakeOpenAIProcess, concurrency: int, requests: int, sdk: bool
+) -> tuple[float, float]:
+    """(requests/s, client CPU ms per request) of the reference clients: the openai SDK alone, or bare aiohttp."""
+    import asyncio
+
+    started_cpu = time.process_time()
+    elapsed = asyncio.run(_bare_run(server.url, concurrency, requests, "sdk" if sdk else "bare", sdk))
+    return requests / elapsed, (time.process_time() - started_cpu) / requests * 1000
 
 
 def measure_capacity(
@@ -263,6 +313,20 @@ def main() -> None:
             )
         efficiency = rows[-1][2]
         speedup = rows[-1][1] / rows[0][1]
+        # where the gap to 1.0 lies: the same requests at the same concurrency through the openai
+        # SDK alone (what ragtune's client wraps) and through bare aiohttp (the server's ceiling here)
+        references = {}
+        for name, sdk in (("openai SDK alone", True), ("bare aiohttp", False)):
+            measure_bare(server, args.concurrency, 20, sdk)  # warm-up
+            runs = [measure_bare(server, args.concurrency, args.requests, sdk) for _ in range(args.repeat)]
+            references[name] = (statistics.median(r for r, _ in runs), statistics.median(c for _, c in runs))
+        ideal = args.concurrency / latency
+        print(
+            f"{'reference, same concurrency':>27} {'req/s':>9} {'efficiency':>11} {'client CPU ms/req':>18}"
+        )
+        for name, (rate, cpu_ms) in references.items():
+            print(f"{name:>27} {rate:>9.1f} {rate / ideal:>11.3f} {cpu_ms:>18.2f}")
+        vs_sdk = efficiency / (references["openai SDK alone"][0] / ideal)
 
         capacity = measure_capacity(
             args.capacity, args.capacity_latency_ms / 1000, args.retry_after_ms / 1000, args.capacity_requests
@@ -287,7 +351,7 @@ def main() -> None:
     if note:
         print(f"note: {note}")
     print(
-        f"efficiency={efficiency:.3f} speedup={speedup:.2f} "
+        f"efficiency={efficiency:.3f} efficiency_vs_sdk={vs_sdk:.3f} speedup={speedup:.2f} "
         f"adaptive_vs_oracle={adaptive / oracle:.3f} adaptive_vs_overrun={adaptive / overrun:.2f} "
         f"adaptive_failed={adaptive_failed} "
         f"incremental_calls={inc_calls:.3f} incremental_time={inc_time:.3f} "
