@@ -148,3 +148,21 @@ def test_retry_after_pauses_the_whole_endpoint(fake_openai: FakeOpenAI) -> None:
     quiet = [r for r in arrivals if answered + 0.15 <= r.time < answered + 0.5]
     assert quiet == [], f"{len(quiet)} requests sent during the Retry-After pause"
     assert model.limiter.pauses == 1
+
+
+def test_without_the_endpoint_pause_only_the_limited_request_waits(fake_openai: FakeOpenAI) -> None:
+    """``pause_endpoint=False`` (the benchmark's baseline): the rest go on, the 429'd one waits its Retry-After."""
+    fake_openai.latency_s = 0.01
+    fake_openai.retry_after_s = 0.6
+    fake_openai.plan = lambda index, body: "rate_limit" if index == 5 else None
+    model = open_chat_model(fake_openai.endpoint(concurrency=4, timeout_s=5.0))
+    assert isinstance(model, OpenAIChat)
+    model.limiter = AdaptiveLimiter(4, adaptive=False, pause_endpoint=False)
+    results = model.chat_many([ask(f"q{i}") for i in range(30)])
+    assert all(isinstance(r, ChatResponse) for r in results)
+    arrivals = fake_openai.chat_requests()
+    limited = next(r for r in arrivals if r.action == "rate_limit")
+    retried = next(r for r in arrivals if r.index > limited.index and r.body == limited.body)
+    assert retried.time - limited.time >= 0.6 - 0.05  # its own Retry-After
+    assert [r for r in arrivals if limited.time < r.time < retried.time], "the others were held too"
+    assert model.limiter.pauses == 0

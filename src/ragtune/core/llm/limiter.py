@@ -55,7 +55,8 @@ class Slot:
 class AdaptiveLimiter:
     """AIMD concurrency limit with plateaus, endpoint-wide pauses and a fixed ceiling.
 
-    ``adaptive=False`` keeps the limit at the ceiling (a plain semaphore with Retry-After pauses).
+    ``adaptive=False`` keeps the limit at the ceiling (a plain semaphore with Retry-After pauses);
+    ``pause_endpoint=False`` leaves each ``Retry-After`` to the request that got it.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class AdaptiveLimiter:
         latency_tolerance: float = 2.0,
         probe_interval_s: float = 5.0,
         max_probe_interval_s: float = 120.0,
+        pause_endpoint: bool = True,
         name: str = "llm",
     ) -> None:
         if ceiling < 1:
@@ -77,6 +79,7 @@ class AdaptiveLimiter:
         self.latency_tolerance = latency_tolerance
         self.base_probe_interval_s = probe_interval_s
         self.max_probe_interval_s = max_probe_interval_s
+        self.pause_endpoint = pause_endpoint
         self.name = name
         self.limit = float(ceiling)
         self.in_flight = 0
@@ -121,13 +124,21 @@ class AdaptiveLimiter:
                 self._on_overload(slot)
             await self._wake()
 
-    def pause(self, seconds: float) -> None:
-        """Send nothing to the endpoint for ``seconds`` (a ``Retry-After``), from now."""
+    def pause(self, seconds: float) -> bool:
+        """Send nothing to the endpoint for ``seconds`` (a ``Retry-After``), from now.
+
+        Returns whether the endpoint is now paused; ``False`` when this limiter leaves each
+        ``Retry-After`` to the request that got it (``pause_endpoint=False``: how a client
+        without an endpoint-wide pause behaves, kept as the benchmark's baseline).
+        """
+        if not self.pause_endpoint:
+            return False
         until = time.monotonic() + max(0.0, seconds)
         if until > self._paused_until:
             self._paused_until = until
             self.pauses += 1
             log.debug("%s: endpoint paused for %.2f s (Retry-After)", self.name, seconds)
+        return True
 
     def summary(self) -> str:
         return (

@@ -191,6 +191,7 @@ class OpenAIChat(ChatModel):
             if response_format is not None:
                 call["response_format"] = response_format
             delay: float | None = None
+            endpoint_paused = False  # the limiter holds every request until the Retry-After has passed
             reservation = await self._admit(*self.worst_case([request]))
             if reservation is None:
                 raise LLMCallError(BUDGET_EXHAUSTED, attempts - 1)
@@ -218,8 +219,8 @@ class OpenAIChat(ChatModel):
                         delay = retry_after(err.response.headers)
                         if status in OVERLOAD_STATUSES:
                             slot.outcome = "overload"
-                            if delay is not None:
-                                self.limiter.pause(delay)  # the server asked the client, not one request
+                            # the server asked the client, not one request
+                            endpoint_paused = delay is not None and self.limiter.pause(delay)
                     except (openai.APITimeoutError, TimeoutError):
                         paid = estimate  # the server may have generated the whole reply
                         problem = f"timeout after {self.endpoint.timeout_s:g} s"
@@ -249,9 +250,9 @@ class OpenAIChat(ChatModel):
                 raise LLMCallError(problem + suffix, attempts)
             retries += 1
             self._stats["retries"] += 1
-            if delay is not None and slot.outcome == "overload":
+            if endpoint_paused:
                 log.debug("%s: %s; retry %d after the endpoint's pause", self.name, problem, retries)
-                continue  # the limiter holds every request until the Retry-After has passed
+                continue
             wait = delay if delay is not None else self.backoff.backoff_s(retries - 1)
             log.debug("%s: %s; retry %d in %.2f s", self.name, problem, retries, wait)
             await asyncio.sleep(wait)
