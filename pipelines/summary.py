@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from ragtune.core.artifacts import Artifact, DatasetDir, DecisionDir, EvaluationDir
 from ragtune.core.reports.evaluation import Comparison, EvalMetrics
+from ragtune.core.reports.synth import SynthReport
 from ragtune.registry import PromotionDecision
-from ragtune.synth.report import SynthReport
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -11,35 +11,9 @@ from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summa
 from ragtune.core.errors import InputError
 from ragtune.core.reports.evaluation import EvalMetrics, JudgeCheck, Leakage
 from ragtune.registry import PromotionDecision
-from ragtune.synth.report import SynthReport, TokenStats
-from tests.registry.conftest import comparison, eval_metrics
+from tests.registry.conftest import comparison, eval_metrics, synth_report
 
-SYNTH = SynthReport(
-    generator_model="local:smollm2",
-    mode="self",
-    groundedness_method="local:lexical+embedding",
-    relevance_method="embedding",
-    embedder="all-MiniLM-L6-v2",
-    categories=10,
-    generated=80,
-    kept=44,
-    train=34,
-    eval=10,
-    rejected=36,
-    rejected_by_reason={"not_grounded": 20, "too_short": 16},
-    rejected_by_stage={"answer": 36},
-    per_category={},
-    cache_hits=0,
-    cache_misses=80,
-    llm_stats={},
-    ledger={},
-    templates={},
-    token_counter="tokenizer",
-    question_tokens=TokenStats(),
-    answer_tokens=TokenStats(),
-    files={},
-    elapsed_s=1.0,
-)
+SYNTH = synth_report()
 
 
 def _metrics() -> EvalMetrics:

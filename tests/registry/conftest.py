@@ -31,6 +31,7 @@ from ragtune.core.reports.evaluation import (
     JudgeCheck,
     Metric,
 )
+from ragtune.core.reports.synth import SynthReport, TokenStats
 from ragtune.core.reports.train import LossPoint, TrainReport
 from tests.conftest import S3Server, free_port
 
@@ -389,3 +390,34 @@ def make_config(tmp_path: Path, name: str, tracking_uri: str | None, **registry:
 
 
 LINEAGE = {"corpus_hash": "c" * 64, "dataset_hash": DATASET_HASH}
+
+
+def synth_report(**updates: Any) -> SynthReport:
+    """A synthesis report of 80 slots, 44 kept (34 train, 10 eval); ``updates`` replace fields."""
+    report = SynthReport(
+        generator_model="local:smollm2",
+        mode="self",
+        groundedness_method="local:lexical+embedding",
+        relevance_method="embedding",
+        embedder="all-MiniLM-L6-v2",
+        categories=10,
+        generated=80,
+        kept=44,
+        train=34,
+        eval=10,
+        rejected=36,
+        rejected_by_reason={"not_grounded": 20, "too_short": 16},
+        rejected_by_stage={"answer": 36},
+        per_category={},
+        cache_hits=0,
+        cache_misses=80,
+        llm_stats={},
+        ledger={},
+        templates={},
+        token_counter="tokenizer",
+        question_tokens=TokenStats(),
+        answer_tokens=TokenStats(),
+        files={},
+        elapsed_s=1.0,
+    )
+    return report.model_copy(update=updates)

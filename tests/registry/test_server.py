@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from ragtune.core.artifacts import ModelDir
+from ragtune.core.artifacts import DatasetDir, ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
 from ragtune.core.reports.train import LossPoint
@@ -31,6 +31,7 @@ from tests.registry.conftest import (
     TinyModel,
     bucket_keys,
     make_config,
+    synth_report,
     train_report,
     write_eval,
 )
@@ -157,6 +158,8 @@ def _stage_outputs(tmp_path: Path) -> tuple[Path, Path, Path]:
     item = {"messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "q"}]}
     (dataset / "train.jsonl").write_text(json.dumps(item) + "\n" + json.dumps(item) + "\n")
     (dataset / "eval.jsonl").write_text(json.dumps(item) + "\n")
+    stats = {"concurrency": 6, "rounds": 4, "busy_ms": 1234}
+    DatasetDir(dataset).write_report(synth_report(kept_share=0.55, llm_stats={"generator": stats}))
     train = tmp_path / "train"
     train.mkdir()
     curve = [LossPoint(step=s, loss=2.0 / s, eval_loss=2.2 / s) for s in (1, 2, 3)]
@@ -191,6 +194,10 @@ def test_pipeline_step_logs_registers_promotes_and_leaks_no_secret(
     assert set(children) == {"dataset", "train", "evaluate"}
     assert [m.step for m in client.get_metric_history(children["train"].info.run_id, "loss")] == [1, 2, 3]
     assert children["dataset"].data.metrics["train_items"] == 2
+    dataset_metrics = children["dataset"].data.metrics
+    assert dataset_metrics["llm_stats/generator/concurrency"] == 6  # what adaptive limiting settled on
+    assert dataset_metrics["rejected_by_reason/too_short"] == 16
+    assert parent.data.metrics["dataset/kept_share"] == 0.55
     assert parent.data.metrics["evaluate/delta_ci_low"] == 0.3
     assert parent.data.params["registry.model_name"] == "model-pipeline"
     artifacts = {a.path for a in client.list_artifacts(children["evaluate"].info.run_id)}

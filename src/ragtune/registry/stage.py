@@ -14,15 +14,16 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from ragtune.core.artifacts import DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, ModelDir
+from ragtune.core.artifacts import Artifact, DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, ModelDir
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.modelload import read_adapter_meta
 from ragtune.core.records import documents_fingerprint
 from ragtune.core.reports.evaluation import EvalMetrics
+from ragtune.core.reports.synth import SynthReport
 from ragtune.core.reports.train import LossPoint, TrainReport
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
@@ -40,6 +41,27 @@ from ragtune.registry.tracking import (
 )
 
 log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
+
+#: The :class:`SynthReport` fields logged as metrics of the ``dataset`` stage.
+SYNTH_METRIC_FIELDS = frozenset(
+    {
+        "generated",
+        "kept",
+        "train",
+        "eval",
+        "rejected",
+        "kept_share",
+        "rejected_by_reason",
+        "retried",
+        "kept_after_retry",
+        "items_repaired",
+        "cache_hits",
+        "cache_misses",
+        "llm_stats",
+        "elapsed_s",
+    }
+)
 
 
 class MlflowPointer(BaseModel):
@@ -89,17 +111,37 @@ def eval_metrics(metrics: EvalMetrics) -> dict[str, MetricValue]:
 
 
 def read_train_report(train_dir: Path) -> TrainReport | None:
-    """The train stage's report, ``None`` (with a warning) when the folder has none.
+    """The train stage's report, ``None`` (with a warning) when the folder has none."""
+    return _optional_report(ModelDir(train_dir), TrainReport)
+
+
+def read_synth_report(dataset_dir: Path) -> SynthReport | None:
+    """The synthesis stage's report, ``None`` (with a warning) when the dataset has none."""
+    return _optional_report(DatasetDir(dataset_dir), SynthReport)
+
+
+def _optional_report(artifact: Artifact, model: type[R]) -> R | None:
+    """A report the registry logs but does not decide on: its absence costs only its metrics.
 
     A report that is there but does not validate is an InputError naming the file and the field.
     """
-    model_dir = ModelDir(train_dir)
-    if not model_dir.report_path.is_file():
+    if not artifact.report_path.is_file():
         log.warning(
-            "%s: no train report; the train stage is logged without its metrics", model_dir.report_path
+            "%s: no %s; its stage is logged without its metrics", artifact.report_path, model.__name__
         )
         return None
-    return model_dir.read_report(TrainReport)
+    return artifact.read_report(model)
+
+
+def synth_metrics(report: SynthReport) -> dict[str, MetricValue]:
+    """The synthesis report's numbers worth comparing across runs, as MLflow metrics.
+
+    Sizes and yield, rejections by reason, retries, cache use and each LLM role's stats: the
+    concurrency adaptive limiting settled on, the rounds sent and the time spent waiting on the
+    model (``llm_stats/generator/concurrency`` ...). Per-category counts stay in the file.
+    """
+    logged = report.model_dump(mode="json", include=set(SYNTH_METRIC_FIELDS))
+    return dict(numeric_leaves(logged))
 
 
 def dataset_system_prompt(dataset_dir: Path) -> str | None:
@@ -161,8 +203,9 @@ def run_registry(
     Reads ``train_dir/adapter/`` and the train report (``TrainReport``; logged without it when
     absent), the evaluation report (``EvalMetrics``), ``report.html``, ``scores.jsonl`` and
     ``pairwise.jsonl`` (evaluate stage), and
-    ``dataset_dir/README.md`` (the dataset card) and ``train.jsonl``/``eval.jsonl`` (for counts and
-    the system message). ``lineage`` holds at least ``corpus_hash`` and ``dataset_hash``.
+    ``dataset_dir/README.md`` (the dataset card), ``train.jsonl``/``eval.jsonl`` (for counts and
+    the system message) and ``synth_report.json`` (``SynthReport``; its counts and LLM stats are
+    logged as the dataset stage's metrics, which are logged without them when it is absent). ``lineage`` holds at least ``corpus_hash`` and ``dataset_hash``.
     """
     train_dir, eval_dir, dataset_dir, out_dir = (
         Path(train_dir),
@@ -176,14 +219,17 @@ def run_registry(
     eval_report = evaluation.read_report(EvalMetrics)
     summary = EvalSummary.from_metrics(eval_report)
     train_report = read_train_report(train_dir)
+    synth_report = read_synth_report(dataset_dir)
 
     run_id = start_pipeline_run(config, pipeline_run_id)
 
-    counts = {
+    counts: dict[str, MetricValue] = {
         f"{split}_items": n
         for split in ("train", "eval", "rejected")
         if (n := _count_lines(dataset_dir / f"{split}.jsonl")) is not None
     }
+    if synth_report is not None:
+        counts.update(synth_metrics(synth_report))
     log_stage(
         config,
         run_id,

@@ -13,8 +13,8 @@ from ragtune.core.artifacts import DatasetDir
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.fsutil import atomic_write_lines
 from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex
+from ragtune.core.reports.synth import TokenStats
 from ragtune.synth.categories import Slot
-from ragtune.synth.report import TokenStats
 
 log = logging.getLogger(__name__)
 

@@ -66,6 +66,7 @@ from ragtune.core.records import (
     sha256_hex,
     write_jsonl,
 )
+from ragtune.core.reports.synth import CategoryCounts, SynthReport
 from ragtune.index import Retriever, load_retriever
 from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
@@ -81,7 +82,7 @@ from ragtune.synth.prompts import (
     synth_templates,
 )
 from ragtune.synth.repairs import repair_answer, repair_question
-from ragtune.synth.report import CategoryCounts, RejectedItem, SynthReport
+from ragtune.synth.report import RejectedItem
 from ragtune.synth.split import SplitItem, split_eval
 
 log = logging.getLogger(__name__)
