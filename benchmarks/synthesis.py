@@ -43,6 +43,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import math
 import os
@@ -69,6 +70,7 @@ from ragtune.core.llm.openai_backend import OpenAIChat  # noqa: E402
 from tests.llm.fake_openai import FakeOpenAIProcess, fake_openai_process  # noqa: E402
 
 OVERRUN = "fixed 4C (overrun)"
+PAUSED = "fixed 4C, endpoint pause"
 ORACLE = "fixed C (oracle)"
 ADAPTIVE = "adaptive, ceiling 4C"
 
@@ -100,13 +102,19 @@ def distinct_requests(tag: str, count: int) -> list[ChatRequest]:
     return [ChatRequest(messages=[{"role": "user", "content": f"{tag} request {i}"}]) for i in range(count)]
 
 
+def unanswered(model: ChatModel, batch: list[ChatRequest], desc: str) -> list[ChatRequest]:
+    """The requests of ``batch`` that one ``chat_many`` could not answer (retries exhausted)."""
+    results = model.chat_many(batch, desc=desc)
+    return [request for request, out in zip(batch, results, strict=True) if not isinstance(out, ChatResponse)]
+
+
 def timed_run(model: ChatModel, requests: int, tag: str) -> tuple[float, float, int]:
     """(seconds, client CPU seconds, failed requests) of one ``chat_many``: distinct prompts, no cache."""
     batch = distinct_requests(tag, requests)
     started, cpu = time.perf_counter(), time.process_time()
-    results = model.chat_many(batch, desc=tag)
+    failed = len(unanswered(model, batch, tag))
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return elapsed, cpu, sum(not isinstance(r, ChatResponse) for r in results)
+    return elapsed, cpu, failed
 
 
 def measure_throughput(
@@ -122,8 +130,6 @@ def measure_throughput(
 
 async def _bare_run(url: str, concurrency: int, requests: int, tag: str, sdk: bool) -> float:
     """Seconds for ``requests`` chat posts at ``concurrency`` with nothing of ragtune in the path."""
-    import asyncio
-
     import aiohttp
     import openai
 
@@ -160,8 +166,6 @@ def measure_bare(
     server: FakeOpenAIProcess, concurrency: int, requests: int, sdk: bool
 ) -> tuple[float, float]:
     """(requests/s, client CPU ms per request) of the reference clients: the openai SDK alone, or bare aiohttp."""
-    import asyncio
-
     started_cpu = time.process_time()
     elapsed = asyncio.run(_bare_run(server.url, concurrency, requests, "sdk" if sdk else "bare", sdk))
     return requests / elapsed, (time.process_time() - started_cpu) / requests * 1000
@@ -172,9 +176,8 @@ class CapacityRun:
     goodput: float  # answered requests/s of the first pass over C / L
     failed: int  # requests the first pass lost (retries exhausted)
     concurrency: int  # the level at the end of the first pass
-    completion: (
-        float  # requests / (seconds until every one was answered, in as many passes as it took) over C / L
-    )
+    # requests / (seconds until every one was answered, in as many passes as it took) over C / L
+    completion: float
     passes: int
     rejected: int  # 429s the server answered over all passes: the storm the endpoint sees
 
@@ -190,7 +193,7 @@ def measure_capacity(
     # (concurrency, adaptive, Retry-After pauses the whole endpoint)
     modes = {
         OVERRUN: (4 * capacity, False, False),
-        "fixed 4C, endpoint pause": (4 * capacity, False, True),
+        PAUSED: (4 * capacity, False, True),
         ORACLE: (capacity, False, True),
         ADAPTIVE: (4 * capacity, True, True),
     }
@@ -208,14 +211,10 @@ def measure_capacity(
             batch = distinct_requests(mode, requests)
             rejected_before = server.over_capacity
             started = time.perf_counter()
-            pending = [
-                r for r, out in zip(batch, model.chat_many(batch, desc=mode), strict=True) if is_failure(out)
-            ]
+            pending = unanswered(model, batch, mode)
             first_pass, failed, passes = time.perf_counter() - started, len(pending), 1
             while pending and passes < MAX_PASSES:  # what a user does next: resume, and the failed go again
-                pending = [
-                    r for r, out in zip(pending, model.chat_many(pending), strict=True) if is_failure(out)
-                ]
+                pending = unanswered(model, pending, f"{mode}, resumed")
                 passes += 1
             everything = time.perf_counter() - started if not pending else math.inf
             out[mode] = CapacityRun(
@@ -227,10 +226,6 @@ def measure_capacity(
                 rejected=server.over_capacity - rejected_before,
             )
     return out
-
-
-def is_failure(outcome: object) -> bool:
-    return not isinstance(outcome, ChatResponse)
 
 
 def cpu_share(seconds: float = 0.5) -> float:
@@ -404,7 +399,9 @@ def main() -> None:
                 f"{mode:<26} {run.goodput:>14.3f} {run.failed:>7} {run.concurrency:>19}"
                 f" {run.completion:>19.3f} {run.passes:>7} {run.rejected:>6}"
             )
-        overrun, paused, oracle, adaptive = (capacity[mode].goodput for mode in capacity)
+        overrun, paused, oracle, adaptive = (
+            capacity[mode].goodput for mode in (OVERRUN, PAUSED, ORACLE, ADAPTIVE)
+        )
         adaptive_failed = capacity[ADAPTIVE].failed
         complete_vs_overrun = capacity[ADAPTIVE].completion / capacity[OVERRUN].completion
 
