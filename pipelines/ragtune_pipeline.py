@@ -67,6 +67,8 @@ GRANTS_KEY = "RAGTUNE_ENDPOINTS"
 # NetworkPolicies (manifests/base/networkpolicies.yaml) admit ragtune's services only from pods
 # carrying this label, which every task of this graph gets.
 POD_LABEL = ("ragtune.io/pipeline", "ragtune")
+# ... and this one, which the object store's egress policy selects (with training pods and MLflow).
+PART_OF_LABEL = ("app.kubernetes.io/part-of", "ragtune")
 # Writable model cache on every task: an s3:// base model is downloaded there once per pod
 # (RAGTUNE_MODEL_DOWNLOADS in the ConfigMap points at it; the image's own cache is read-only).
 MODEL_DOWNLOADS_MOUNT = "/var/cache/ragtune"
@@ -114,6 +116,7 @@ def _in_cluster(task: dsl.PipelineTask, cpu: Any, memory: Any, stage: str) -> ds
         task, config_map_name="ragtune-endpoints", config_map_key_to_env={GRANTS_KEY: GRANTS_KEY}
     )
     kubernetes.add_pod_label(task, *POD_LABEL)
+    kubernetes.add_pod_label(task, *PART_OF_LABEL)
     kubernetes.empty_dir_mount(task, volume_name="model-downloads", mount_path=MODEL_DOWNLOADS_MOUNT)
     return task
 
