@@ -208,6 +208,38 @@ def test_every_object_store_user_is_egress_isolated_to_what_it_needs(overlay: st
     assert ports(job) == {53, store_port}
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_compiled_graphs_task_pods_get_the_egress_they_need(overlay: str) -> None:
+    """The labels the graph puts on its task pods are the ones the egress policies select."""
+    import yaml
+
+    from pipelines.compiler import COMPILED_PATH
+
+    _, platform = yaml.safe_load_all(COMPILED_PATH.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    objects = build(overlay)
+    needed = ("pipeline-egress", "object-store-egress", "kube-api-egress")
+    in_cluster = [e for e in executors.values() if "configMapAsEnv" in e]
+    assert in_cluster
+    for settings in in_cluster:
+        labels = {**settings["podMetadata"]["labels"], "pipelines.kubeflow.org/v2_component": "true"}
+        for name in needed:
+            assert selector_matches(policy(objects, name)["spec"]["podSelector"], labels), (name, labels)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_stateful_services_reach_only_dns_and_their_peers(overlay: str) -> None:
+    objects = build(overlay)
+    guard = policy(objects, "services-egress")
+    for service in ("postgres", "grobid", "weaviate"):
+        assert selector_matches(guard["spec"]["podSelector"], {"app.kubernetes.io/name": service})
+    (dns, peers) = guard["spec"]["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert [peer["podSelector"]["matchLabels"] for peer in peers["to"]] == [
+        {"app.kubernetes.io/name": "weaviate"}
+    ]
+
+
 # ------------------------------------------------------------------------------------------ Istio
 # The fields of security.istio.io/v1 AuthorizationPolicy that ragtune uses, each checked by hand
 # against istio/api kubernetes/customresourcedefinitions.gen.yaml (commit b8f8791d, 2026-07-21):
