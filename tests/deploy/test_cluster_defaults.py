@@ -253,10 +253,11 @@ ISTIO_SPEC_FIELDS = {
 ISTIO_ACTIONS = {"ALLOW", "DENY", "AUDIT", "CUSTOM"}
 
 
-def istio_build(tmp_path: Path) -> list[dict[str, Any]]:
+def with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
+    """The gpu overlay with an opt-in component, as an overlay of the user's would include it."""
     (tmp_path / "kustomization.yaml").write_text(
         f"resources: [{relative(tmp_path, 'overlays', 'gpu')}]\n"
-        f"components: [{relative(tmp_path, 'components', 'istio')}]\n"
+        f"components: [{relative(tmp_path, 'components', component)}]\n"
     )
     return kustomize(tmp_path)
 
@@ -299,10 +300,11 @@ def test_authorization_policy_shape_check_rejects_what_the_crd_rejects() -> None
 
 
 def test_each_service_admits_only_the_pipeline_identity_under_istio(tmp_path: Path) -> None:
-    objects = istio_build(tmp_path)
+    objects = with_component(tmp_path, "istio")
     policies = of_kind(objects, "AuthorizationPolicy")
     for obj in policies:
         check_authorization_policy_shape(obj)
+        assert obj["metadata"]["namespace"] == "ragtune"
         assert obj["spec"]["action"] == "ALLOW"
         for rule in obj["spec"]["rules"]:
             principals = {p for s in rule["from"] for p in s["source"]["principals"]}
@@ -361,3 +363,25 @@ def test_standalone_kfp_puts_what_pipeline_pods_read_into_kubeflow() -> None:
     for name, keys in wanted.items():
         assert name in secrets and keys <= secrets[name], name
     assert "ragtune-mlflow" in secrets
+
+
+# ------------------------------------------------------------------------------------------ Kueue
+# kubernetes-sigs/kueue config/components/crd/bases/kueue.x-k8s.io_localqueues.yaml (commit
+# ff69552e, 2026-08-22): v1beta1 and v1beta2 served; spec.{clusterQueue (DNS subdomain, <= 253),
+# fairSharing, stopPolicy}. Kueue names the namespace's default queue "default"
+# (constants.DefaultLocalQueueName).
+LOCAL_QUEUE_SPEC = {"clusterQueue", "fairSharing", "stopPolicy"}
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def test_the_kueue_component_is_the_namespaces_default_local_queue(tmp_path: Path) -> None:
+    objects = with_component(tmp_path, "kueue")
+    (queue,) = of_kind(objects, "LocalQueue")
+    assert queue["apiVersion"] in {"kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1beta2"}
+    assert queue["metadata"] == {**queue["metadata"], "name": "default", "namespace": "ragtune"}
+    assert set(queue["spec"]) <= LOCAL_QUEUE_SPEC
+    cluster_queue = queue["spec"]["clusterQueue"]
+    assert len(cluster_queue) <= 253 and DNS_SUBDOMAIN.match(cluster_queue)
+    assert validate_strict(objects) - {("external-secrets.io/v1", "ExternalSecret")} == {
+        ("kueue.x-k8s.io/v1beta1", "LocalQueue")
+    }
