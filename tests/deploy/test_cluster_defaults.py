@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -158,6 +159,36 @@ def test_changing_the_one_setting_moves_the_port_the_grant_and_the_config(
     assert not validate_strict(objects) - {
         ("external-secrets.io/v1", "ExternalSecret"),
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "alias"),
+    [
+        ("http://seaweedfs.kubeflow:8333", "http://AK:SK@seaweedfs.kubeflow:8333"),
+        ("https://s3.example.com:443", "https://AK:SK@s3.example.com:443"),
+    ],
+)
+def test_the_bucket_job_builds_its_mc_alias_from_the_url(tmp_path: Path, url: str, alias: str) -> None:
+    """The Job's own script, run by sh with `mc` replaced by a recorder (no S3 server for mc here)."""
+    (container,) = containers(
+        named(build("overlays/dev"), "Job", "ragtune-minio-buckets")["spec"]["template"]["spec"]
+    )
+    assert container["command"] == ["/bin/sh", "-ec"]
+    (tmp_path / "mc").write_text('#!/bin/sh\necho "$MC_HOST_kfp $*" >> "$RECORD"\n')
+    (tmp_path / "mc").chmod(0o755)
+    record = tmp_path / "calls"
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "RECORD": str(record),
+        "AWS_ACCESS_KEY_ID": "AK",
+        "AWS_SECRET_ACCESS_KEY": "SK",
+        STORE_KEY: url,
+        "MLFLOW_ARTIFACTS_DESTINATION": "s3://mlflow-artifacts/",
+    }
+    subprocess.run(["/bin/sh", "-ec", container["args"][0]], env=env, check=True, timeout=30)
+    calls = record.read_text().splitlines()
+    buckets = ["ragtune-corpus", "ragtune-cache", "ragtune-artifacts", "mlflow-artifacts"]
+    assert calls == [f"{alias} mb --ignore-existing kfp/{b}" for b in buckets] + [f"{alias} ls kfp"]
 
 
 # ----------------------------------------------------------------------------------------- egress
