@@ -73,8 +73,8 @@ PART_OF_LABEL = ("app.kubernetes.io/part-of", "ragtune")
 MODEL_DOWNLOADS_MOUNT = "/var/cache/ragtune"
 # Fail closed (issue 17): every task pod runs as the images' non-root user and has a deadline
 # (activeDeadlineSeconds), so a hung endpoint cannot hold a node or a profile's quota forever.
-# KFP's backend adds allowPrivilegeEscalation=false, drop ALL and RuntimeDefault seccomp itself;
-# kfp-kubernetes 2.17 offers no read-only-root setter (docs/deploy.md "Pod security").
+# kfp-kubernetes 2.17 leaves allowPrivilegeEscalation=false, drop ALL and RuntimeDefault seccomp to
+# the KFP backend and has no read-only-root setter (docs/deploy.md "Pod settings").
 RUN_AS_USER = 10001  # the uid of docker/Dockerfile and docker/Dockerfile.train
 TASK_TIMEOUT_S: dict[str, int] = {
     "config": 600,
