@@ -108,14 +108,18 @@ class FakeCustomObjects:
 
 
 def pod(
-    name: str, restarts: int = 0, exit_code: int | None = None, reason: str | None = None
+    name: str,
+    restarts: int = 0,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    container: str = "pytorch",
 ) -> SimpleNamespace:
     terminated = None if exit_code is None else SimpleNamespace(exit_code=exit_code, reason=reason)
-    container = SimpleNamespace(
-        name="pytorch", restart_count=restarts, state=SimpleNamespace(terminated=terminated)
+    state = SimpleNamespace(
+        name=container, restart_count=restarts, state=SimpleNamespace(terminated=terminated)
     )
     return SimpleNamespace(
-        metadata=SimpleNamespace(name=name), status=SimpleNamespace(container_statuses=[container])
+        metadata=SimpleNamespace(name=name), status=SimpleNamespace(container_statuses=[state])
     )
 
 
