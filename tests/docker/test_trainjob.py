@@ -21,19 +21,12 @@ import pytest
 from ragtune.core.artifacts import ModelDir
 from ragtune.core.config import build_config
 from ragtune.core.reports.train import TrainReport
-from ragtune.train.cluster.local import run_trainjob_locally, write_runtime
+from ragtune.train.cluster.local import job_workspace, run_trainjob_locally, write_runtime
 from ragtune.train.cluster.plan import ClusterTraining, job_name, plan_job
 from tests.docker.test_images import engine, image  # noqa: F401 - the image-building fixtures
 from tests.train.helpers import write_dataset
 
 pytestmark = pytest.mark.docker
-
-
-def _job_folder(home: Path, name: str) -> Path:
-    """The host folder the SDK mounts at /workspace in every node (it creates it if missing)."""
-    folder = home / ".kubeflow" / "trainer" / "containers" / name
-    folder.mkdir(parents=True)
-    return folder
 
 
 def test_a_two_node_trainjob_trains_in_containers_and_its_report_is_read_typed(
@@ -66,7 +59,8 @@ def test_a_two_node_trainjob_trains_in_containers_and_its_report_is_read_typed(
         environ={},
         work="/workspace/work",
     )
-    shared = _job_folder(tmp_path / "home", name)
+    shared = job_workspace(name)
+    assert shared.is_relative_to(tmp_path)
     write_dataset(shared / "dataset", n_train=4, n_eval=2)
     (shared / "work").mkdir()
     for path in [shared, *shared.rglob("*")]:

@@ -88,6 +88,14 @@ def runtime_body(name: str, image: str) -> dict[str, Any]:
     return runtime.to_dict()
 
 
+def job_workspace(name: str) -> Path:
+    """The host folder the SDK mounts at ``/workspace`` in every node of job ``name`` (created now,
+    so the caller can put the dataset there; it stays after the job: ``auto_remove`` is off)."""
+    from kubeflow.trainer.backends.container.utils import create_workdir
+
+    return Path(create_workdir(name))
+
+
 def write_runtime(folder: Path, name: str, image: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.yaml"
@@ -126,6 +134,7 @@ def run_trainjob_locally(
         backend_config=ContainerBackendConfig(
             container_runtime="docker",
             pull_policy="Never",
+            auto_remove=False,  # keep the job's /workspace folder: the outputs are there
             runtime_source=TrainingRuntimeSource(sources=[f"file://{runtime_dir}"]),
         )
     )
