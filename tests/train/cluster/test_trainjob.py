@@ -149,6 +149,15 @@ def test_procs_per_node_can_differ_from_gpus() -> None:
     assert trainer["numProcPerNode"] == 2 and "--nproc_per_node=2" in trainer["command"]
     assert trainer["resourcesPerNode"] == {"limits": {}}
     assert {"name": "DS_ACCELERATOR", "value": "cpu"} in trainer["env"]
+    assert "OMP_NUM_THREADS" not in {e["name"] for e in trainer["env"]}
+
+
+def test_cpu_nodes_get_the_configured_thread_count() -> None:
+    config = build_config(
+        {"cache": {"uri": "s3://c/"}, "train": {"cpu_threads": 1, "cluster": {"gpus_per_node": 0}}}
+    )
+    env = plan_job(config, NAME, "s3://b/d/", OPTIONS, {})["spec"]["trainer"]["env"]
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in env
 
 
 def test_the_owner_comes_from_the_downward_api_or_kfp_and_is_absent_outside_a_pod() -> None:

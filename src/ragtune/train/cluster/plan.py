@@ -106,6 +106,8 @@ def job_env(config: RagtuneConfig, options: ClusterTraining) -> list[dict[str, A
         )
     if config.train.cluster.gpus_per_node == 0:
         env.append(value_env("DS_ACCELERATOR", "cpu"))
+        if config.train.cpu_threads:  # else accelerate sets its own count in every process
+            env.append(value_env("OMP_NUM_THREADS", str(config.train.cpu_threads)))
     return env
 
 
