@@ -88,3 +88,12 @@ def test_a_local_cache_is_one_line(tmp_path: Path) -> None:
     code, output = invoke("train-job", "--dry-run", "--dataset", DATASET, "--set", f"run.root={tmp_path}")
     assert code == 1
     assert "needs an s3:// cache.uri" in one_error_line(output)
+
+
+def test_without_dry_run_and_without_a_kubeconfig_is_one_line(
+    cluster_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    code, output = invoke("train-job", "-c", str(cluster_config), "--dataset", DATASET)
+    assert code == 1
+    assert one_error_line(output).startswith("error: no kubeconfig to reach a cluster (")
