@@ -427,6 +427,12 @@ def submit(
     )
 
 
+# Multi-node training (a Kubeflow TrainJob or PyTorchJob); the body lives in its own module.
+from ragtune.train_job_command import train_job  # noqa: E402
+
+app.command("train-job")(train_job)
+
+
 def main() -> None:
     """Console entry point (errors are one line, see :class:`_OneLineErrors`)."""
     try:

@@ -320,6 +320,62 @@ class SynthConfig(Section):
         return value
 
 
+class ClusterTrainConfig(Section):
+    """Multi-node training on a Kubernetes cluster: a Kubeflow Trainer v2 ``TrainJob`` (default) or a
+    Training Operator v1 ``PyTorchJob``. Read by ``ragtune train-job`` and the multi-node component."""
+
+    api: Literal["trainjob", "pytorchjob"] = Field(
+        "trainjob",
+        description=(
+            "trainjob: trainer.kubeflow.org/v1alpha1 TrainJob on a ClusterTrainingRuntime (Kubeflow "
+            "Trainer 2.x); pytorchjob: kubeflow.org/v1 PyTorchJob (Training Operator 1.x)."
+        ),
+    )
+    runtime: str = Field(
+        "torch-distributed",
+        description="ClusterTrainingRuntime the TrainJob references (its nodes run torchrun).",
+    )
+    nodes: int = Field(2, ge=1, description="Training nodes (pods).")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs each node requests; 0 trains on CPU (gloo).")
+    procs_per_node: int | None = Field(
+        None, ge=1, description="Training processes per node; unset: one per GPU (1 on CPU)."
+    )
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of the GPUs.")
+    cpu: str | None = Field(None, description="CPU request per node (Kubernetes quantity, e.g. '8').")
+    memory: str | None = Field(
+        None, description="Memory request and limit per node (Kubernetes quantity, e.g. '64Gi')."
+    )
+    queue: str | None = Field(
+        None,
+        description=(
+            "Kueue LocalQueue: sets label kueue.x-k8s.io/queue-name and creates the job suspended, "
+            "so Kueue admits it when quota allows."
+        ),
+    )
+    priority_class: str | None = Field(
+        None,
+        description=(
+            "PyTorchJob: the pods' PriorityClass. TrainJob (which has no such field): the Kueue "
+            "WorkloadPriorityClass, label kueue.x-k8s.io/priority-class."
+        ),
+    )
+    deadline_s: int | None = Field(
+        None, ge=1, description="activeDeadlineSeconds: the job fails (and frees its nodes) after this long."
+    )
+    cleanup: Literal["delete", "keep"] = Field(
+        "delete",
+        description=(
+            "delete: the launcher deletes the job once it succeeded and its outputs are copied (a failed "
+            "job stays for its logs); keep: leave it."
+        ),
+    )
+    ttl_after_finished_s: int | None = Field(
+        None,
+        ge=0,
+        description="PyTorchJob only: runPolicy.ttlSecondsAfterFinished (the operator deletes it later).",
+    )
+
+
 class TrainConfig(Section):
     """LoRA training (transformers Trainer + peft; DeepSpeed ZeRO where CUDA is present or when asked)."""
 
@@ -393,6 +449,9 @@ class TrainConfig(Section):
             "torch threads when training on CPU; unset: torch's default (one per core). 1 is several "
             "times faster when other processes compete for a small CPU."
         ),
+    )
+    cluster: ClusterTrainConfig = Field(
+        default_factory=ClusterTrainConfig, description="Multi-node training on a cluster."
     )
 
     @field_validator("max_steps")
