@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ragtune.commands import serve as serve_commands
 from ragtune.core.artifacts import DocumentsDir, IndexDir
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
 from ragtune.core.endpoints import export_grants
@@ -425,6 +426,11 @@ def submit(
         soft_wrap=True,
         highlight=False,
     )
+
+
+# serve and deploy: bodies in ragtune/commands/serve.py
+app.command("serve")(serve_commands.serve)
+app.command("deploy")(serve_commands.deploy)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Bodies of ``ragtune`` commands that live outside ``cli.py``; ``cli.py`` registers them."""

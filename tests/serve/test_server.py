@@ -1,0 +1,152 @@
+"""``ragtune serve`` over real HTTP: the openai client against uvicorn on 127.0.0.1, a version from a real
+MLflow server. Plain, streaming, 8 concurrent clients, malformed requests, and refusals at load."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from ragtune.core.errors import InputError
+from ragtune.serve import build_server
+from tests.serve.conftest import ALIAS, Registered, Running, serve_config
+
+QUESTION = [{"role": "user", "content": "what is panic disorder ?"}]
+
+
+def _client(running: Running) -> openai.OpenAI:
+    return openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_lists_the_served_version(running: Running, registered: Registered) -> None:
+    models = _client(running).models.list()
+    assert [m.id for m in models.data] == [registered.info.name]
+    health = httpx.get(running.url.removesuffix("/v1") + "/health", timeout=10).json()
+    assert health["version"] == registered.info.version
+
+
+def test_plain_completion_answers_with_usage(running: Running) -> None:
+    reply = _client(running).chat.completions.create(
+        model=running.served.name, messages=QUESTION, max_tokens=5, temperature=0
+    )
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 5
+    assert reply.usage.prompt_tokens > 0
+    assert choice.finish_reason == ("length" if reply.usage.completion_tokens == 5 else "stop")
+    assert reply.model == running.served.name
+
+
+def test_streaming_sends_the_same_text_as_a_plain_reply(running: Running) -> None:
+    client = _client(running)
+    plain = client.chat.completions.create(
+        model=running.served.name, messages=QUESTION, max_tokens=6, temperature=0
+    )
+    events = list(
+        client.chat.completions.create(
+            model=running.served.name,
+            messages=QUESTION,
+            max_tokens=6,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(e.choices[0].delta.content or "" for e in events if e.choices)
+    assert text == plain.choices[0].message.content
+    finishes = [e.choices[0].finish_reason for e in events if e.choices and e.choices[0].finish_reason]
+    assert finishes == [plain.choices[0].finish_reason]
+    assert events[-1].usage is not None
+    assert events[-1].usage.completion_tokens == plain.usage.completion_tokens  # type: ignore[union-attr]
+    assert len([e for e in events if e.choices and e.choices[0].delta.content]) >= 2  # streamed, not one blob
+
+
+def test_eight_concurrent_clients_are_batched(running: Running) -> None:
+    engine = running.server.config.app.state.engine
+    before = len(engine.batches)
+    questions = [
+        f"what is the treatment of {w} ?" for w in ("anxiety", "panic", "depression", "disorder")
+    ] * 2
+
+    async def ask_all() -> list[str]:
+        client = openai.AsyncOpenAI(base_url=running.url, api_key="unused", max_retries=0, timeout=120)
+        replies = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model=running.served.name,
+                    messages=[{"role": "user", "content": q}],
+                    max_tokens=6,
+                    temperature=0,
+                )
+                for q in questions
+            )
+        )
+        await client.close()
+        return [r.choices[0].message.content or "" for r in replies]
+
+    answers = asyncio.run(ask_all())
+    assert len(answers) == 8
+    sizes = engine.batches[before:]
+    assert sum(sizes) == 8
+    assert max(sizes) > 1, f"every request decoded alone: {sizes}"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        ({"model": "model-serve"}, 400, "messages: Field required"),
+        ({"model": "model-serve", "messages": []}, 400, "messages: List should have at least 1 item"),
+        ({"model": "model-serve", "messages": [{"role": "robot", "content": "hi"}]}, 400, "messages.0.role"),
+        ({"model": "model-serve", "messages": QUESTION, "tools": []}, 400, "tools: unknown field"),
+        ({"model": "model-serve", "messages": QUESTION, "max_tokens": 0}, 400, "max_tokens"),
+        ({"model": "model-serve", "messages": QUESTION, "max_tokens": 65}, 400, "serve.max_tokens_limit"),
+        ({"model": "model-serve", "messages": QUESTION, "n": 2}, 400, "only n=1"),
+        ({"model": "model-serve", "messages": QUESTION, "stop": ["."]}, 400, "stop sequences"),
+        ({"model": "gpt-4o", "messages": QUESTION}, 404, "'gpt-4o' is not served here"),
+    ],
+)
+def test_malformed_requests_get_a_4xx_with_the_reason(
+    running: Running, body: dict[str, object], status: int, reason: str
+) -> None:
+    response = httpx.post(f"{running.url}/chat/completions", json=body, timeout=30)
+    assert response.status_code == status
+    assert reason in response.json()["error"]["message"]
+
+
+def test_the_openai_client_sees_the_reason(running: Running) -> None:
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        _client(running).chat.completions.create(model=running.served.name, messages=QUESTION, temperature=5)
+
+
+def test_invalid_json_is_a_400(running: Running) -> None:
+    response = httpx.post(
+        f"{running.url}/chat/completions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]["message"]
+
+
+def test_an_adapter_on_another_base_is_refused_at_load(registered: Registered, tmp_path: Path) -> None:
+    other = tmp_path / "other-base"
+    shutil.copytree(Path(registered.info.tags["ragtune.base_model"]), other)
+    config = serve_config(
+        tmp_path / "runs", registered.server.url, registered.info.name, base_model=str(other)
+    )
+    with pytest.raises(InputError) as caught:
+        build_server(config, alias=ALIAS, port=1)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert registered.info.tags["ragtune.base_model"] in message and str(other) in message
+
+
+def test_a_missing_alias_names_model_and_alias(registered: Registered, tmp_path: Path) -> None:
+    config = serve_config(tmp_path / "runs", registered.server.url, registered.info.name)
+    with pytest.raises(InputError, match="'model-serve' has no version with alias 'nobody'"):
+        build_server(config, alias="nobody", port=1)
