@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ragtune.serve.manifests import ISVC_API, LLMISVC_API
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 KUBECTL = shutil.which("kubectl")
@@ -37,6 +39,11 @@ CRD_KINDS = {
     ("argoproj.io/v1alpha1", "AppProject"),
     ("kubeflow.org/v1", "PyTorchJob"),
     ("external-secrets.io/v1", "ExternalSecret"),
+}
+# What `ragtune deploy` renders into manifests/serving (the ragtune-serving Application syncs it).
+SERVING_KINDS = {
+    (LLMISVC_API.rpartition("/")[0], "LLMInferenceService"),
+    (ISVC_API.rpartition("/")[0], "InferenceService"),
 }
 PIPELINE_POD = {"pipelines.kubeflow.org/v2_component": "true", "ragtune.io/pipeline": "ragtune"}
 
@@ -677,7 +684,7 @@ def test_the_argocd_project_allows_only_the_ragtune_namespace_and_our_kinds() ->
         (o["apiVersion"].rpartition("/")[0], o["kind"])
         for name in ("overlays/gpu", "retrain")
         for o in build(name)
-    }
+    } | SERVING_KINDS
     assert allowed == shipped, (
         f"whitelist {sorted(allowed - shipped)} extra, {sorted(shipped - allowed)} missing"
     )
