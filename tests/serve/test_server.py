@@ -11,7 +11,10 @@ import httpx
 import openai
 import pytest
 
+from ragtune.core.config import build_config
 from ragtune.core.errors import InputError
+from ragtune.core.llm.base import ChatRequest, ChatResponse
+from ragtune.evaluate.generators import contender_answerers
 from ragtune.serve import build_server
 from tests.serve.conftest import ALIAS, Registered, Running, serve_config
 
@@ -150,3 +153,25 @@ def test_a_missing_alias_names_model_and_alias(registered: Registered, tmp_path:
     config = serve_config(tmp_path / "runs", registered.server.url, registered.info.name)
     with pytest.raises(InputError, match="'model-serve' has no version with alias 'nobody'"):
         build_server(config, alias="nobody", port=1)
+
+
+def test_an_evaluation_contender_can_be_the_served_model(
+    running: Running, registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluate stage's contender answerer (openai backend, retries, concurrency) against ragtune serve."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # a local server needs no key
+    config = build_config(
+        {
+            "evaluate": {
+                "max_new_tokens": 4,
+                "contenders": [{"name": "deployed", "base_url": running.url, "model": registered.info.name}],
+            }
+        }
+    )
+    answerer = contender_answerers(config, cache=None)["deployed"]
+    requests = [
+        ChatRequest(messages=[{"role": "user", "content": q}], max_tokens=4, temperature=0.0)
+        for q in ("what is panic disorder ?", "what is the treatment of anxiety ?", "what are the symptoms ?")
+    ]
+    replies = answerer.chat_many(requests)
+    assert all(isinstance(r, ChatResponse) and 1 <= r.completion_tokens <= 4 for r in replies), replies
