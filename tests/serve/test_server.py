@@ -4,7 +4,12 @@ MLflow server. Plain, streaming, 8 concurrent clients, malformed requests, and r
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +21,10 @@ from ragtune.core.errors import InputError
 from ragtune.core.llm.base import ChatRequest, ChatResponse
 from ragtune.evaluate.generators import contender_answerers
 from ragtune.serve import build_server
+from tests.conftest import free_port
 from tests.serve.conftest import ALIAS, Registered, Running, serve_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 QUESTION = [{"role": "user", "content": "what is panic disorder ?"}]
 
@@ -82,17 +90,18 @@ def test_eight_concurrent_clients_are_batched(running: Running) -> None:
                 client.chat.completions.create(
                     model=running.served.name,
                     messages=[{"role": "user", "content": q}],
-                    max_tokens=6,
+                    max_tokens=cap,
                     temperature=0,
                 )
-                for q in questions
+                for q, cap in zip(questions, caps, strict=True)
             )
         )
         await client.close()
-        return [r.choices[0].message.content or "" for r in replies]
+        return [r.usage.completion_tokens if r.usage else -1 for r in replies]
 
-    answers = asyncio.run(ask_all())
-    assert len(answers) == 8
+    caps = [3, 4, 5, 6, 7, 8, 3, 4]  # one batch, each row stopping at its own cap
+    used = asyncio.run(ask_all())
+    assert all(1 <= n <= cap for n, cap in zip(used, caps, strict=True)), (used, caps)
     sizes = engine.batches[before:]
     assert sum(sizes) == 8
     assert max(sizes) > 1, f"every request decoded alone: {sizes}"
@@ -110,6 +119,11 @@ def test_eight_concurrent_clients_are_batched(running: Running) -> None:
         ({"model": "model-serve", "messages": QUESTION, "n": 2}, 400, "only n=1"),
         ({"model": "model-serve", "messages": QUESTION, "stop": ["."]}, 400, "stop sequences"),
         ({"model": "gpt-4o", "messages": QUESTION}, 404, "'gpt-4o' is not served here"),
+        (
+            {"model": "model-serve", "messages": [{"role": "user", "content": "anxiety " * 300}]},
+            400,
+            "exceeds the model's context of 256 tokens",
+        ),
     ],
 )
 def test_malformed_requests_get_a_4xx_with_the_reason(
@@ -175,3 +189,38 @@ def test_an_evaluation_contender_can_be_the_served_model(
     ]
     replies = answerer.chat_many(requests)
     assert all(isinstance(r, ChatResponse) and 1 <= r.completion_tokens <= 4 for r in replies), replies
+
+
+def test_the_cli_serves_until_stopped(registered: Registered, tmp_path: Path) -> None:
+    """``ragtune serve`` itself, in a child process: loads at start, answers the openai client."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
+        "RAGTUNE_REGISTRY__TRACKING_URI": registered.server.url,
+        "RAGTUNE_REGISTRY__MODEL_NAME": registered.info.name,
+        "RAGTUNE_RUN__ROOT": str(tmp_path / "runs"),
+        "RAGTUNE_SERVE__THREADS": "1",
+    }
+    command = [sys.executable, "-m", "ragtune.cli", "serve", "--alias", ALIAS, "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
+            try:
+                models = client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert time.monotonic() < deadline, "ragtune serve did not listen within 180 s"
+                time.sleep(0.5)
+        assert [m.id for m in models.data] == [registered.info.name]
+        reply = client.chat.completions.create(
+            model=registered.info.name, messages=QUESTION, max_tokens=3, temperature=0
+        )
+        assert reply.usage is not None and 1 <= reply.usage.completion_tokens <= 3
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode in (0, -signal.SIGTERM)

@@ -92,12 +92,19 @@ def create_app(
                 " (serve.max_tokens_limit)",
                 "max_tokens",
             )
+        too_long = engine.context_problem(request)
+        if too_long:
+            return _problem(400, too_long, "messages")
         ident, created = protocol.completion_id(), protocol.now()
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             events = _stream(engine, request, ident, served.name, created, include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        response = await engine.complete(request)
+        try:
+            response = await engine.complete(request)
+        except Exception as err:  # the batch failed; the server goes on
+            failure = protocol.error_body(f"generation failed: {type(err).__name__}: {err}", "server_error")
+            return JSONResponse(failure, status_code=500)
         return protocol.completion(ident, served.name, created, response, request.max_tokens).model_dump(
             exclude_none=True
         )

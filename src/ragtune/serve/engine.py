@@ -45,9 +45,18 @@ class _Job:
 class BatchingEngine:
     """One worker thread decoding batches of the requests in flight; ``start``/``stop`` bracket it."""
 
-    def __init__(self, chat: TransformersChat, tokenizer: Any, *, batch_size: int, wait_s: float) -> None:
+    def __init__(
+        self,
+        chat: TransformersChat,
+        tokenizer: Any,
+        *,
+        batch_size: int,
+        wait_s: float,
+        context_tokens: int | None = None,
+    ) -> None:
         self.chat = chat
         self.tokenizer = tokenizer
+        self.context_tokens = context_tokens
         self.batch_size = max(1, batch_size)
         self.wait_s = wait_s
         self.batches: list[int] = []  # size of every batch decoded (the server's /health shows them)
@@ -67,6 +76,19 @@ class BatchingEngine:
             self._ready.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=60)
+
+    def context_problem(self, request: ChatRequest) -> str | None:
+        """Why the prompt plus ``max_tokens`` cannot fit the model's context, or ``None`` when it fits."""
+        limit = self.context_tokens
+        if not limit:
+            return None
+        prompt = self.tokenizer.apply_chat_template(
+            request.messages, add_generation_prompt=True, tokenize=False
+        )
+        tokens = len(self.tokenizer(str(prompt), add_special_tokens=False)["input_ids"])
+        if tokens + request.max_tokens <= limit:
+            return None
+        return f"the prompt ({tokens} tokens) plus max_tokens ({request.max_tokens}) exceeds the model's context of {limit} tokens"
 
     def _submit(self, request: ChatRequest) -> _Job:
         job = _Job(request, asyncio.get_running_loop())

@@ -33,6 +33,7 @@ class ServedModel:
     meta: AdapterMeta
     adapter_dir: Path
     created: int
+    context_tokens: int | None = None  # the base model's context window, when its config says
 
 
 def describe(info: ModelVersionInfo) -> str:
@@ -104,5 +105,6 @@ def load_served(
         meta=meta,
         adapter_dir=adapter_dir,
         created=int(time.time()),
+        context_tokens=getattr(loaded[0].config, "max_position_embeddings", None),
     )
     return served, chat, loaded[1]

@@ -30,7 +30,11 @@ def build_server(
     served, chat, tokenizer = load_served(config, alias, version)
     options = config.serve
     engine = BatchingEngine(
-        chat, tokenizer, batch_size=options.batch_size, wait_s=options.batch_wait_ms / 1000
+        chat,
+        tokenizer,
+        batch_size=options.batch_size,
+        wait_s=options.batch_wait_ms / 1000,
+        context_tokens=served.context_tokens,
     )
     app = create_app(
         engine, served, default_max_tokens=options.max_tokens, max_tokens_limit=options.max_tokens_limit
