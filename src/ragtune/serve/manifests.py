@@ -99,7 +99,7 @@ def _metadata(target: ServingTarget, options: ServeConfig) -> dict[str, Any]:
     }
     if target.adapter_sha256:
         annotations["ragtune.io/adapter-sha256"] = target.adapter_sha256
-    if target.git_commit:
+    if target.git_commit and target.git_commit != "unknown":  # registry.git_revision's "no git here"
         annotations["ragtune.io/git-commit"] = target.git_commit
     return {
         "name": options.name or dns_name(target.model_name),
