@@ -35,6 +35,7 @@ REPLACEMENT_CHAR = "\ufffd"  # a multi-byte character cut in half: wait for its 
 class _Job:
     request: ChatRequest
     loop: asyncio.AbstractEventLoop
+    stream: bool
     events: asyncio.Queue[str | ChatResponse | BaseException] = field(default_factory=asyncio.Queue)
     sent: str = ""
 
@@ -90,8 +91,8 @@ class BatchingEngine:
             return None
         return f"the prompt ({tokens} tokens) plus max_tokens ({request.max_tokens}) exceeds the model's context of {limit} tokens"
 
-    def _submit(self, request: ChatRequest) -> _Job:
-        job = _Job(request, asyncio.get_running_loop())
+    def _submit(self, request: ChatRequest, *, stream: bool) -> _Job:
+        job = _Job(request, asyncio.get_running_loop(), stream)
         with self._ready:
             self._waiting.append(job)
             self._ready.notify()
@@ -99,18 +100,17 @@ class BatchingEngine:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         """The whole reply (raises what generation raised)."""
-        async for event in self._events(self._submit(request), stream=False):
+        async for event in self._events(self._submit(request, stream=False)):
             if isinstance(event, ChatResponse):
                 return event
         raise RuntimeError("generation ended without a reply")  # pragma: no cover - _events always ends so
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | ChatResponse]:
         """Text deltas as they are decoded, then the whole reply (its ``text`` is what was streamed)."""
-        async for event in self._events(self._submit(request), stream=True):
+        async for event in self._events(self._submit(request, stream=True)):
             yield event
 
-    async def _events(self, job: _Job, *, stream: bool) -> AsyncIterator[str | ChatResponse]:
-        job.sent = "" if stream else REPLACEMENT_CHAR  # a non-streaming job never matches: no deltas
+    async def _events(self, job: _Job) -> AsyncIterator[str | ChatResponse]:
         while True:
             event = await job.events.get()
             if isinstance(event, BaseException):
@@ -149,14 +149,17 @@ class BatchingEngine:
                 self._stream_delta(batch[row], tokens)
 
             try:
-                responses = self.chat.generate_batch([job.request for job in batch], on_token=on_token)
+                streaming = any(job.stream for job in batch)
+                responses = self.chat.generate_batch(
+                    [job.request for job in batch], on_token=on_token if streaming else None
+                )
             except Exception as err:  # every request of the batch gets the error, the server goes on
                 log.exception("generation failed for a batch of %d", len(batch))
                 for job in batch:
                     job.put(err)
                 continue
             for job, response in zip(batch, responses, strict=True):
-                if job.sent != REPLACEMENT_CHAR and response.text.startswith(job.sent):
+                if job.stream and response.text.startswith(job.sent):
                     rest = response.text[len(job.sent) :]  # what the final trim left unsent
                     if rest:
                         job.put(rest)
@@ -164,7 +167,7 @@ class BatchingEngine:
                 job.put(response)
 
     def _stream_delta(self, job: _Job, tokens: list[int]) -> None:
-        if job.sent == REPLACEMENT_CHAR:
+        if not job.stream:
             return
         text = str(self.tokenizer.decode(tokens, skip_special_tokens=True)).lstrip()
         if text.endswith(REPLACEMENT_CHAR) or not text.startswith(job.sent) or len(text) == len(job.sent):
