@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
-from ragtune.core.endpoints import export_grants
+from ragtune.commands import load_cli_config
 
 console = Console(stderr=True)
 
@@ -29,12 +28,6 @@ VersionOption = Annotated[
 ]
 
 
-def _load(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    config = load_config(path, overrides=parse_set_flags(flags or []))
-    export_grants(config.security)
-    return config
-
-
 def _check_ref(alias: str | None, version: int | None) -> None:
     if alias and version is not None:
         raise typer.BadParameter("give --alias or --version, not both")
@@ -52,7 +45,7 @@ def serve(
     from ragtune.serve import serve as run_server
 
     _check_ref(alias, version)
-    run_server(_load(config, set_), alias=alias, version=version, host=host, port=port)
+    run_server(load_cli_config(config, set_), alias=alias, version=version, host=host, port=port)
 
 
 def deploy(
@@ -66,7 +59,7 @@ def deploy(
     from ragtune.serve import render_deploy
 
     _check_ref(alias, version)
-    report = render_deploy(_load(config, set_), out, alias=alias, version=version)
+    report = render_deploy(load_cli_config(config, set_), out, alias=alias, version=version)
     console.print(
         f"{report.model_name} version {report.version} -> {report.kind} {report.namespace}/{report.name}"
         f" pinning {report.adapter_uri}: {report.manifest}",
