@@ -12,6 +12,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from components.config.component import resolve_config
+from components.deploy.component import render_serving
 from components.evaluate.component import evaluate_adapter
 from components.index.component import index_documents
 from components.parse.component import parse_documents
@@ -48,6 +49,7 @@ STAGE_SECRETS: dict[str, dict[str, dict[str, str]]] = {
     "train-pytorchjob": {**S3_SECRET},  # stages data; its pods get S3/HF by Secret reference
     "evaluate": {**S3_SECRET, **LLM_SECRET, **HF_SECRET},  # base model, judge and contenders
     "register": {**S3_SECRET, **MLFLOW_SECRET},
+    "deploy": {**MLFLOW_SECRET},  # reads the version's adapter metadata through the MLflow server
 }
 # In-cluster endpoints as RAGTUNE_* overrides (ConfigMap ragtune-endpoints, same keys as env vars).
 ENDPOINT_KEYS = [
@@ -86,6 +88,7 @@ TASK_TIMEOUT_S: dict[str, int] = {
     "train-pytorchjob": 48 * 3600,  # waits for the whole multi-node job
     "evaluate": 12 * 3600,
     "register": 3600,
+    "deploy": 600,  # renders manifests from one registry lookup
 }
 
 
@@ -135,8 +138,10 @@ def _evaluate_and_register(
     gpu_node_selector: Any,
     gpu_tolerations: Any,
     git_revision: Any,
+    deploy_manifests: Any,
 ) -> None:
     """Judge the trained adapter (one GPU) and register it: the same tail for both training branches.
+    With ``deploy_manifests``, a version that became champion gets its serving manifests rendered.
 
     Evaluation is never served from the KFP cache: it judges the current champion beside the new
     adapter, and the champion can change between runs with the same inputs.
@@ -171,6 +176,17 @@ def _evaluate_and_register(
         "register",
     )
     registered.set_display_name("register").set_caching_options(False)
+    with (
+        dsl.If(deploy_manifests == True, name="deploy-enabled"),  # noqa: E712 (a KFP condition)
+        dsl.If(registered.outputs["Output"] == "champion", name="became-champion"),
+    ):
+        rendered = _in_cluster(
+            render_serving(config_json=resolved, decision=registered.outputs["decision"]),
+            "250m",
+            "1Gi",
+            "deploy",
+        )
+        rendered.set_display_name("deploy").set_caching_options(False)
 
 
 @dsl.pipeline(
@@ -200,6 +216,7 @@ def ragtune_pipeline(
     distributed_nodes: int = 1,
     train_namespace: str = "",
     git_revision: str = "",
+    deploy_manifests: bool = False,
 ) -> None:
     """Run ragtune end to end.
 
@@ -228,6 +245,7 @@ def ragtune_pipeline(
         distributed_nodes: Nodes for training; above 1, a PyTorchJob (Training Operator) trains instead.
         train_namespace: Namespace for that PyTorchJob (empty = the pipeline's).
         git_revision: The git revision this run was submitted for (an MLflow tag; set by GitOps).
+        deploy_manifests: When the new version becomes champion, render its KServe serving manifests (ragtune deploy) as an artifact.
     """
     config = _in_cluster(
         resolve_config(
@@ -311,6 +329,7 @@ def ragtune_pipeline(
             gpu_node_selector,
             gpu_tolerations,
             git_revision,
+            deploy_manifests,
         )
 
     with dsl.If(distributed_nodes > 1, name="train-pytorchjob"):
@@ -338,4 +357,5 @@ def ragtune_pipeline(
             gpu_node_selector,
             gpu_tolerations,
             git_revision,
+            deploy_manifests,
         )

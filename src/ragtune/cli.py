@@ -18,9 +18,10 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ragtune.commands import load_cli_config
+from ragtune.commands import serve as serve_commands
 from ragtune.core.artifacts import DocumentsDir, IndexDir
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
-from ragtune.core.endpoints import export_grants
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
@@ -87,9 +88,7 @@ def _main(
 
 
 def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    config = load_config(path, overrides=parse_set_flags(flags or []))
-    export_grants(config.security)  # this process and the local runner's tasks see the user's grants
-    return config
+    return load_cli_config(path, flags)  # this process and the local runner's tasks see the user's grants
 
 
 def _print_json(data: Any) -> None:
@@ -431,6 +430,9 @@ def submit(
 from ragtune.train_job_command import train_job  # noqa: E402
 
 app.command("train-job")(train_job)
+# serve and deploy: bodies in ragtune/commands/serve.py
+app.command("serve")(serve_commands.serve)
+app.command("deploy")(serve_commands.deploy)
 
 
 def main() -> None:

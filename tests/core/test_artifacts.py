@@ -15,12 +15,13 @@ from ragtune.core.artifacts import (
     EvaluationDir,
     IndexDir,
     ModelDir,
+    ServingDir,
 )
 from ragtune.core.errors import InputError
 from ragtune.core.records import Document, Section
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = (DocumentsDir, IndexDir, DatasetDir, ModelDir, EvaluationDir, DecisionDir)
+ARTIFACTS = (DocumentsDir, IndexDir, DatasetDir, ModelDir, EvaluationDir, DecisionDir, ServingDir)
 
 
 class Counts(BaseModel):

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ragtune.serve.manifests import ISVC_API, LLMISVC_API
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 KUBECTL = shutil.which("kubectl")
@@ -42,6 +44,11 @@ PIPELINE_POD = {
     "pipelines.kubeflow.org/v2_component": "true",
     "ragtune.io/pipeline": "ragtune",
     "app.kubernetes.io/part-of": "ragtune",
+}
+# What `ragtune deploy` renders into manifests/serving (the ragtune-serving Application syncs it).
+SERVING_KINDS = {
+    (LLMISVC_API.rpartition("/")[0], "LLMInferenceService"),
+    (ISVC_API.rpartition("/")[0], "InferenceService"),
 }
 
 PLACEHOLDER = re.compile(r"^CHANGE_ME$")
@@ -681,7 +688,7 @@ def test_the_argocd_project_allows_only_the_ragtune_namespace_and_our_kinds() ->
         (o["apiVersion"].rpartition("/")[0], o["kind"])
         for name in ("overlays/gpu", "retrain")
         for o in build(name)
-    }
+    } | SERVING_KINDS
     assert allowed == shipped, (
         f"whitelist {sorted(allowed - shipped)} extra, {sorted(shipped - allowed)} missing"
     )

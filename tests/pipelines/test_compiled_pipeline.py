@@ -146,9 +146,9 @@ def test_synthesis_fans_out_with_bounded_parallelism(spec: tuple[dict[str, Any],
 
 def test_multi_node_branch_trains_through_a_pytorchjob(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
     pipeline, _ = spec
-    branch = pipeline["components"]["comp-condition-3"]["dag"]["tasks"]
+    branch = pipeline["components"]["comp-condition-5"]["dag"]["tasks"]
     assert {"train-pytorchjob", "evaluate-adapter-2", "register-model-2"} <= set(branch)
-    condition = pipeline["root"]["dag"]["tasks"]["condition-3"]["triggerPolicy"]["condition"]
+    condition = pipeline["root"]["dag"]["tasks"]["condition-5"]["triggerPolicy"]["condition"]
     assert "distributed_nodes" in condition and "> 1" in condition
 
 
@@ -183,3 +183,20 @@ def test_train_requests_are_run_parameters_that_fit_a_64_gib_node(
     assert float(inputs["train_cpu"]["defaultValue"]) <= 7  # an 8-vCPU node keeps room for daemons
     memory = inputs["train_memory"]["defaultValue"]
     assert memory.endswith("Gi") and int(memory[:-2]) <= 56  # 64 GiB minus kubelet/system reserve
+def test_serving_manifests_render_only_when_asked_and_promoted(
+    spec: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    pipeline, _ = spec
+    components = pipeline["components"]
+    assert pipeline["root"]["inputDefinitions"]["parameters"]["deploy_manifests"]["defaultValue"] is False
+    for branch, register in (
+        ("comp-condition-2", "register-model"),
+        ("comp-condition-5", "register-model-2"),
+    ):
+        (asked,) = [t for t in components[branch]["dag"]["tasks"] if t.startswith("condition-")]
+        assert "deploy_manifests" in components[branch]["dag"]["tasks"][asked]["triggerPolicy"]["condition"]
+        (promoted,) = components[f"comp-{asked}"]["dag"]["tasks"].values()
+        assert "== 'champion'" in promoted["triggerPolicy"]["condition"]
+        (render,) = components[promoted["componentRef"]["name"]]["dag"]["tasks"].values()
+        decision = render["inputs"]["artifacts"]["decision"]["componentInputArtifact"]
+        assert decision.endswith(f"{register}-decision")

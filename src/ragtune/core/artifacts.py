@@ -202,3 +202,23 @@ class DecisionDir(Artifact):
     """The registry stage's output: the promotion decision with the version and the MLflow run."""
 
     REPORT: ClassVar[str] = "decision.json"
+
+
+@dataclass(frozen=True)
+class ServingDir(Artifact):
+    """``ragtune deploy``'s output: the serving object pinned to one version, a kustomization, a report.
+
+    The folder is what gets committed for Argo CD: ``kubectl kustomize`` (or Argo CD) builds it as is.
+    """
+
+    MANIFEST: ClassVar[str] = "serving.yaml"
+    KUSTOMIZATION: ClassVar[str] = "kustomization.yaml"
+    REPORT: ClassVar[str] = "deploy.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def kustomization_path(self) -> Path:
+        return self.root / self.KUSTOMIZATION

@@ -659,6 +659,91 @@ class RegistryConfig(Section):
         return value
 
 
+DEFAULT_SERVE_TOLERATIONS: list[dict[str, str]] = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+]
+
+
+class ServeConfig(Section):
+    """Serving a registered version: ``ragtune serve`` (local) and ``ragtune deploy`` (KServe manifests)."""
+
+    alias: str | None = Field(
+        None,
+        description="Alias served or deployed when neither --alias nor --version is given; unset: registry.champion_alias.",
+    )
+    base_model: str | None = Field(
+        None,
+        description=(
+            "The base model this server or deployment is for (as train.base_model names it); an adapter"
+            " trained on another base is refused. Unset: the base the adapter records."
+        ),
+    )
+    served_model_name: str | None = Field(
+        None, description="Model name clients send; unset: registry.model_name."
+    )
+    host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `ragtune serve` listens on.")
+    batch_size: int = Field(8, ge=1, description="Requests in flight decoded together.")
+    batch_wait_ms: float = Field(
+        5.0, ge=0, description="How long a batch waits for more requests after the first arrives."
+    )
+    max_tokens: int = Field(256, ge=1, description="Reply tokens when a request sets no max_tokens.")
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask for.")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads of the local server; unset: one per core."
+    )
+    kserve_api: Literal["llminferenceservice", "inferenceservice"] = Field(
+        "llminferenceservice",
+        description=(
+            "What `ragtune deploy` renders: a KServe LLMInferenceService (0.20+, the adapter under"
+            " spec.model.lora.adapters) or an InferenceService on the Hugging Face/vLLM runtime with LoRA."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Name of the serving object; unset: registry.model_name made DNS-safe.",
+    )
+    namespace: str = Field("ragtune", description="Namespace of the serving object.")
+    base_model_uri: str | None = Field(
+        None,
+        description=(
+            "Storage URI of the base model for KServe (hf://, s3://, pvc://, gs://); unset: derived from the"
+            " adapter's base (packaged smollm2 -> hf://HuggingFaceTB/SmolLM2-135M-Instruct, a hub id -> hf://id,"
+            " an s3:// prefix as is)."
+        ),
+    )
+    artifact_uri_map: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Prefix rewrites of a version's artifact URI into one KServe can download, e.g."
+            ' {"mlflow-artifacts:/": "s3://mlflow/"} for an MLflow server proxying s3://mlflow/.'
+        ),
+    )
+    replicas: int = Field(1, ge=0, description="Serving replicas.")
+    gpus: int = Field(1, ge=0, description="GPUs per replica (0: CPU serving).")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of a GPU.")
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "4", "memory": "24Gi"}, "limits": {"memory": "24Gi"}},
+        description="Container requests and limits (the GPU count is added from `gpus`).",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of the serving pods."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(t) for t in DEFAULT_SERVE_TOLERATIONS],
+        description="Tolerations of the serving pods (default: the GPU taint).",
+    )
+    service_account: str | None = Field(
+        None,
+        description="Service account of the serving pods (its Secret annotations give KServe S3 access).",
+    )
+    runtime: str | None = Field(
+        None,
+        description="InferenceService only: the ServingRuntime to use; unset: KServe picks the Hugging Face runtime.",
+    )
+
+
 class EndpointGrant(Section):
     """An endpoint that may receive credentials, and which ones (see ``ragtune.core.endpoints``)."""
 
@@ -713,6 +798,7 @@ class RagtuneConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     def cache_uri(self) -> str:
