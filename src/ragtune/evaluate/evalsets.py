@@ -10,9 +10,11 @@ chunk.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+from ragtune.core.cache import ContentCache, cache_key
 from ragtune.core.llm import ChatModel
 from ragtune.core.records import InstructionItem
 from ragtune.core.reports.evaluation import ClusterUnit, EvalSetMetrics, JudgeCheck
@@ -23,6 +25,10 @@ from ragtune.evaluate.judgecheck import check_judge
 from ragtune.evaluate.knowledge import ProbeSet, build_probes, likelihood_metric
 from ragtune.evaluate.likelihood import Choice, MCQuestion, choices, option_scores
 from ragtune.evaluate.metrics import MetricSettings, cluster_of
+
+LIKELIHOOD_CACHE_NAMESPACE = "eval-likelihood"
+LIKELIHOOD_CACHE_VERSION = "likelihood@1"
+"""Part of every cache key: bump it when the scoring changes what a cached choice means."""
 
 
 class EvalSet(NamedTuple):
@@ -67,12 +73,26 @@ def _weights(model: ChatModel) -> Callable[[], tuple[object, object]] | None:
     return weights if callable(weights) else None
 
 
+def _decode_choices(size: int) -> Callable[[bytes], list[Choice]]:
+    def decode(data: bytes) -> list[Choice]:
+        rows = json.loads(data)
+        if not isinstance(rows, list) or len(rows) != size:
+            raise ValueError(f"expected {size} choices")
+        return [Choice(float(correct), float(margin)) for correct, margin in rows]
+
+    return decode
+
+
 def score_contenders(
-    contenders: Mapping[str, ChatModel], questions: Sequence[MCQuestion], batch_size: int
+    contenders: Mapping[str, ChatModel],
+    questions: Sequence[MCQuestion],
+    batch_size: int,
+    cache: ContentCache | None = None,
 ) -> tuple[dict[str, list[Choice]], list[str]]:
     """Each contender with local weights answers every question by likelihood; plus who could not.
 
-    A model is loaded once for all questions of every set and released after.
+    A model is loaded once for all questions of every set and released after. The choices are
+    cached under the model's identity (its weights' hash) and the questions, so a rerun loads no model.
     """
     picked: dict[str, list[Choice]] = {}
     not_scored: list[str] = []
@@ -80,6 +100,11 @@ def score_contenders(
         load = _weights(contender)
         if load is None:
             not_scored.append(name)
+            continue
+        key = cache_key(LIKELIHOOD_CACHE_VERSION, contender.name, [list(q) for q in questions])
+        cached = cache.get_decoded(key, _decode_choices(len(questions))) if cache is not None else None
+        if cached is not None:
+            picked[name] = cached
             continue
         try:
             model, tokenizer = load()
@@ -89,6 +114,8 @@ def score_contenders(
         finally:
             release(contender)
         picked[name] = choices(scores)
+        if cache is not None:
+            cache.put_json(key, [list(choice) for choice in picked[name]])
     return picked, not_scored
 
 
@@ -107,6 +134,7 @@ def evaluate_sets(
     contenders: Mapping[str, ChatModel],
     terms: CorpusTerms,
     settings: KnowledgeSettings,
+    cache: ContentCache | None = None,
 ) -> dict[str, EvalSetMetrics]:
     """Every set's ``corpus_facts``, ``dataset_recall`` and judge check (see the module docstring)."""
     seed = sets[0].settings.seed if sets else 0
@@ -121,7 +149,7 @@ def evaluate_sets(
     ]
     ordered = [probes for _, facts, recall in probe_sets for probes in (facts, recall)]
     questions = [probe.question for probes in ordered for probe in probes.probes]
-    picked, not_scored = score_contenders(contenders, questions, settings.batch_size)
+    picked, not_scored = score_contenders(contenders, questions, settings.batch_size, cache)
     parts = iter(_split(picked, [len(probes.probes) for probes in ordered]))
     alter = fact_alteration(terms, seed)
     found = {}

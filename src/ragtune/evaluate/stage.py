@@ -31,7 +31,7 @@ from ragtune.core.reports.evaluation import (
 )
 from ragtune.core.storage import open_storage
 from ragtune.evaluate.distractors import CorpusTerms, item_texts
-from ragtune.evaluate.evalsets import KnowledgeSettings, eval_set, evaluate_sets
+from ragtune.evaluate.evalsets import LIKELIHOOD_CACHE_NAMESPACE, KnowledgeSettings, eval_set, evaluate_sets
 from ragtune.evaluate.generators import (
     ANSWER_CACHE_NAMESPACE,
     answer_messages,
@@ -419,6 +419,7 @@ def run_evaluate(
             min_discrimination=cfg.judge_min_discrimination,
             min_consistency=cfg.judge_min_consistency,
         ),
+        ContentCache(storage, LIKELIHOOD_CACHE_NAMESPACE),
     )
     check = set_metrics[GENERALIZATION].judge_check
     primary = resolve_primary_metric(cfg.primary_metric, check, weak)
