@@ -486,6 +486,14 @@ class EvaluateConfig(Section):
     fact_statements_per_item: int = Field(
         2, ge=1, description="corpus_facts: fact-bearing sentences of each item's source chunk scored."
     )
+    judge_check_items: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Cap on the items of each eval set the judge check asks about (a seeded spread over"
+            " categories; each item costs ten judge calls); null checks every evaluated item."
+        ),
+    )
     judge_min_discrimination: float = Field(
         0.8,
         ge=0,

@@ -32,22 +32,30 @@ LIKELIHOOD_CACHE_VERSION = "likelihood@1"
 
 
 class EvalSet(NamedTuple):
-    """One eval set: its name, file, items (after ``evaluate.max_items``) and bootstrap settings."""
+    """One eval set: its name, file, items (after ``evaluate.max_items``), the items the judge
+    check asks about (after ``evaluate.judge_check_items``) and bootstrap settings."""
 
     name: str
     file: str
     present: bool
     items: list[InstructionItem]
+    check_items: list[InstructionItem]
     settings: MetricSettings
 
 
 def eval_set(
-    name: str, file: str, present: bool, items: list[InstructionItem], base: MetricSettings, unit: ClusterUnit
+    name: str,
+    file: str,
+    present: bool,
+    items: list[InstructionItem],
+    base: MetricSettings,
+    unit: ClusterUnit,
+    check_items: list[InstructionItem] | None = None,
 ) -> EvalSet:
-    """An :class:`EvalSet` whose settings cluster its items by ``unit``."""
+    """An :class:`EvalSet` whose settings cluster its items by ``unit`` (all items checked by default)."""
     clusters = {item.item_id: cluster_of(item, unit) for item in items}
     settings = base.model_copy(update={"bootstrap_unit": unit, "clusters": clusters})
-    return EvalSet(name, file, present, items, settings)
+    return EvalSet(name, file, present, items, items if check_items is None else check_items, settings)
 
 
 class KnowledgeSettings(NamedTuple):
@@ -174,7 +182,7 @@ def evaluate_sets(
             bootstrap_unit=s.settings.bootstrap_unit,
             corpus_facts=metrics[0],
             dataset_recall=metrics[1],
-            judge_check=_judge_check(judge, s, settings, alter) if s.items else None,
+            judge_check=_judge_check(judge, s, settings, alter) if s.check_items else None,
         )
     return found
 
@@ -184,7 +192,7 @@ def _judge_check(
 ) -> JudgeCheck:
     return check_judge(
         judge,
-        s.items,
+        s.check_items,
         min_discrimination=settings.min_discrimination,
         min_consistency=settings.min_consistency,
         settings=s.settings,

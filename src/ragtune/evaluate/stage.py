@@ -344,7 +344,15 @@ def run_evaluate(
         max_new_tokens=cfg.max_new_tokens,
     )
     sets = [
-        eval_set(GENERALIZATION, EVAL_FILE, True, items, settings, bootstrap_unit_for(cfg.holdout)),
+        eval_set(
+            GENERALIZATION,
+            EVAL_FILE,
+            True,
+            items,
+            settings,
+            bootstrap_unit_for(cfg.holdout),
+            select_items(items, cfg.judge_check_items, config.run.seed)[0],
+        ),
         eval_set(
             KNOWLEDGE,
             DatasetDir.EVAL_KNOWLEDGE,
@@ -352,6 +360,7 @@ def run_evaluate(
             knowledge_items,
             settings,
             "source_chunk",
+            select_items(knowledge_items, cfg.judge_check_items, config.run.seed)[0],
         ),
     ]
 
