@@ -31,7 +31,13 @@ from ragtune.core.reports.evaluation import (
 )
 from ragtune.core.storage import open_storage
 from ragtune.evaluate.distractors import CorpusTerms, item_texts
-from ragtune.evaluate.evalsets import LIKELIHOOD_CACHE_NAMESPACE, KnowledgeSettings, eval_set, evaluate_sets
+from ragtune.evaluate.evalsets import (
+    LIKELIHOOD_CACHE_NAMESPACE,
+    EvalSet,
+    KnowledgeSettings,
+    eval_set,
+    evaluate_sets,
+)
 from ragtune.evaluate.generators import (
     ANSWER_CACHE_NAMESPACE,
     answer_messages,
@@ -169,6 +175,36 @@ def primary_eval_set(metric: Metric, sets: Mapping[str, EvalSetMetrics]) -> str:
     if metric in LIKELIHOOD_METRICS and scored is not None and scored.n_statements:
         return KNOWLEDGE
     return GENERALIZATION
+
+
+def build_eval_sets(
+    config: RagtuneConfig,
+    dataset_dir: Path,
+    items: list[InstructionItem],
+    knowledge_items: list[InstructionItem],
+    settings: MetricSettings,
+) -> list[EvalSet]:
+    """The generalization set (clustered by what the split held out) and the knowledge set (by
+    source chunk), each with the items its judge check asks about (``evaluate.judge_check_items``)."""
+    cfg = config.evaluate
+
+    def checked(chosen: list[InstructionItem]) -> list[InstructionItem]:
+        return select_items(chosen, cfg.judge_check_items, config.run.seed)[0]
+
+    present = DatasetDir(dataset_dir).eval_knowledge_path.is_file()
+    unit = bootstrap_unit_for(cfg.holdout)
+    return [
+        eval_set(GENERALIZATION, EVAL_FILE, True, items, settings, unit, checked(items)),
+        eval_set(
+            KNOWLEDGE,
+            DatasetDir.EVAL_KNOWLEDGE,
+            present,
+            knowledge_items,
+            settings,
+            "source_chunk",
+            checked(knowledge_items),
+        ),
+    ]
 
 
 def load_train_items(dataset_dir: Path) -> list[InstructionItem]:
@@ -343,26 +379,7 @@ def run_evaluate(
         confidence=cfg.confidence,
         max_new_tokens=cfg.max_new_tokens,
     )
-    sets = [
-        eval_set(
-            GENERALIZATION,
-            EVAL_FILE,
-            True,
-            items,
-            settings,
-            bootstrap_unit_for(cfg.holdout),
-            select_items(items, cfg.judge_check_items, config.run.seed)[0],
-        ),
-        eval_set(
-            KNOWLEDGE,
-            DatasetDir.EVAL_KNOWLEDGE,
-            DatasetDir(dataset_dir).eval_knowledge_path.is_file(),
-            knowledge_items,
-            settings,
-            "source_chunk",
-            select_items(knowledge_items, cfg.judge_check_items, config.run.seed)[0],
-        ),
-    ]
+    sets = build_eval_sets(config, dataset_dir, items, knowledge_items, settings)
 
     storage = open_storage(config.cache_uri(), config.storage)
     answer_cache = ContentCache(storage, ANSWER_CACHE_NAMESPACE)
