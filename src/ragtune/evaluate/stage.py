@@ -353,8 +353,10 @@ def run_evaluate(
     cosine similarity and leakage); both default to what the config names.
 
     Before answering, eval questions are checked for leakage from ``train.jsonl`` (an
-    :class:`InputError` above ``evaluate.max_leakage``); after, the judge's sanity check decides
-    whether ``evaluate.primary_metric: auto`` means the judge or the reference similarity.
+    :class:`InputError` above ``evaluate.max_leakage``). Both eval sets (``eval.jsonl``, and
+    ``eval_knowledge.jsonl`` where synth wrote it) get the judge-free corpus-fact and recall metrics
+    and the judge check (:mod:`ragtune.evaluate.evalsets`); the generalization set's check decides
+    whether ``evaluate.primary_metric: auto`` means the judge or ``corpus_facts``.
     """
     cfg = config.evaluate
     templates = evaluation_templates(cfg.templates_dir)  # a bad override fails before any model runs
