@@ -89,3 +89,6 @@ def test_corpus_terms_and_replace_term_build_same_kind_distractors() -> None:
     sentence = "Panic disorder is not rare."
     term = next(t for t in fact_terms(sentence, lexicon) if t.kind == CONDITION)
     assert replace_term(sentence, term, "hoarding disorder") == "Hoarding disorder is not rare."
+    fragment = "frequently losing keys;"
+    opening = fact_terms(fragment, build_lexicon([]))[0]
+    assert replace_term(fragment, opening, "rarely") == "rarely losing keys;"

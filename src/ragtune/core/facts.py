@@ -342,8 +342,9 @@ def corpus_terms(texts: Iterable[str], lexicon: Lexicon) -> dict[str, Counter[st
 
 
 def replace_term(sentence: str, term: FactTerm, replacement: str) -> str:
-    """``sentence`` with ``term`` replaced (the first letter capitalised where the term opened it)."""
-    if term.start == 0 and replacement:
+    """``sentence`` with ``term`` replaced (the first letter capitalised where a capitalised term
+    opened it; a list item that opens in lower case stays so, or the case alone would give it away)."""
+    if term.start == 0 and replacement and term.text[:1].isupper():
         replacement = replacement[:1].upper() + replacement[1:]
     return sentence[: term.start] + replacement + sentence[term.end :]
 
