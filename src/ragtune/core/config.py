@@ -528,13 +528,29 @@ class EvaluateConfig(Section):
             " retrieved from the run's index, so the report shows what tuning adds to RAG."
         ),
     )
-    primary_metric: Literal["auto", "judge", "reference"] = Field(
+    primary_metric: Literal["auto", "judge", "corpus_facts", "reference"] = Field(
         "auto",
         description=(
             "The metric the comparisons and the promotion gate rest on. judge: the LLM judge's 1-10"
-            " score; reference: embedding cosine of the answer to the RAG-grounded reference answer"
-            " (ROUGE-L reported beside). auto: judge when it passed its sanity check and is not the"
-            " weak local model, else reference."
+            " score; corpus_facts: closed-book likelihood accuracy on statements of the source"
+            " documents against same-kind fact swaps (judge-free); reference: embedding cosine of the"
+            " answer to the reference answer (reported, never chosen by auto). auto: judge when it"
+            " passed its sanity check on the lower interval bounds and is not the weak local model,"
+            " else corpus_facts."
+        ),
+    )
+    fact_distractors: int = Field(
+        3, ge=1, description="corpus_facts / dataset_recall: distractors (one fact swapped) per statement."
+    )
+    fact_statements_per_item: int = Field(
+        2, ge=1, description="corpus_facts: fact-bearing sentences of each item's source chunk scored."
+    )
+    judge_check_items: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Cap on the items of each eval set the judge check asks about (a seeded spread over"
+            " categories; each item costs ten judge calls); null checks every evaluated item."
         ),
     )
     judge_min_discrimination: float = Field(
@@ -542,8 +558,9 @@ class EvaluateConfig(Section):
         ge=0,
         le=1,
         description=(
-            "Judge sanity check: least share of items where the judge scores the reference answer"
-            " above a mismatched one (another category's reference answer)."
+            "Judge sanity check: least lower interval bound, for each kind of known-worse answer"
+            " (off-topic, fact-altered, truncated), of the share of items where the judge scores the"
+            " reference answer above it."
         ),
     )
     judge_min_consistency: float = Field(
@@ -551,8 +568,8 @@ class EvaluateConfig(Section):
         ge=0,
         le=1,
         description=(
-            "Judge sanity check: least share of reference-vs-mismatched pairwise verdicts that"
-            " survive swapping the two answers' positions."
+            "Judge sanity check: least lower interval bound, for each kind of known-worse answer, of"
+            " the share of reference-vs-worse pairwise verdicts that survive swapping the positions."
         ),
     )
     holdout: Literal["items", "sections", "documents"] = Field(
