@@ -433,9 +433,12 @@ class EvaluateConfig(Section):
     """Judged evaluation of base vs tuned model (and optional extra contenders)."""
 
     max_items: int | None = Field(
-        20,
+        100,
         ge=1,
-        description="Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them.",
+        description=(
+            "Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them. Below"
+            " registry.min_eval_items no evaluation can promote."
+        ),
     )
     max_new_tokens: int = Field(256, ge=1, description="Answer length cap for every contender.")
     batch_size: int = Field(
@@ -580,6 +583,21 @@ class RegistryConfig(Section):
         "challenger",
         pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
         description="Alias of the latest version that was registered but not promoted.",
+    )
+    lock_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "How long a promotion waits for another promotion of the same model to finish (it holds"
+            " the promotion lock); after that it is refused with the holder named."
+        ),
+    )
+    lock_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "A promotion lock older than this belongs to a promotion that died; the next one breaks it."
+        ),
     )
 
     @field_validator("tracking_uri")

@@ -141,6 +141,13 @@ def with_rag(local: Mapping[str, ChatModel]) -> dict[str, ChatModel]:
     return ordered
 
 
+def scored_adapter_sha256(adapter_dir: Path | None) -> str | None:
+    """The digest of the adapter the tuned contender is, recorded in ``metrics.json`` for the gate."""
+    from ragtune.core.modelload import adapter_fingerprint
+
+    return adapter_fingerprint(Path(adapter_dir)) if adapter_dir is not None else None
+
+
 def resolve_primary_metric(setting: str, check: JudgeCheck | None, weak: bool) -> Metric:
     """``auto``: the judge when it passed its sanity check and is not the weak local model."""
     if setting == "judge":
@@ -396,6 +403,7 @@ def run_evaluate(
         judge_check=check,
         leakage=leakage,
     )
+    metrics.adapter_sha256 = scored_adapter_sha256(adapter_dir if answerers is None else None)
 
     evaluation = EvaluationDir(out_dir)
     write_jsonl(evaluation.scores_path, rows)

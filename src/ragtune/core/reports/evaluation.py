@@ -177,6 +177,10 @@ class EvalMetrics(BaseModel):
         default_factory=list, description="Paired differences (tuned-base, ...), on both metrics."
     )
     leakage: Leakage | None = Field(None, description="Eval questions with a near-duplicate in training.")
+    adapter_sha256: str | None = Field(
+        None,
+        description="sha256 of the adapter files the tuned contender was (adapter_fingerprint); the gate refuses another.",
+    )
 
     def comparison(self, name: str, metric: str | None = None) -> Comparison | None:
         """The comparison ``name`` on ``metric`` (default: the primary metric), if computed."""
