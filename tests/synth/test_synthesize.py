@@ -444,3 +444,21 @@ def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     assert in_shard("any-slot", None)
     with pytest.raises(ValueError, match="shard must be"):
         run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "bad", shard=(3, 3))
+
+
+def test_held_out_documents_stay_out_of_training_answers(
+    built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """synth.holdout documents: eval asks about whole documents no training answer was written from."""
+    config = make_config(tmp_path, synth_server.endpoint(), holdout="documents", eval_fraction=0.3)
+    out = tmp_path / "out"
+    report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
+    assert report.train >= 1 and report.eval >= 1
+    chunks = {c.chunk_id: c for c in read_jsonl(built_corpus.index_dir / "chunks.jsonl", Chunk)}
+    train, evaluation = read_lines(out / "train.jsonl"), read_lines(out / "eval.jsonl")
+    eval_docs = {i["provenance"]["doc_id"] for i in evaluation}
+    assert eval_docs and not eval_docs & {i["provenance"]["doc_id"] for i in train}
+    train_context_docs = {chunks[c].doc_id for i in train for c in i["provenance"]["context_chunk_ids"]}
+    assert not train_context_docs & eval_docs  # retrieval behind training answers never reached them
+    eval_context_docs = {chunks[c].doc_id for i in evaluation for c in i["provenance"]["context_chunk_ids"]}
+    assert eval_context_docs <= eval_docs  # and eval references rest only on held-out text

@@ -293,7 +293,15 @@ class SynthConfig(Section):
         0.3, ge=-1, le=1, description="Minimum embedding cosine between a question and its answer."
     )
     eval_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Share of each category's kept items held out as the eval split."
+        0.2, ge=0, lt=1, description="Share of the question slots whose sources are held out for eval."
+    )
+    holdout: Literal["chunks", "sections", "documents"] = Field(
+        "chunks",
+        description=(
+            "The source unit the generalization eval set holds out before answers are written:"
+            " single chunks (per category), whole sections or whole documents. Training answers"
+            " never retrieve held-out chunks; eval answers retrieve only them."
+        ),
     )
     repairs: bool = Field(
         True,
@@ -497,13 +505,6 @@ class EvaluateConfig(Section):
         description=(
             "Judge sanity check: least share of reference-vs-mismatched pairwise verdicts that"
             " survive swapping the two answers' positions."
-        ),
-    )
-    holdout: Literal["items", "sections", "documents"] = Field(
-        "items",
-        description=(
-            "What the eval split holds out (read by the synth stage's split): single items (with"
-            " their near-duplicates), whole sections, or whole documents."
         ),
     )
     leakage_cosine: float = Field(

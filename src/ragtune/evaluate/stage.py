@@ -178,7 +178,7 @@ def check_leakage(
             f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval questions"
             f" ({leakage.share:.0%}) have a 13-gram or embedding (cosine >= {cfg.leakage_cosine})"
             f" near-duplicate in {TRAIN_FILE}, above evaluate.max_leakage {cfg.max_leakage:.0%}"
-            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out more (evaluate.holdout) or regenerate"
+            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out whole sections or documents (synth.holdout) or regenerate"
         )
     return leakage
 

@@ -10,7 +10,8 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
    budget, refusal, pointing at its source ("the passage"), length, not a question; then exact
    and near-duplicate questions (the first kept) — before answering, so duplicates cost no answer
    call;
-3. retrieval of ``top_k`` chunks over the whole corpus per question;
+3. retrieval of ``top_k`` chunks per question, from its own side of the holdout only
+   (:mod:`.holdout`: units held out for eval are chosen from the slot plan first);
 4. one answer per question from that context only (``answer`` template), with citations, repaired
    likewise (lead-in, inline chunk ids, repeated sentences, a sentence cut off by the token cap);
    rejected: LLM failure, refusal / "not in the context", pointing at its source, length;
@@ -20,7 +21,7 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
    said (``synth.retry_rejected``; not for LLM failures, the budget or an empty retrieval): a new
    question when the question failed, else a new answer to the same question; the retry passes
    the same filters, and its questions are deduplicated against every question already kept;
-7. a split stratified by category with no source chunk or near-duplicate on both sides, then
+7. the split: items about held-out sources (and their near-duplicates) to eval (:mod:`.split`), then
    ``train.jsonl``, ``eval.jsonl`` (chat), Alpaca twins, ``rejected.jsonl``, ``README.md`` (the
    dataset card) and ``synth_report.json``.
 
@@ -71,6 +72,7 @@ from ragtune.index import Retriever, load_retriever
 from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
 from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
+from ragtune.synth.holdout import held_out_sides, retrieve_on_side
 from ragtune.synth.prompts import (
     AnswerReply,
     JudgeReply,
@@ -83,7 +85,7 @@ from ragtune.synth.prompts import (
 )
 from ragtune.synth.repairs import repair_answer, repair_question
 from ragtune.synth.report import RejectedItem
-from ragtune.synth.split import SplitItem, split_eval
+from ragtune.synth.split import Sides, SplitItem, split_held
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +213,7 @@ class _Synthesis:
         self.prompt_refs = self.templates.refs()  # the prompts; the card template is loaded next
         self.card_template = self.templates.get("card.md")
         self.by_id: dict[str, Candidate] = {}
+        self.sides = Sides(self.settings.holdout, frozenset())
 
     def track(self, candidates: Sequence[Candidate]) -> None:
         """Remember this run's candidates by slot id (the retry's dedup looks earlier ones up)."""
@@ -351,7 +354,13 @@ class _Synthesis:
 
     def retrieve(self, candidates: list[Candidate]) -> None:
         alive = [c for c in candidates if c.alive]
-        results = self.retriever.search_many([c.question for c in alive], self.settings.top_k)
+        results = retrieve_on_side(
+            self.retriever,
+            self.sides,
+            [c.slot.chunk for c in alive],
+            [c.question for c in alive],
+            self.settings.top_k,
+        )
         for candidate, hits in zip(alive, results, strict=True):
             candidate.contexts = [hit.chunk for hit in hits]
             candidate.scores["retrieval_top"] = round(hits[0].score, 4) if hits else 0.0
@@ -567,6 +576,7 @@ def run_synth(
             run.generator.name,
             run.groundedness_method,
         )
+        run.sides = held_out_sides(slots, s.holdout, s.eval_fraction, config.run.seed)
         candidates = [Candidate(slot) for slot in slots if in_shard(slot.slot_id, shard)]
         run.track(candidates)
         run.ask_questions(candidates)
@@ -617,13 +627,12 @@ def _write_outputs(
     question_matrix = (
         np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
     )
-    is_eval = split_eval(
+    is_eval = split_held(
         [SplitItem.of(i) for i in items],
         [question_matrix, answer_vectors] if kept else [],
         s.dedup_threshold,
-        s.eval_fraction,
-        config.run.seed,
-        holdout=config.evaluate.holdout,
+        s.holdout,
+        run.sides.held_units,
     )
     train = [item for item, held in zip(items, is_eval, strict=True) if not held]
     evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
