@@ -64,11 +64,11 @@ def test_reference_similarity_is_reported_but_never_crowns() -> None:
 def test_corpus_fact_accuracy_crowns_without_the_judge() -> None:
     verdict = decide(
         build_config({}),
-        summary(primary_metric="fact_accuracy", judge_check_passed=False, judge_is_weak=True),
+        summary(primary_metric="corpus_facts", judge_check_passed=False, judge_is_weak=True),
         None,
         None,
     )
-    assert verdict.promoted and "(on the fact_accuracy metric)" in verdict.reason
+    assert verdict.promoted and "(on the corpus_facts metric)" in verdict.reason
 
 
 def test_the_evaluation_must_have_scored_this_adapter() -> None:

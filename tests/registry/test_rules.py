@@ -11,6 +11,7 @@ from ragtune.core.config import build_config
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.reports.train import LossPoint
 from ragtune.registry.evalsummary import EvalSummary
+from ragtune.registry.promote import decide
 from ragtune.registry.register import adapter_sha256, git_revision, lineage_tags
 from ragtune.registry.stage import check_scored_adapter, read_train_report, train_metrics
 from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
@@ -129,3 +130,39 @@ def test_registering_another_adapter_than_the_one_scored_is_refused(
         check_scored_adapter(
             scored.model_copy(update={"adapter_sha256": None}), tmp_path / "m.json", tiny_adapter.adapter_dir
         )
+
+
+def test_the_gate_reads_corpus_fact_accuracy_from_the_primary_eval_set() -> None:
+    """evaluate's auto metric without a passing judge: corpus-fact accuracy of the primary eval set."""
+    from ragtune.core.reports.evaluation import EvalSetMetrics, LikelihoodMetric
+    from tests.registry.conftest import comparison
+
+    facts = LikelihoodMetric(
+        metric="corpus_facts",
+        n_items=40,
+        n_statements=120,
+        n_clusters=35,
+        distractors=3,
+        items_without_statement=0,
+        comparisons=[comparison("tuned-base", 0.12, 0.05, 0.19, 40, metric="corpus_facts")],
+    )
+    generalization = EvalSetMetrics(
+        name="generalization",
+        file="eval.jsonl",
+        present=True,
+        n_items=40,
+        n_clusters=35,
+        bootstrap_unit="source_chunk",
+        corpus_facts=facts,
+    )
+    metrics = eval_metrics(6.0, 5.0, -0.5, 2.5, n=40).model_copy(
+        update={"primary_metric": "corpus_facts", "eval_sets": {"generalization": generalization}}
+    )
+    summary = EvalSummary.from_metrics(metrics)
+    assert (summary.primary_metric, summary.primary_delta_mean, summary.primary_n) == (
+        "corpus_facts",
+        0.12,
+        40,
+    )
+    verdict = decide(build_config({}), summary, None, None)
+    assert verdict.promoted and "tuned − base (corpus_facts) +0.120" in verdict.reason

@@ -54,7 +54,7 @@ TAG_PROMOTION_FORCED = "ragtune.promotion_forced"
 TAG_REPLACED_BY = "ragtune.replaced_by"
 TAG_TUNED_MEAN = "ragtune.eval.tuned_mean"
 
-CROWNING_METRICS = frozenset({"judge", "fact_accuracy"})
+CROWNING_METRICS = frozenset({"judge", "corpus_facts"})
 """Primary metrics that may crown a champion: the judge (when it passed its check) and corpus-fact
 accuracy. ``reference`` (embedding cosine, ROUGE-L beside it) is reported and never crowns."""
 
