@@ -168,16 +168,18 @@ def check_leakage(
         items, train, encoder, cosine_threshold=cfg.leakage_cosine, max_share=cfg.max_leakage
     )
     log.info(
-        "leakage: %d of %d eval questions have a near-duplicate in training (%.0f%%)",
+        "leakage: %d of %d eval items have a near-duplicate in training (%.0f%%)",
         leakage.leaked,
         leakage.n_eval,
         100 * leakage.share,
     )
     if leakage.share > cfg.max_leakage:
         raise InputError(
-            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval questions"
+            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval items"
             f" ({leakage.share:.0%}) have a 13-gram or embedding (cosine >= {cfg.leakage_cosine})"
-            f" near-duplicate in {TRAIN_FILE}, above evaluate.max_leakage {cfg.max_leakage:.0%}"
+            f" near-duplicate in {TRAIN_FILE} (questions {leakage.ngram_hits + leakage.embedding_hits},"
+            f" answers {leakage.answer_hits}, contexts {leakage.context_hits}),"
+            f" above evaluate.max_leakage {cfg.max_leakage:.0%}"
             f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out whole sections or documents (synth.holdout) or regenerate"
         )
     return leakage
