@@ -295,6 +295,20 @@ class SynthConfig(Section):
     eval_fraction: float = Field(
         0.2, ge=0, lt=1, description="Share of the question slots whose sources are held out for eval."
     )
+    knowledge_eval_items: int = Field(
+        50,
+        ge=0,
+        description=(
+            "Training items whose question the generator rewords for the knowledge-injection eval set"
+            " (eval_knowledge.jsonl; the answer kept); a seeded sample spread over categories; 0: none."
+        ),
+    )
+    paraphrase_max_overlap: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A rewording whose word-bigram Jaccard overlap with the original reaches this is rejected.",
+    )
     holdout: Literal["chunks", "sections", "documents"] = Field(
         "chunks",
         description=(

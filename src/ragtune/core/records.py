@@ -165,6 +165,9 @@ class Provenance(Record):
     )
     attempts: int = Field(1, ge=1, description="2 when the slot was retried with another seed.")
     retry_of: str | None = Field(None, description="'stage/reason' of the first attempt's rejection.")
+    paraphrase_of: str | None = Field(
+        None, description="Knowledge eval set: the training item whose question this one rewords."
+    )
 
 
 class InstructionItem(Record):

@@ -73,6 +73,8 @@ from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
 from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
 from ragtune.synth.holdout import held_out_sides, retrieve_on_side
+from ragtune.synth.paraphrase import TEMPLATE as PARAPHRASE_TEMPLATE
+from ragtune.synth.paraphrase import Paraphraser, write_knowledge_set
 from ragtune.synth.prompts import (
     AnswerReply,
     JudgeReply,
@@ -501,6 +503,20 @@ class _Synthesis:
         self.retrieve(reask)
         self.answer_and_check(again, question_vectors)
 
+    def paraphraser(self) -> Paraphraser:
+        """The knowledge eval set's rewording, with this run's generator, embedder and question checks."""
+        s = self.settings
+        return Paraphraser(
+            generator=self.generator,
+            template=self.templates.get(PARAPHRASE_TEMPLATE),
+            embed=self.embed,
+            check=lambda text: text_problem(text, s.min_question_chars, s.max_question_chars),
+            settings=s,
+            seed=self.config.run.seed,
+            temperature=self.endpoint.temperature,
+            max_tokens=min(s.question_max_tokens, self.endpoint.max_tokens),
+        )
+
     def item(self, candidate: Candidate) -> InstructionItem:
         contexts = [
             ContextChunk(chunk_id=c.chunk_id, sha256=sha256_hex(c.text), text=c.text)
@@ -585,7 +601,8 @@ def run_synth(
         run.answer_and_check(candidates, question_vectors)
         if s.retry_rejected:
             run.retry(candidates, question_vectors)
-        return _write_outputs(run, categories, candidates, question_vectors, out_dir, started)
+        # the knowledge eval set rewords the final training set: the unsharded run writes it
+        return _write_outputs(run, categories, candidates, question_vectors, out_dir, started, shard is None)
     finally:
         retriever.close()
 
@@ -616,6 +633,7 @@ def _write_outputs(
     question_vectors: dict[str, np.ndarray],
     out_dir: Path,
     started: float,
+    with_knowledge: bool = True,
 ) -> SynthReport:
     config, s = run.config, run.settings
     kept = [c for c in candidates if c.alive]
@@ -643,6 +661,9 @@ def _write_outputs(
     write_jsonl(out_dir / REJECTED_FILE, rejected)
     write_alpaca(out_dir / TRAIN_ALPACA_FILE, train)
     write_alpaca(out_dir / EVAL_ALPACA_FILE, evaluation)
+    knowledge, knowledge_rejected = write_knowledge_set(
+        run.paraphraser(), DatasetDir(out_dir), train, with_knowledge
+    )
 
     per_category = {c.name: CategoryCounts(chunks=len(c.chunks)) for c in categories if c.chunks}
     for candidate in candidates:
@@ -697,7 +718,10 @@ def _write_outputs(
             "train_alpaca": TRAIN_ALPACA_FILE,
             "eval_alpaca": EVAL_ALPACA_FILE,
             "card": CARD_FILE,
-        },
+        }
+        | ({"eval_knowledge": DatasetDir.EVAL_KNOWLEDGE} if with_knowledge else {}),
+        eval_knowledge=len(knowledge),
+        knowledge_rejected_by_reason=dict(knowledge_rejected.most_common()),
         elapsed_s=round(time.perf_counter() - started, 3),
     )
     card = run.card_template.render(
