@@ -432,7 +432,7 @@ def promote(
             actor=who,
             when=datetime.now(UTC).isoformat(timespec="seconds"),
         )
-        audit_path = append_audit(client, mine.run_id, record)
+        audit = f"runs:/{mine.run_id}/{append_audit(client, mine.run_id, record)}"
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise InputError(f"registered model {name!r} has no version {number}") from None
@@ -448,7 +448,7 @@ def promote(
         previous_champion=record.previous_champion,
         model_uri=f"models:/{name}@{alias}",
         actor=who.label(),
-        audit_record=f"runs:/{mine.run_id}/{audit_path}",
+        audit_record=audit,
     )
 
 
