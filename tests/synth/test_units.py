@@ -251,6 +251,13 @@ def test_split_holds_out_a_share_even_of_tiny_categories() -> None:
     assert choose_held_out(sources, "chunks", 0.0, 0) == frozenset()
 
 
+def test_an_empty_eval_side_is_said_out_loud(caplog: pytest.LogCaptureFixture) -> None:
+    kept = [SplitItem("i0", "A", "c0"), SplitItem("i1", "A", "c1")]
+    with caplog.at_level("WARNING"):
+        assert split_held(kept, [np.eye(2, dtype=np.float32)], 0.92, "chunks", {"chunk:c9"}) == [False, False]
+    assert "no item about the 1 held-out chunks was kept" in caplog.text
+
+
 # -- replies, config, invariant ------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ as leakage.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Literal
 import numpy as np
 
 from ragtune.core.records import Chunk, InstructionItem, sha256_hex
+
+log = logging.getLogger(__name__)
 
 Holdout = Literal["chunks", "sections", "documents"]
 
@@ -172,4 +175,11 @@ def split_held(
     item whose source unit is held out."""
     group_of = leak_groups(items, vectors, threshold)
     held_groups = {group_of[i] for i, item in enumerate(items) if item.unit(holdout) in held_units}
+    if items and held_units and not held_groups:
+        log.warning(
+            "synth: no item about the %d held-out %s was kept, so eval.jsonl is empty; raise"
+            " synth.eval_fraction or synth.questions_per_category",
+            len(held_units),
+            holdout,
+        )
     return [group in held_groups for group in group_of]
