@@ -343,7 +343,10 @@ def test_leakage_over_the_threshold_fails_the_stage(tmp_path: Path) -> None:
             judge_model=GroundedJudge("j"),
         )
 
-    with pytest.raises(InputError, match=r"2 of 6 eval questions \(33%\).*evaluate.max_leakage 20%"):
+    with pytest.raises(
+        InputError,
+        match=r"2 of 6 eval items \(33%\).*\(questions 2, answers 0, contexts 0\).*evaluate.max_leakage 20%",
+    ):
         run()
     report = run(max_leakage=0.5)
     leakage = json.loads(report.metrics_path.read_text())["leakage"]
@@ -428,3 +431,25 @@ def test_rag_contenders_retrieve_from_a_real_index(tmp_path: Path) -> None:
     rag = {q.split("Question: ")[-1]: q for q in base.asked if "Context:" in q}
     assert "loud snoring, pauses in breathing" in rag["What does obstructive sleep apnoea cause?"]
     assert "behavioural activation" in rag["Which talking therapies help with low mood?"]
+
+
+def test_leakage_measures_eval_answers_and_contexts_not_only_questions() -> None:
+    passage = (
+        "panic attacks peak within ten minutes and bring a pounding heart trembling sweating and dizziness"
+    )
+    eval_items = [
+        make_item("e-answer", "A", "When does the fear peak?", "They " + passage + ".", ["other text"]),
+        make_item("e-quoted", "A", "What comes with the fear?", "A pounding heart.", [passage]),
+        make_item("e-clean", "A", "What helps with insomnia?", "Regular wake times help.", ["wake times"]),
+    ]
+    train = [make_item("t1", "B", "What is a panic attack?", "Notes: " + passage + ".", ["unrelated"])]
+    leakage = measure_leakage(eval_items, train, None, cosine_threshold=0.95, max_share=0.2)
+    assert (leakage.ngram_hits, leakage.embedding_hits) == (0, 0)  # the questions alone look clean
+    assert (leakage.answer_hits, leakage.context_hits, leakage.leaked) == (1, 1, 2)
+    assert leakage.item_ids == ["e-answer", "e-quoted"]
+
+    # a training answer that rested on an eval item's source chunk leaks it, whatever it says
+    behind = make_item("t2", "B", "Unrelated?", "Unrelated words.", [])
+    behind.provenance.context_chunk_ids.append(eval_items[2].provenance.source_chunk_id)
+    leakage = measure_leakage(eval_items[2:], [behind], None, cosine_threshold=0.95, max_share=0.2)
+    assert (leakage.context_hits, leakage.leaked) == (1, 1)

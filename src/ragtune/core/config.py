@@ -293,7 +293,29 @@ class SynthConfig(Section):
         0.3, ge=-1, le=1, description="Minimum embedding cosine between a question and its answer."
     )
     eval_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Share of each category's kept items held out as the eval split."
+        0.2, ge=0, lt=1, description="Share of the question slots whose sources are held out for eval."
+    )
+    knowledge_eval_items: int = Field(
+        50,
+        ge=0,
+        description=(
+            "Training items whose question the generator rewords for the knowledge-injection eval set"
+            " (eval_knowledge.jsonl; the answer kept); a seeded sample spread over categories; 0: none."
+        ),
+    )
+    paraphrase_max_overlap: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A rewording whose word-bigram Jaccard overlap with the original reaches this is rejected.",
+    )
+    holdout: Literal["chunks", "sections", "documents"] = Field(
+        "chunks",
+        description=(
+            "The source unit the generalization eval set holds out before answers are written:"
+            " single chunks (per category), whole sections or whole documents. Training answers"
+            " never retrieve held-out chunks; eval answers retrieve only them."
+        ),
     )
     repairs: bool = Field(
         True,
@@ -492,9 +514,12 @@ class EvaluateConfig(Section):
     """Judged evaluation of base vs tuned model (and optional extra contenders)."""
 
     max_items: int | None = Field(
-        20,
+        100,
         ge=1,
-        description="Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them.",
+        description=(
+            "Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them. Below"
+            " registry.min_eval_items no evaluation can promote."
+        ),
     )
     max_new_tokens: int = Field(256, ge=1, description="Answer length cap for every contender.")
     batch_size: int = Field(
@@ -570,13 +595,6 @@ class EvaluateConfig(Section):
         description=(
             "Judge sanity check: least lower interval bound, for each kind of known-worse answer, of"
             " the share of reference-vs-worse pairwise verdicts that survive swapping the positions."
-        ),
-    )
-    holdout: Literal["items", "sections", "documents"] = Field(
-        "items",
-        description=(
-            "What the eval split holds out (read by the synth stage's split): single items (with"
-            " their near-duplicates), whole sections, or whole documents."
         ),
     )
     leakage_cosine: float = Field(
@@ -656,6 +674,21 @@ class RegistryConfig(Section):
         "challenger",
         pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
         description="Alias of the latest version that was registered but not promoted.",
+    )
+    lock_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "How long a promotion waits for another promotion of the same model to finish (it holds"
+            " the promotion lock); after that it is refused with the holder named."
+        ),
+    )
+    lock_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "A promotion lock older than this belongs to a promotion that died; the next one breaks it."
+        ),
     )
 
     @field_validator("tracking_uri")

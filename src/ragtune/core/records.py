@@ -187,6 +187,9 @@ class Provenance(Record):
     support: list[SentenceSupport] | None = Field(
         None, description="Per answer sentence, its support in the cited chunks (None: not checked)."
     )
+    paraphrase_of: str | None = Field(
+        None, description="Knowledge eval set: the training item whose question this one rewords."
+    )
 
 
 class InstructionItem(Record):

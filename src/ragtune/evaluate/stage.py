@@ -159,6 +159,13 @@ def with_rag(local: Mapping[str, ChatModel]) -> dict[str, ChatModel]:
     return ordered
 
 
+def scored_adapter_sha256(adapter_dir: Path | None) -> str | None:
+    """The digest of the adapter the tuned contender is, recorded in ``metrics.json`` for the gate."""
+    from ragtune.core.modelload import adapter_fingerprint
+
+    return adapter_fingerprint(Path(adapter_dir)) if adapter_dir is not None else None
+
+
 def resolve_primary_metric(setting: str, check: JudgeCheck | None, weak: bool) -> Metric:
     """``auto``: the judge when it passed its sanity check (on the lower bounds) and is not the weak
     local model, else the judge-free corpus-fact accuracy. The reference cosine never crowns itself."""
@@ -192,7 +199,7 @@ def build_eval_sets(
         return select_items(chosen, cfg.judge_check_items, config.run.seed)[0]
 
     present = DatasetDir(dataset_dir).eval_knowledge_path.is_file()
-    unit = bootstrap_unit_for(cfg.holdout)
+    unit = bootstrap_unit_for(config.synth.holdout)
     return [
         eval_set(GENERALIZATION, EVAL_FILE, True, items, settings, unit, checked(items)),
         eval_set(
@@ -226,17 +233,19 @@ def check_leakage(
         items, train, encoder, cosine_threshold=cfg.leakage_cosine, max_share=cfg.max_leakage
     )
     log.info(
-        "leakage: %d of %d eval questions have a near-duplicate in training (%.0f%%)",
+        "leakage: %d of %d eval items have a near-duplicate in training (%.0f%%)",
         leakage.leaked,
         leakage.n_eval,
         100 * leakage.share,
     )
     if leakage.share > cfg.max_leakage:
         raise InputError(
-            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval questions"
+            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval items"
             f" ({leakage.share:.0%}) have a 13-gram or embedding (cosine >= {cfg.leakage_cosine})"
-            f" near-duplicate in {TRAIN_FILE}, above evaluate.max_leakage {cfg.max_leakage:.0%}"
-            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out more (evaluate.holdout) or regenerate"
+            f" near-duplicate in {TRAIN_FILE} (questions {leakage.ngram_hits + leakage.embedding_hits},"
+            f" answers {leakage.answer_hits}, contexts {leakage.context_hits}),"
+            f" above evaluate.max_leakage {cfg.max_leakage:.0%}"
+            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out whole sections or documents (synth.holdout) or regenerate"
         )
     return leakage
 
@@ -480,6 +489,7 @@ def run_evaluate(
     )
     metrics.eval_sets = set_metrics
     metrics.primary_eval_set = primary_eval_set(primary, set_metrics)
+    metrics.adapter_sha256 = scored_adapter_sha256(adapter_dir if answerers is None else None)
 
     evaluation = EvaluationDir(out_dir)
     write_jsonl(evaluation.scores_path, rows)

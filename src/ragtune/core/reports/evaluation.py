@@ -118,7 +118,7 @@ class JudgeCheck(BaseModel):
 
 
 class Leakage(BaseModel):
-    """``metrics.json`` ``leakage``: how many eval questions have a near-duplicate in training."""
+    """``metrics.json`` ``leakage``: how many eval items have a question, answer or context near-duplicate in training."""
 
     n_eval: int
     n_train: int
@@ -128,10 +128,21 @@ class Leakage(BaseModel):
         description="Eval questions sharing a 13-gram with a training question or answer."
     )
     embedding_hits: int = Field(description="Eval questions at or above the cosine threshold.")
-    leaked: int = Field(description="Eval questions with either kind of near-duplicate.")
+    leaked: int = Field(description="Eval items with any kind of near-duplicate (question, answer, context).")
     share: float = Field(description="leaked / n_eval.")
     max_share: float = Field(description="evaluate.max_leakage: above it the stage fails.")
     item_ids: list[str] = Field(default_factory=list, description="Some leaking eval items (at most 20).")
+    answer_hits: int = Field(
+        0,
+        description="Eval answers sharing a 13-gram with a training answer, or at or above the cosine threshold.",
+    )
+    context_hits: int = Field(
+        0,
+        description=(
+            "Eval items whose source or retrieved chunks a training answer rested on (retrieved) or"
+            " quotes (a shared 13-gram)."
+        ),
+    )
 
 
 class CategoryScore(BaseModel):
@@ -293,6 +304,10 @@ class EvalMetrics(BaseModel):
     )
     primary_eval_set: str = Field(
         GENERALIZATION, description="The eval set whose comparison decides, for a likelihood primary metric."
+    )
+    adapter_sha256: str | None = Field(
+        None,
+        description="sha256 of the adapter files the tuned contender was (adapter_fingerprint); the gate refuses another.",
     )
 
     def comparison(
