@@ -7,8 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from ragtune.core.facts import text_sentences
+from ragtune.core.records import Chunk, read_jsonl
 from ragtune.synth import run_synth
-from ragtune.synth.extractive import ChoiceReply, compose, model_pick, retrieval_pick
+from ragtune.synth.extractive import (
+    ChoiceReply,
+    answerable,
+    compose,
+    model_pick,
+    retrieval_pick,
+    with_antecedents,
+)
 from ragtune.synth.faithfulness import SourceSentence
 from ragtune.synth.stage import resolve_answer_mode
 from tests.llm.fake_openai import FakeOpenAI
@@ -45,6 +53,24 @@ def test_retrieval_pick_takes_the_best_and_those_close_to_it_in_source_order() -
     assert ChoiceReply.model_validate({"sentences": ["2", "x", 3]}).sentences == [2, 3]
 
 
+def test_only_complete_standalone_sentences_are_quoted() -> None:
+    def ok(text: str) -> bool:
+        return answerable(SourceSentence("c", 0, text))
+
+    assert ok("Insomnia is difficulty falling asleep or staying asleep.")
+    assert not ok("and staying asleep despite the opportunity to sleep.")  # a chunk cut it
+    assert not ok("Insomnia is difficulty falling asleep or staying")
+    assert not ok("This chapter concentrates on ADHD, one of the most diagnosed conditions.")
+    assert not ok("It is a paraphrase written for the ragtune example corpus.")
+    sources = [
+        SourceSentence("c", 0, "CBT for insomnia is the first-line treatment."),
+        SourceSentence("c", 1, "It combines stimulus control and sleep restriction."),
+        SourceSentence("d", 4, "They often begin in childhood."),  # its antecedent is not quoted
+    ]
+    assert with_antecedents(sources, [1, 2]) == [0, 1]
+    assert with_antecedents(sources, [0, 1]) == [0, 1]
+
+
 def test_extractive_answers_are_sentences_of_their_cited_chunks(
     built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -56,15 +82,18 @@ def test_extractive_answers_are_sentences_of_their_cited_chunks(
     assert report.answer_mode == "extractive" and report.kept >= 6
     assert not [r for r in synth_server.chat_requests() if kind_of(r.body) == "answer"]  # no answer written
     assert report.faithfulness_checked >= report.kept and report.faithfulness_pass_rate == 1.0
+    doc_of = {c.chunk_id: c.doc_id for c in read_jsonl(built_corpus.index_dir / "chunks.jsonl", Chunk)}
     for item in kept_items(out):
         context = {c["chunk_id"]: c["text"] for c in item["context"]}
         provenance = item["provenance"]
+        source_doc = provenance["doc_id"]
         assert provenance["answer_mode"] == "extractive"
         support = provenance["support"]
         for entry in support:
             assert entry["supported"] and entry["similarity"] > 0.99 and entry["sentence"] == entry["support"]
             assert entry["sentence"] in text_sentences(context[entry["chunk_id"]])
             assert entry["missing_terms"] == entry["contradicted_terms"] == []
+            assert doc_of[entry["chunk_id"]] == source_doc  # quoted only from the question's document
         assert " ".join(s["sentence"] for s in support) == item["answer"]
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "Answers: `extractive`" in card and f"{report.faithfulness_pass_rate:.0%}" in card

@@ -29,6 +29,12 @@ from ragtune.synth.prompts import json_request
 CHOICE_PREFILL = '{"sentences": ['
 MIN_SENTENCE_CHARS = 20
 _COMPLETE = re.compile(r"^[A-Z0-9\"'(].*[.!?][\"')\]]*$", re.DOTALL)
+# A sentence about the document itself ("This chapter covers ...") answers no question about the subject.
+_ABOUT_THE_DOCUMENT = re.compile(
+    r"\b(?:this|the|these|our|example) (?:chapters?|sections?|book|reference|corpus|documents?|guide)\b", re.I
+)
+# A sentence opening with one of these leans on the one before it for what it is about.
+_NEEDS_ANTECEDENT = re.compile(r"^(?:It|They|These|This|Those|Such|Its|Their|He|She|Both)\b")
 
 
 class ChoiceReply(BaseModel):
@@ -55,7 +61,30 @@ def answerable(sentence: SourceSentence) -> bool:
         len(text) >= MIN_SENTENCE_CHARS
         and _COMPLETE.match(text) is not None
         and source_reference(text) is None
+        and _ABOUT_THE_DOCUMENT.search(text) is None
     )
+
+
+def with_antecedents(sources: Sequence[SourceSentence], picked: Sequence[int]) -> list[int]:
+    """``picked``, each sentence that opens with a pronoun preceded by the sentence before it.
+
+    "It combines stimulus control ..." says nothing on its own; with "Cognitive behavioural therapy
+    for insomnia is the first-line treatment." before it, it does. Where that sentence is not among
+    ``sources`` (cut off by the chunk, or not a complete sentence), the pronoun sentence is dropped.
+    """
+    position = {(s.chunk_id, s.index): n for n, s in enumerate(sources)}
+    out: list[int] = []
+    for i in picked:
+        sentence = sources[i]
+        if _NEEDS_ANTECEDENT.match(sentence.text):
+            before = position.get((sentence.chunk_id, sentence.index - 1))
+            if before is None:
+                continue
+            if before not in out:
+                out.append(before)
+        if i not in out:
+            out.append(i)
+    return out
 
 
 def retrieval_pick(scores: np.ndarray, max_sentences: int, margin: float) -> list[int]:

@@ -62,6 +62,7 @@ from ragtune.core.llm import (
     shared_ledger,
 )
 from ragtune.core.records import (
+    Chunk,
     ContextChunk,
     Document,
     InstructionItem,
@@ -342,6 +343,8 @@ class _Synthesis:
                 self.reject(
                     candidate, "question", filters.NOT_A_QUESTION, detail="no '?' and no question word"
                 )
+            elif (dangling := filters.dangling_end(candidate.question)) is not None:
+                self.reject(candidate, "question", filters.UNFINISHED, detail=f"stops on {dangling!r}")
 
     def drop_duplicates(
         self, candidates: list[Candidate], kept_before: dict[str, np.ndarray] | None = None
@@ -439,7 +442,7 @@ class _Synthesis:
             [
                 x
                 for x in faithfulness.source_sentences(
-                    [(k.chunk_id, k.text) for k in c.contexts], quotes=False
+                    [(k.chunk_id, k.text) for k in same_document(c)], quotes=False
                 )
                 if extractive.answerable(x)
             ]
@@ -450,8 +453,9 @@ class _Synthesis:
         scores = [v @ q if len(v) else np.zeros(0) for v, q in zip(vectors, questions, strict=True)]
         picks = self.pick_sentences(alive, sources, scores)
         for candidate, found, picked in zip(alive, sources, picks, strict=True):
+            picked = extractive.with_antecedents(found, picked)
             if not picked:
-                detail = "no complete sentence in the retrieved chunks"
+                detail = "no complete sentence in the retrieved chunks of the question's document"
                 self.reject(candidate, "answer", filters.NO_CONTEXT, detail=detail)
                 continue
             extract = extractive.compose(found, picked, [k.chunk_id for k in candidate.contexts])
@@ -692,6 +696,16 @@ class _Synthesis:
             templates=self.templates.refs(),
             token_counter=token_counter_for(self.endpoint),
         )
+
+
+def same_document(candidate: Candidate) -> list[Chunk]:
+    """The retrieved chunks from the document the question was written from.
+
+    An extractive answer quotes only these: a sentence of another chapter that scores well against
+    the question ("serotonergic medication is the main drug treatment", from the OCD chapter, for a
+    question on bipolar disorder) would pair a true sentence with a subject it is not about.
+    """
+    return [chunk for chunk in candidate.contexts if chunk.doc_id == candidate.slot.chunk.doc_id]
 
 
 def issue_order(candidates: Sequence[Candidate], step: str) -> list[Candidate]:
