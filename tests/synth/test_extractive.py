@@ -82,6 +82,8 @@ def test_extractive_answers_are_sentences_of_their_cited_chunks(
     assert report.answer_mode == "extractive" and report.kept >= 6
     assert not [r for r in synth_server.chat_requests() if kind_of(r.body) == "answer"]  # no answer written
     assert report.faithfulness_checked >= report.kept and report.faithfulness_pass_rate == 1.0
+    # the same question extracts the same answer: only question-stage rejections are retried
+    assert {key.split("/")[0] for key in report.retried_by_reason} <= {"question", "dedup"}
     doc_of = {c.chunk_id: c.doc_id for c in read_jsonl(built_corpus.index_dir / "chunks.jsonl", Chunk)}
     for item in kept_items(out):
         context = {c["chunk_id"]: c["text"] for c in item["context"]}
