@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ragtune.core.config import EmbedderConfig
+from ragtune.core.config import EmbedderConfig, build_config
 from ragtune.core.embedding import Embedder, load_embedder
 from ragtune.core.facts import build_lexicon
 from ragtune.core.records import SentenceSupport
@@ -17,7 +17,8 @@ from ragtune.synth.faithfulness import (
     source_sentences,
 )
 
-THRESHOLD, WINDOW = 0.6, 1
+SETTINGS = build_config({}).synth
+THRESHOLD, WINDOW = SETTINGS.faithfulness_threshold, SETTINGS.faithfulness_window
 CHUNKS = {
     "adhd": (
         "## Overview\n\nAttention-deficit/hyperactivity disorder (ADHD) is one of the most frequently diagnosed"
@@ -57,9 +58,9 @@ def check(embedder: Embedder, answer: str) -> list[SentenceSupport]:
     [
         "ADHD is one of the most frequently diagnosed conditions of childhood.",
         "ADHD is among the most commonly diagnosed childhood conditions.",
-        "Symptoms of ADHD must persist for at least 6 months and be present before age 12.",
-        "Exposure and response prevention is the leading psychological treatment for obsessive-compulsive"
-        " disorder. OCD is built around obsessions and compulsions.",
+        "Symptoms must be present before age 12 and persist for at least 6 months.",
+        "The leading psychological treatment for OCD is exposure and response prevention. OCD is built"
+        " around obsessions and compulsions.",
     ],
 )
 def test_right_sentences_are_supported(embedder: Embedder, answer: str) -> None:
@@ -70,28 +71,32 @@ def test_right_sentences_are_supported(embedder: Embedder, answer: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "contradicted"),
+    ("answer", "contradicted", "close"),
     [
         # a swapped number, a swapped age
-        ("Symptoms must persist for at least two months.", "two months"),
-        ("Symptoms must be present before age 7 and persist for at least six months.", "age 7"),
+        ("Symptoms must persist for at least two months.", "two months", True),
+        ("Symptoms must be present before age 7 and persist for at least six months.", "age 7", True),
         # a wrong quantifier
-        ("ADHD is one of the rarely diagnosed conditions of childhood.", "rarely"),
-        ("ADHD is a rare condition of childhood.", "rare"),
+        ("ADHD is one of the rarely diagnosed conditions of childhood.", "rarely", True),
+        ("ADHD is a rare condition of childhood.", "rare", True),
         # a condition swapped for another
         (
             "Exposure and response prevention is the leading psychological treatment for depression.",
             "depression",
+            False,
         ),
         # a condition the source denies
-        ("OCD is a neurodevelopmental disorder.", "neurodevelopmental disorder"),
+        ("OCD is a neurodevelopmental disorder.", "neurodevelopmental disorder", True),
     ],
 )
-def test_subtly_wrong_sentences_are_contradicted(embedder: Embedder, answer: str, contradicted: str) -> None:
+def test_subtly_wrong_sentences_are_contradicted(
+    embedder: Embedder, answer: str, contradicted: str, close: bool
+) -> None:
     (result,) = check(embedder, answer)
     assert not result.supported
     assert contradicted in result.contradicted_terms
-    assert result.similarity >= THRESHOLD  # close in embedding space: only the terms tell
+    # the close ones pass the similarity threshold: only their terms tell them from the source
+    assert (result.similarity >= THRESHOLD) == close
     detail = first_unsupported([result], THRESHOLD)
     assert detail is not None and detail.startswith(f"sentence 1 {answer!r}") and contradicted in detail
 
@@ -136,5 +141,5 @@ def test_no_source_sentence_supports_nothing() -> None:
     assert not result.supported and result.support is None
     assert (
         first_unsupported([result], THRESHOLD)
-        == "sentence 1 'A claim.': closest source sentence at cosine 0.0 < 0.6"
+        == f"sentence 1 'A claim.': closest source sentence at cosine 0.0 < {THRESHOLD}"
     )
