@@ -16,7 +16,9 @@ make it misbehave on purpose, so the filters can be tested end to end:
 * ``answered`` — a question followed by its own answer (repaired: cut after the "?");
 * ``rambling`` — an answer with a lead-in, a repeated sentence and a cut-off ending (repaired);
 * ``flaky`` — garbage on the first attempt, a good question on the retry (another seed);
-* ``negated`` — an answer that quotes the context with its first verb negated (unfaithful).
+* ``negated`` — an answer that quotes the context with its first verb negated (unfaithful);
+* ``doubtful`` — an answer that quotes the context after "Mistakenly," (the fake judge's entailment
+  verdict rejects it; the deterministic check cannot see it).
 
 Asked to pick sentences for an extractive answer, it picks the second one listed (the first when
 only one is).
@@ -118,6 +120,9 @@ def question_reply(prompt: str, body: dict[str, Any]) -> str:
         "rambling": ok_question(passage, heading, "treatment", seed).replace(
             "How is care", "How is rambling care"
         ),
+        "doubtful": ok_question(passage, heading, "treatment", seed).replace(
+            "How is care", "How is doubtful care"
+        ),
         "negated": ok_question(passage, heading, "treatment", seed).replace(
             "How is care", "How is negated care"
         ),
@@ -133,6 +138,8 @@ def answer_reply(prompt: str) -> str:
     if question.startswith("Which historical events"):
         return json.dumps({"answer": UNGROUNDED_ANSWER, "citations": ids[:1]})
     sentences = re.split(r"(?<=[.!?])\s+", first_context_text(prompt))
+    if question.startswith("How is doubtful care"):
+        return json.dumps({"answer": f"Mistakenly, {sentences[0]}", "citations": ids[:1]})
     if question.startswith("How is negated care"):
         negated = re.sub(
             r"\b(is|are|can|may|teaches|helps|causes)\b", r"\1 not", " ".join(sentences[:2]), count=1
@@ -158,7 +165,7 @@ def synth_responder(body: dict[str, Any]) -> str:
         return json.dumps({"sentences": [2 if len(listed) > 1 else 1]})
     if prompt.startswith("For each numbered claim"):
         claims = re.findall(r'<claim number="(\d+)">(.*?)</claim>', prompt)
-        return json.dumps({"unsupported": [int(n) for n, claim in claims if UNENTAILED in claim]})
+        return json.dumps({"unsupported": [int(n) for n, claim in claims if UNENTAILED in claim.lower()]})
     if question_of(prompt) is not None:
         return answer_reply(prompt)
     return json.dumps({"reply": "unexpected prompt"})

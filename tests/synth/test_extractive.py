@@ -150,3 +150,31 @@ def test_an_unfaithful_answer_is_rejected_naming_its_sentence(
     assert all(s["supported"] for s in kept["provenance"]["support"])
     assert report.faithfulness_checked == 2 and report.faithfulness_passed == 1
     assert report.faithfulness_pass_rate == 0.5 and report.rejected_by_reason == {"unsupported_claim": 1}
+
+
+def test_the_judges_entailment_verdict_rejects_what_the_terms_cannot_see(
+    single_doc_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = make_config(
+        tmp_path,
+        synth_server.endpoint(),
+        question_types=["ok", "doubtful"],
+        questions_per_category=2,
+        max_chunks_per_category=1,
+        retry_rejected=False,
+    )
+    config.llm.judge = synth_server.endpoint(model="fake-judge")
+    out = tmp_path / "out"
+    report = run_synth(config, single_doc_corpus.documents, single_doc_corpus.index_dir, out)
+
+    assert report.faithfulness_method == "terms+embedding+judge:openai:fake-judge"
+    (rejected,) = read_lines(out / "rejected.jsonl")
+    assert (rejected["stage"], rejected["reason"]) == ("faithfulness", "unsupported_claim")
+    (verdict,) = rejected["provenance"]["support"]
+    assert verdict["judge"] == "not entailed" and verdict["similarity"] >= 0.75
+    assert verdict["missing_terms"] == verdict["contradicted_terms"] == []
+    assert "judge: not entailed" in rejected["detail"] and "Mistakenly," in rejected["detail"]
+    (kept,) = kept_items(out)
+    assert [s["judge"] for s in kept["provenance"]["support"]] == ["entailed"] * len(
+        kept["provenance"]["support"]
+    )
