@@ -15,7 +15,13 @@ make it misbehave on purpose, so the filters can be tested end to end:
 * ``leadin`` — "According to the passage, what ... ." (repaired: lead-in dropped, "?" fixed);
 * ``answered`` — a question followed by its own answer (repaired: cut after the "?");
 * ``rambling`` — an answer with a lead-in, a repeated sentence and a cut-off ending (repaired);
-* ``flaky`` — garbage on the first attempt, a good question on the retry (another seed).
+* ``flaky`` — garbage on the first attempt, a good question on the retry (another seed);
+* ``negated`` — an answer that quotes the context with its first verb negated (unfaithful);
+* ``doubtful`` — an answer that quotes the context after "Mistakenly," (the fake judge's entailment
+  verdict rejects it; the deterministic check cannot see it).
+
+Asked to pick sentences for an extractive answer, it picks the second one listed (the first when
+only one is).
 
 Asked to reword a question (the knowledge eval set), it answers with the question's content words
 in a new frame, except for "Which features ..." (criteria) questions, which it only repeats with
@@ -48,6 +54,7 @@ PREFIXES = {
 UNGROUNDED_ANSWER = (
     "The Eiffel Tower in Paris was completed in 1889 for the World Fair and is 330 metres tall."
 )
+UNENTAILED = "mistakenly"  # a claim with this word is not entailed, says the fake judge
 OFFTOPIC_QUESTION = "What colour does the sky on Mars turn during a planet-wide dust storm?"
 
 
@@ -119,6 +126,12 @@ def question_reply(prompt: str, body: dict[str, Any]) -> str:
         "rambling": ok_question(passage, heading, "treatment", seed).replace(
             "How is care", "How is rambling care"
         ),
+        "doubtful": ok_question(passage, heading, "treatment", seed).replace(
+            "How is care", "How is doubtful care"
+        ),
+        "negated": ok_question(passage, heading, "treatment", seed).replace(
+            "How is care", "How is negated care"
+        ),
     }.get(qtype) or ok_question(passage, heading, qtype, seed)
     return json.dumps({"question": question})
 
@@ -131,6 +144,13 @@ def answer_reply(prompt: str) -> str:
     if question.startswith("Which historical events"):
         return json.dumps({"answer": UNGROUNDED_ANSWER, "citations": ids[:1]})
     sentences = re.split(r"(?<=[.!?])\s+", first_context_text(prompt))
+    if question.startswith("How is doubtful care"):
+        return json.dumps({"answer": f"Mistakenly, {sentences[0]}", "citations": ids[:1]})
+    if question.startswith("How is negated care"):
+        negated = re.sub(
+            r"\b(is|are|can|may|teaches|helps|causes)\b", r"\1 not", " ".join(sentences[:2]), count=1
+        )
+        return json.dumps({"answer": negated, "citations": ids[:1]})
     if question.startswith("How is rambling care"):
         rambling = f"Based on the context, {sentences[0]} {sentences[0]} And then the"
         return json.dumps({"answer": rambling, "citations": ids[:1]})
@@ -146,6 +166,12 @@ def synth_responder(body: dict[str, Any]) -> str:
         answer = prompt.rsplit("\nAnswer: ", 1)[-1]
         score = 1 if answer.startswith("The Eiffel Tower") else 5
         return json.dumps({"score": score, "reason": "checked against the context"})
+    if prompt.startswith("Below are numbered sentences"):
+        listed = re.findall(r"^(\d+)\. ", prompt, re.MULTILINE)
+        return json.dumps({"sentences": [2 if len(listed) > 1 else 1]})
+    if prompt.startswith("For each numbered claim"):
+        claims = re.findall(r'<claim number="(\d+)">(.*?)</claim>', prompt)
+        return json.dumps({"unsupported": [int(n) for n, claim in claims if UNENTAILED in claim.lower()]})
     if question_of(prompt) is not None:
         return answer_reply(prompt)
     if prompt.startswith(PARAPHRASE_START):
@@ -168,8 +194,10 @@ def kind_of(body: dict[str, Any]) -> str:
     prompt = first_message(body)
     if passage_of(prompt) is not None:
         return "question"
-    if prompt.startswith("You check whether"):
+    if prompt.startswith(("You check whether", "For each numbered claim")):
         return "judge"
     if prompt.startswith(PARAPHRASE_START):
         return "paraphrase"
+    if prompt.startswith("Below are numbered sentences"):
+        return "extract"
     return "answer" if question_of(prompt) is not None else "other"

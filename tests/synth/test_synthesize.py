@@ -396,12 +396,15 @@ def test_an_llm_judge_decides_groundedness_when_configured(
 
     assert_every_slot_accounted(out, report, expected_slots=2)
     assert report.groundedness_method == "judge:openai:fake-judge"
-    assert "judge" in report.ledger and report.ledger["judge"]["calls"] == 2
+    assert report.faithfulness_method == "terms+embedding+judge:openai:fake-judge"
+    # groundedness of both answers, and the entailment verdict on the one that passed it
+    assert "judge" in report.ledger and report.ledger["judge"]["calls"] == 3
     (rejected,) = read_lines(out / "rejected.jsonl")
     assert (rejected["question_type"], rejected["reason"]) == ("ungrounded", "ungrounded")
     assert "judge score 1/5" in rejected["detail"]
     (kept,) = read_lines(out / "train.jsonl") + read_lines(out / "eval.jsonl")
     assert kept["provenance"]["question_template"] == f"question@{packaged.version}-test"
+    assert {s["judge"] for s in kept["provenance"]["support"]} == {"entailed"}
     assert "judge_grounded@1" in (out / "README.md").read_text(encoding="utf-8")
 
 

@@ -107,11 +107,19 @@ def test_a_chunks_slots_do_not_depend_on_other_categories() -> None:
 
 def test_packaged_templates_load_with_versions() -> None:
     templates = synth_templates()
-    for name in ("question", "answer", "judge_grounded", "system", "card.md"):
+    for name in ("question", "answer", "judge_grounded", "judge_entailment", "extract", "system", "card.md"):
         template = templates.get(name)
         assert template.version and template.ref == f"{name}@{template.version}"
         assert template.origin.startswith("ragtune.synth/templates/")
-    assert set(templates.refs()) == {"question", "answer", "judge_grounded", "system", "card.md"}
+    assert set(templates.refs()) == {
+        "question",
+        "answer",
+        "judge_grounded",
+        "judge_entailment",
+        "extract",
+        "system",
+        "card.md",
+    }
 
 
 def test_templates_dir_overrides_by_file_name(tmp_path: Path) -> None:
@@ -180,6 +188,13 @@ def test_statements_are_not_questions() -> None:
     assert filters.is_question("Describe the first-line treatment of insomnia.")
     assert not filters.is_question("The question is unclear.")
     assert not filters.is_question("Panic disorder")
+
+
+def test_a_question_that_stops_on_a_function_word_lost_its_subject() -> None:
+    assert filters.dangling_end("What is the clinical picture of?") == "of?"
+    assert filters.dangling_end("What is a term, condition or concept from it that is ?") == "is ?"
+    assert filters.dangling_end("How do depression and bipolar disorder differ?") is None
+    assert filters.dangling_end("What is insomnia?") is None
 
 
 def test_length_bounds() -> None:

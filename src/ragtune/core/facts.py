@@ -51,15 +51,16 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def text_sentences(text: str) -> list[str]:
+def text_sentences(text: str, quotes: bool = True) -> list[str]:
     """The sentences of a document text: per line, without list markers, headings or quote marks.
 
     Markdown-shaped chunks hold headings (skipped: a heading states no fact), bullets (each item is
-    a sentence of its own) and ``>`` quotes; a line without closing punctuation is one sentence.
+    a sentence of its own) and ``>`` quotes (skipped with ``quotes=False``: a quoted note is not
+    the document's own statement); a line without closing punctuation is one sentence.
     """
     found: list[str] = []
     for line in text.splitlines():
-        if not line.strip() or _HEADING.match(line):
+        if not line.strip() or _HEADING.match(line) or (not quotes and line.lstrip().startswith(">")):
             continue
         line = _BULLET.sub("", line.lstrip("> ").strip())
         found += split_sentences(line)

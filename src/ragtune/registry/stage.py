@@ -53,6 +53,8 @@ SYNTH_METRIC_FIELDS = frozenset(
         "eval",
         "rejected",
         "kept_share",
+        "faithfulness_checked",
+        "faithfulness_pass_rate",
         "rejected_by_reason",
         "retried",
         "kept_after_retry",

@@ -12,7 +12,7 @@ from typing import Any
 from ragtune.core.artifacts import DatasetDir
 from ragtune.core.config import LLMEndpoint
 from ragtune.core.fsutil import atomic_write_lines
-from ragtune.core.records import ContextChunk, InstructionItem, Provenance, sha256_hex
+from ragtune.core.records import ContextChunk, InstructionItem, Provenance, SentenceSupport, sha256_hex
 from ragtune.core.reports.synth import TokenStats
 from ragtune.synth.categories import Slot
 
@@ -36,6 +36,8 @@ def make_item(
     templates: dict[str, str],
     repairs: Sequence[str] = (),
     retry_of: str | None = None,
+    answer_mode: str | None = None,
+    support: Sequence[SentenceSupport] | None = None,
 ) -> InstructionItem:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -58,6 +60,8 @@ def make_item(
             repairs=list(repairs),
             attempts=1 if retry_of is None else 2,
             retry_of=retry_of,
+            answer_mode=answer_mode,
+            support=list(support) if support is not None else None,
         ),
     )
 

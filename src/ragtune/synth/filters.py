@@ -91,6 +91,18 @@ def is_question(text: str) -> bool:
     return "?" in text or _QUESTION_START.match(text) is not None
 
 
+# A question that stops on a function word ("What is the clinical picture of?") lost its subject.
+_DANGLING_END = re.compile(
+    r"\b(?:of|is|are|was|the|a|an|it|that|from|for|to|with|by|and|or|as|in|on|about)\s*\?\s*$", re.IGNORECASE
+)
+
+
+def dangling_end(question: str) -> str | None:
+    """The function word a question stops on before its "?", if any."""
+    match = _DANGLING_END.search(question)
+    return match.group(0) if match else None
+
+
 def length_problem(text: str, min_chars: int, max_chars: int) -> str | None:
     length = len(text.strip())
     if length < min_chars:

@@ -22,6 +22,7 @@ from ragtune.synth.categories import SEPARATOR
 QUESTION_PREFILL = '{"question": "'
 ANSWER_PREFILL = '{"answer": "'
 JUDGE_PREFILL = '{"score": '
+ENTAILMENT_PREFILL = '{"unsupported": ['
 
 
 def synth_templates(templates_dir: str | Path | None = None) -> TemplateSet:
@@ -54,12 +55,32 @@ class JudgeReply(BaseModel):
     reason: str = ""
 
 
+class EntailmentReply(BaseModel):
+    """The judge's verdict on numbered claims: which are not supported by their source sentence."""
+
+    unsupported: list[int] = Field(default_factory=list)
+
+
 def heading_path(chunk: Chunk) -> str:
     return SEPARATOR.join(chunk.section_path)
 
 
 def _context_values(chunks: Sequence[Chunk]) -> list[dict[str, str]]:
     return [{"id": c.chunk_id, "heading_path": heading_path(c), "text": c.text} for c in chunks]
+
+
+def json_request(
+    prompt: str, prefill: str, seed: int, *, temperature: float | None = None, max_tokens: int | None = None
+) -> ChatRequest:
+    """One user message asking for JSON, the reply prefilled; unset sampling takes the endpoint's."""
+    sampling: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    return ChatRequest(
+        messages=[{"role": "user", "content": prompt}],
+        prefill=prefill,
+        json_mode=True,
+        seed=seed,
+        **{key: value for key, value in sampling.items() if value is not None},
+    )
 
 
 def question_request(
@@ -73,14 +94,7 @@ def question_request(
     prompt = template.render(
         chunk_text=chunk.text, heading_path=heading_path(chunk), question_type=question_type
     )
-    return ChatRequest(
-        messages=[{"role": "user", "content": prompt}],
-        prefill=QUESTION_PREFILL,
-        json_mode=True,
-        seed=seed,
-        temperature=temperature,
-        max_tokens=max_tokens,
-    )
+    return json_request(prompt, QUESTION_PREFILL, seed, temperature=temperature, max_tokens=max_tokens)
 
 
 def answer_request(
@@ -92,22 +106,19 @@ def answer_request(
     max_tokens: int,
 ) -> ChatRequest:
     prompt = template.render(question=question, contexts=_context_values(contexts))
-    return ChatRequest(
-        messages=[{"role": "user", "content": prompt}],
-        prefill=ANSWER_PREFILL,
-        json_mode=True,
-        seed=seed,
-        temperature=temperature,
-        max_tokens=max_tokens,
-    )
+    return json_request(prompt, ANSWER_PREFILL, seed, temperature=temperature, max_tokens=max_tokens)
 
 
 def judge_request(template: Template, question: str, answer: str, contexts: Sequence[Chunk]) -> ChatRequest:
     """Temperature and max_tokens are left to the judge endpoint's configuration."""
     prompt = template.render(question=question, answer=answer, contexts=_context_values(contexts))
-    return ChatRequest(
-        messages=[{"role": "user", "content": prompt}], prefill=JUDGE_PREFILL, json_mode=True, seed=0
-    )
+    return json_request(prompt, JUDGE_PREFILL, seed=0)
+
+
+def entailment_request(template: Template, pairs: Sequence[tuple[str, str]]) -> ChatRequest:
+    """One request per answer: its sentences beside their aligned source sentences (judge settings)."""
+    prompt = template.render(pairs=[{"claim": claim, "source": source} for claim, source in pairs])
+    return json_request(prompt, ENTAILMENT_PREFILL, seed=0)
 
 
 def resolve_citations(citations: Sequence[str], contexts: Sequence[Chunk]) -> list[str]:

@@ -15,8 +15,13 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
 4. one answer per question from that context only (``answer`` template), with citations, repaired
    likewise (lead-in, inline chunk ids, repeated sentences, a sentence cut off by the token cap);
    rejected: LLM failure, refusal / "not in the context", pointing at its source, length;
+   — or, in extractive mode (``synth.answer_mode``), the retrieved chunks' own sentences that
+   answer the question (:mod:`.extractive`);
 5. groundedness — an LLM judge with the ``judge_grounded`` rubric where ``llm.judge.base_url`` is
-   set, else lexical overlap + embedding similarity — and question–answer relevance;
+   set, else lexical overlap + embedding similarity — question–answer relevance, and faithfulness
+   per answer sentence (:mod:`.faithfulness`: each sentence aligned with a sentence of its cited
+   chunks, its numbers, quantifiers, negations and names found there; plus the judge's entailment
+   verdict where a judge is set);
 6. one more attempt, with another seed, for each slot rejected at steps 2–5 for what its text
    said (``synth.retry_rejected``; not for LLM failures, the budget or an empty retrieval): a new
    question when the question failed, else a new answer to the same question; the retry passes
@@ -34,9 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -48,6 +51,7 @@ from ragtune.core.cache import ContentCache
 from ragtune.core.config import LLMEndpoint, RagtuneConfig
 from ragtune.core.embedding import embed_cached, embedding_cache
 from ragtune.core.errors import RagtuneError
+from ragtune.core.facts import Lexicon, build_lexicon
 from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import (
     BUDGET_EXHAUSTED,
@@ -67,26 +71,29 @@ from ragtune.core.records import (
     sha256_hex,
     write_jsonl,
 )
-from ragtune.core.reports.synth import CategoryCounts, SynthReport
+from ragtune.core.reports.synth import SynthReport
 from ragtune.index import Retriever, load_retriever
-from ragtune.synth import filters
-from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
-from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
+from ragtune.synth import extractive, faithfulness, filters
+from ragtune.synth.candidate import Candidate
+from ragtune.synth.categories import Category, build_categories, plan_slots
+from ragtune.synth.dataset import make_item, token_counter_for, write_alpaca
 from ragtune.synth.holdout import held_out_sides, retrieve_on_side
 from ragtune.synth.paraphrase import TEMPLATE as PARAPHRASE_TEMPLATE
 from ragtune.synth.paraphrase import Paraphraser, write_knowledge_set
 from ragtune.synth.prompts import (
     AnswerReply,
+    EntailmentReply,
     JudgeReply,
     QuestionReply,
     answer_request,
+    entailment_request,
     judge_request,
     question_request,
     resolve_citations,
     synth_templates,
 )
 from ragtune.synth.repairs import repair_answer, repair_question
-from ragtune.synth.report import RejectedItem
+from ragtune.synth.report import Outcome, RejectedItem, RunInfo, build_report, render_card, summary_line
 from ragtune.synth.split import Sides, SplitItem, split_held
 
 log = logging.getLogger(__name__)
@@ -105,9 +112,14 @@ S = TypeVar("S", bound=BaseModel)
 # Seed offset of a retry: far from the per-repeat offsets (slot.repeat), so no two attempts share a seed.
 RETRY_SEED_STEP = 100_003
 QUESTION_STAGES = frozenset({"question", "dedup"})
-ANSWER_STAGES = frozenset({"answer", "grounding", "relevance"})
+ANSWER_STAGES = frozenset({"answer", "grounding", "relevance", "faithfulness"})
+GENERATE, EXTRACTIVE = "generate", "extractive"
+LOCAL_FAITHFULNESS = "terms+embedding"
 # Failures another seed cannot fix: the transport already retried, the budget is spent.
 NOT_RETRIED = frozenset({filters.LLM_FAILURE, filters.BUDGET})
+
+
+__all__ = ["Candidate", "SynthInvariantError", "run_synth"]
 
 
 class SynthInvariantError(RagtuneError):
@@ -127,24 +139,12 @@ def generator_endpoint(config: RagtuneConfig) -> LLMEndpoint:
     return generator.model_copy(update={"model": config.train.base_model})
 
 
-@dataclass
-class Candidate:
-    """One slot on its way through the stage."""
-
-    slot: Slot
-    question: str = ""
-    answer: str = ""
-    contexts: list[Chunk] = field(default_factory=list)
-    citations: list[str] = field(default_factory=list)
-    scores: dict[str, float] = field(default_factory=dict)
-    repairs: list[str] = field(default_factory=list)
-    attempt: int = 0  # 1 on the retry
-    retry_of: str | None = None  # "stage/reason" of the first attempt's rejection
-    rejected: RejectedItem | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.rejected is None
+def resolve_answer_mode(config: RagtuneConfig) -> str:
+    """``synth.answer_mode``, with auto resolved: extractive for a local model, generate for an endpoint."""
+    mode = config.synth.answer_mode
+    if mode == "auto":
+        return GENERATE if generator_endpoint(config).base_url else EXTRACTIVE
+    return mode
 
 
 def _failure_reason(failure: LLMFailure) -> str:
@@ -212,10 +212,34 @@ class _Synthesis:
         self.groundedness_method = (
             f"judge:{self.judge.name}" if self.judge is not None else LOCAL_GROUNDEDNESS
         )
+        self.answer_mode = resolve_answer_mode(config)
+        self.faithfulness_method = self._load_faithfulness_templates()
         self.prompt_refs = self.templates.refs()  # the prompts; the card template is loaded next
         self.card_template = self.templates.get("card.md")
         self.by_id: dict[str, Candidate] = {}
         self.sides = Sides(self.settings.holdout, frozenset())
+        self._lexicon: Lexicon | None = None
+
+    def _load_faithfulness_templates(self) -> str:
+        """Load the prompts extractive answers and the entailment judge need; the method's name."""
+        if self.answer_mode == EXTRACTIVE and self.settings.extractive_choice == "model":
+            self.extract_template = self.templates.get("extract")
+        if not self.settings.faithfulness:
+            return "off"
+        if self.judge is None:
+            return LOCAL_FAITHFULNESS
+        self.entailment_template = self.templates.get("judge_entailment")
+        return f"{LOCAL_FAITHFULNESS}+judge:{self.judge.name}"
+
+    @property
+    def lexicon(self) -> Lexicon:
+        """Condition and treatment names of the whole corpus (its chunks and headings), built once."""
+        if self._lexicon is None:
+            chunks = list(self.retriever.chunks.values())
+            self._lexicon = build_lexicon(
+                [c.text for c in chunks] + [" ".join(c.section_path) for c in chunks]
+            )
+        return self._lexicon
 
     def track(self, candidates: Sequence[Candidate]) -> None:
         """Remember this run's candidates by slot id (the retry's dedup looks earlier ones up)."""
@@ -261,7 +285,17 @@ class _Synthesis:
             repairs=list(candidate.repairs),
             attempts=candidate.attempt + 1,
             retry_of=candidate.retry_of,
+            provenance=self.answer_provenance(candidate),
         )
+
+    def answer_provenance(self, candidate: Candidate) -> dict[str, object]:
+        """``answer_mode`` once the slot has an answer, ``support`` once its sentences were checked."""
+        found: dict[str, object] = {}
+        if candidate.answer:
+            found["answer_mode"] = self.answer_mode
+        if candidate.support is not None:
+            found["support"] = [s.model_dump() for s in candidate.support]
+        return found
 
     def structured(
         self,
@@ -314,6 +348,8 @@ class _Synthesis:
                 self.reject(
                     candidate, "question", filters.NOT_A_QUESTION, detail="no '?' and no question word"
                 )
+            elif (dangling := filters.dangling_end(candidate.question)) is not None:
+                self.reject(candidate, "question", filters.UNFINISHED, detail=f"stops on {dangling!r}")
 
     def drop_duplicates(
         self, candidates: list[Candidate], kept_before: dict[str, np.ndarray] | None = None
@@ -370,6 +406,22 @@ class _Synthesis:
                 self.reject(candidate, "retrieval", filters.NO_CONTEXT, detail="the index returned no chunk")
 
     def answer(self, candidates: list[Candidate]) -> None:
+        """Step 4: answers written by the generator, or extracted (``synth.answer_mode``); then checked."""
+        if self.answer_mode == EXTRACTIVE:
+            self.extract(candidates)
+        else:
+            self.generate(candidates)
+        s = self.settings
+        for candidate in candidates:
+            if not candidate.alive or not candidate.answer:
+                continue
+            problem = text_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
+            if problem is None and filters.is_unfinished(candidate.answer):
+                problem = filters.UNFINISHED, f"ends {candidate.answer[-40:]!r}"
+            if problem is not None:
+                self.reject(candidate, "answer", problem[0], detail=problem[1])
+
+    def generate(self, candidates: list[Candidate]) -> None:
         s = self.settings
         alive = issue_order([c for c in candidates if c.alive], "answer")
         requests = [
@@ -391,11 +443,74 @@ class _Synthesis:
                 candidate.answer, applied = repair_answer(candidate.answer, s.min_answer_chars)
                 candidate.repairs += [f"answer:{name}" for name in applied]
             candidate.citations = resolve_citations(reply.citations, candidate.contexts)
-            problem = text_problem(candidate.answer, s.min_answer_chars, s.max_answer_chars)
-            if problem is None and filters.is_unfinished(candidate.answer):
-                problem = filters.UNFINISHED, f"ends {candidate.answer[-40:]!r}"
-            if problem is not None:
-                self.reject(candidate, "answer", problem[0], detail=problem[1])
+            if not candidate.answer:
+                self.reject(candidate, "answer", filters.TOO_SHORT, detail="0 characters")
+
+    def extract(self, candidates: list[Candidate]) -> None:
+        """Extractive answers: each question's best-scored complete sentences of its retrieved chunks."""
+        alive = [c for c in candidates if c.alive]
+        sources = [
+            [
+                x
+                for x in faithfulness.source_sentences(
+                    [(k.chunk_id, k.text) for k in same_document(c)], quotes=False
+                )
+                if extractive.answerable(x)
+            ]
+            for c in alive
+        ]
+        questions = self.embed([c.question for c in alive])
+        vectors = self.embed_all([[x.text for x in found] for found in sources])
+        scores = [v @ q if len(v) else np.zeros(0) for v, q in zip(vectors, questions, strict=True)]
+        picks = self.pick_sentences(alive, sources, scores)
+        for candidate, found, picked in zip(alive, sources, picks, strict=True):
+            picked = extractive.with_antecedents(found, picked)
+            if not picked:
+                detail = "no complete sentence in the retrieved chunks of the question's document"
+                self.reject(candidate, "answer", filters.NO_CONTEXT, detail=detail)
+                continue
+            extract = extractive.compose(found, picked, [k.chunk_id for k in candidate.contexts])
+            candidate.answer, candidate.citations = extract.answer, extract.citations
+
+    def pick_sentences(
+        self,
+        candidates: list[Candidate],
+        sources: list[list[extractive.SourceSentence]],
+        scores: list[np.ndarray],
+    ) -> list[list[int]]:
+        """Which sentences answer each question: by score, or the generator's choice among the best."""
+        s = self.settings
+        picks = [
+            extractive.retrieval_pick(sc, s.extractive_max_sentences, s.extractive_margin) for sc in scores
+        ]
+        if s.extractive_choice != "model":
+            return picks
+        listed = [extractive.shortlist(sc, 2 * s.extractive_max_sentences) for sc in scores]
+        requests = [
+            extractive.choice_request(
+                self.extract_template,
+                c.question,
+                [found[i].text for i in shown],
+                seed=self.config.run.seed + c.attempt * RETRY_SEED_STEP,
+                max_tokens=min(32, self.endpoint.max_tokens),
+            )
+            for c, found, shown in zip(candidates, sources, listed, strict=True)
+        ]
+        replies = self.generator.structured_many(requests, extractive.ChoiceReply, desc="synth: extract")
+        for n, (reply, shown) in enumerate(zip(replies, listed, strict=True)):
+            chosen = [] if isinstance(reply, LLMFailure) else extractive.model_pick(reply, shown, len(shown))
+            picks[n] = chosen[: s.extractive_max_sentences] or picks[n]  # nothing usable: the retrieval pick
+        return picks
+
+    def embed_all(self, groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Embed every text of every group in one call; the vectors regrouped."""
+        flat = [text for group in groups for text in group]
+        vectors = self.embed(flat) if flat else np.zeros((0, 1), np.float32)
+        out, start = [], 0
+        for group in groups:
+            out.append(vectors[start : start + len(group)])
+            start += len(group)
+        return out
 
     def check_grounding(self, candidates: list[Candidate]) -> None:
         alive = [c for c in candidates if c.alive]
@@ -462,11 +577,64 @@ class _Synthesis:
             alive, scores, "relevance", threshold, "relevance", filters.IRRELEVANT, "question–answer cosine"
         )
 
+    def check_faithfulness(self, candidates: list[Candidate]) -> None:
+        """Every answer sentence supported by a sentence of its cited chunks, or the item is rejected."""
+        alive = [c for c in candidates if c.alive]
+        if not self.settings.faithfulness or not alive:
+            return
+        s = self.settings
+        sentences = [faithfulness.answer_sentences(c.answer) for c in alive]
+        sources = [faithfulness.source_sentences([(k.chunk_id, k.text) for k in c.cited]) for c in alive]
+        claim_vectors = self.embed_all(sentences)
+        source_vectors = self.embed_all([[x.text for x in found] for found in sources])
+        for candidate, claims, found, cv, sv in zip(
+            alive, sentences, sources, claim_vectors, source_vectors, strict=True
+        ):
+            candidate.support = faithfulness.check_answer(
+                claims, cv, found, sv, self.lexicon, s.faithfulness_threshold, s.faithfulness_window
+            )
+        if self.judge is not None:
+            self.judge_entailment([c for c in alive if c.faithful])
+        for candidate in alive:
+            support = candidate.support or []
+            candidate.scores["faithfulness"] = round(
+                sum(x.supported for x in support) / max(1, len(support)), 4
+            )
+            detail = faithfulness.first_unsupported(support, s.faithfulness_threshold)
+            if detail is not None:
+                self.reject(candidate, "faithfulness", faithfulness.UNSUPPORTED_CLAIM, detail=detail)
+
+    def judge_entailment(self, candidates: list[Candidate]) -> None:
+        """The judge's verdict on each sentence the deterministic check passed; a failed call changes nothing."""
+        requests = [
+            entailment_request(
+                self.entailment_template, [(x.sentence, x.support or "") for x in c.support or []]
+            )
+            for c in candidates
+        ]
+        assert self.judge is not None
+        replies = self.judge.structured_many(requests, EntailmentReply, desc="synth: entailment")
+        for candidate, reply in zip(candidates, replies, strict=True):
+            if isinstance(reply, LLMFailure):
+                log.warning(
+                    "synth: entailment verdict for %s failed: %s", candidate.slot.slot_id, reply.reason
+                )
+                continue
+            candidate.support = [
+                x.model_copy(
+                    update={"judge": "not entailed", "supported": False}
+                    if number in reply.unsupported
+                    else {"judge": "entailed"}
+                )
+                for number, x in enumerate(candidate.support or [], start=1)
+            ]
+
     def answer_and_check(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
-        """Steps 4 and 5 for the live candidates: answer, then groundedness and relevance."""
+        """Steps 4 and 5 for the live candidates: answer, then groundedness, relevance and faithfulness."""
         self.answer(candidates)
         self.check_grounding(candidates)
         self.check_relevance(candidates, question_vectors)
+        self.check_faithfulness(candidates)
 
     def retryable(self, rejection: RejectedItem) -> bool:
         """Whether another seed could change the outcome (the step samples, and the text was at fault)."""
@@ -474,6 +642,8 @@ class _Synthesis:
             return False
         if rejection.stage in QUESTION_STAGES:
             return self.endpoint.temperature > 0
+        if self.answer_mode == EXTRACTIVE:  # the same question extracts the same answer
+            return False
         return rejection.stage in ANSWER_STAGES and self.settings.answer_temperature > 0
 
     def retry(self, candidates: list[Candidate], question_vectors: dict[str, np.ndarray]) -> None:
@@ -493,9 +663,9 @@ class _Synthesis:
             if first.stage in QUESTION_STAGES:
                 candidate.question, candidate.repairs, candidate.scores = "", [], {}
             else:
-                candidate.answer, candidate.citations = "", []
+                candidate.answer, candidate.citations, candidate.support = "", [], None
                 candidate.repairs = [r for r in candidate.repairs if r.startswith("question:")]
-                for score in ("groundedness", "relevance"):
+                for score in ("groundedness", "relevance", "faithfulness"):
                     candidate.scores.pop(score, None)
         reask = [c for c in again if not c.question]
         self.ask_questions(reask)
@@ -532,7 +702,35 @@ class _Synthesis:
             self.prompt_refs,
             repairs=candidate.repairs,
             retry_of=candidate.retry_of,
+            answer_mode=self.answer_mode,
+            support=candidate.support,
         )
+
+    def info(self) -> RunInfo:
+        """How this run was made, for the report."""
+        models = {"generator": self.generator} | ({"judge": self.judge} if self.judge is not None else {})
+        return RunInfo(
+            generator_model=self.generator.name,
+            mode=self.settings.mode,
+            answer_mode=self.answer_mode,
+            groundedness_method=self.groundedness_method,
+            relevance_method=f"cosine:{self.retriever.embedder.name}",
+            faithfulness_method=self.faithfulness_method,
+            embedder=self.retriever.embedder.name,
+            models=models,
+            templates=self.templates.refs(),
+            token_counter=token_counter_for(self.endpoint),
+        )
+
+
+def same_document(candidate: Candidate) -> list[Chunk]:
+    """The retrieved chunks from the document the question was written from.
+
+    An extractive answer quotes only these: a sentence of another chapter that scores well against
+    the question ("serotonergic medication is the main drug treatment", from the OCD chapter, for a
+    question on bipolar disorder) would pair a true sentence with a subject it is not about.
+    """
+    return [chunk for chunk in candidate.contexts if chunk.doc_id == candidate.slot.chunk.doc_id]
 
 
 def issue_order(candidates: Sequence[Candidate], step: str) -> list[Candidate]:
@@ -626,6 +824,27 @@ def _check_every_slot_accounted(
         raise SynthInvariantError("synth: " + "; ".join(problems))
 
 
+def _split(
+    run: _Synthesis, kept: Sequence[Candidate], question_vectors: dict[str, np.ndarray]
+) -> tuple[list[InstructionItem], list[InstructionItem]]:
+    """The kept items as (train, eval): stratified by category, no source chunk or near-duplicate on both sides."""
+    items = [run.item(c) for c in kept]
+    answer_vectors = run.embed([c.answer for c in kept])
+    question_matrix = (
+        np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
+    )
+    is_eval = split_held(
+        [SplitItem.of(i) for i in items],
+        [question_matrix, answer_vectors] if kept else [],
+        run.settings.dedup_threshold,
+        run.settings.holdout,
+        run.sides.held_units,
+    )
+    train = [item for item, held in zip(items, is_eval, strict=True) if not held]
+    evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
+    return train, evaluation
+
+
 def _write_outputs(
     run: _Synthesis,
     categories: Sequence[Category],
@@ -635,25 +854,10 @@ def _write_outputs(
     started: float,
     with_knowledge: bool = True,
 ) -> SynthReport:
-    config, s = run.config, run.settings
     kept = [c for c in candidates if c.alive]
     rejected = [c.rejected for c in candidates if c.rejected is not None]
     _check_every_slot_accounted(candidates, kept, rejected)
-
-    items = [run.item(c) for c in kept]
-    answer_vectors = run.embed([c.answer for c in kept])
-    question_matrix = (
-        np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
-    )
-    is_eval = split_held(
-        [SplitItem.of(i) for i in items],
-        [question_matrix, answer_vectors] if kept else [],
-        s.dedup_threshold,
-        s.holdout,
-        run.sides.held_units,
-    )
-    train = [item for item, held in zip(items, is_eval, strict=True) if not held]
-    evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
+    train, evaluation = _split(run, kept, question_vectors)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / TRAIN_FILE, train)
@@ -665,82 +869,18 @@ def _write_outputs(
         run.paraphraser(), DatasetDir(out_dir), train, with_knowledge
     )
 
-    per_category = {c.name: CategoryCounts(chunks=len(c.chunks)) for c in categories if c.chunks}
-    for candidate in candidates:
-        per_category[candidate.slot.category].slots += 1
-    for item in train:
-        per_category[item.category].kept += 1
-        per_category[item.category].train += 1
-    for item in evaluation:
-        per_category[item.category].kept += 1
-        per_category[item.category].eval += 1
-    for rejection in rejected:
-        per_category[rejection.category].rejected += 1
-
-    counter_name, count_tokens = token_counter_for(run.endpoint)
-    models = {"generator": run.generator} | ({"judge": run.judge} if run.judge is not None else {})
-    stats = {role: model.stats for role, model in models.items()}
-    report = SynthReport(
-        generator_model=run.generator.name,
-        mode=s.mode,
-        groundedness_method=run.groundedness_method,
-        relevance_method=f"cosine:{run.retriever.embedder.name}",
-        embedder=run.retriever.embedder.name,
-        categories=len(categories),
-        empty_categories=[c.name for c in categories if not c.chunks],
-        generated=len(candidates),
-        kept=len(items),
-        train=len(train),
-        eval=len(evaluation),
-        rejected=len(rejected),
-        rejected_by_reason=dict(Counter(r.reason for r in rejected).most_common()),
-        rejected_by_stage=dict(Counter(r.stage for r in rejected).most_common()),
-        kept_share=round(len(items) / len(candidates), 4) if candidates else 0.0,
-        repairs=dict(Counter(name for c in kept for name in c.repairs).most_common()),
-        items_repaired=sum(bool(c.repairs) for c in kept),
-        retried=sum(c.attempt > 0 for c in candidates),
-        kept_after_retry=sum(c.attempt > 0 for c in kept),
-        retried_by_reason=dict(Counter(c.retry_of for c in candidates if c.retry_of).most_common()),
-        per_category=per_category,
-        answers_citing_context=sum(bool(c.citations) for c in kept),
-        cache_hits=sum(st.get("cache_hits", 0) for st in stats.values()),
-        cache_misses=sum(st.get("cache_misses", 0) for st in stats.values()),
-        llm_stats=stats,
-        ledger={role: model.ledger.to_dict() for role, model in models.items()},
-        templates=run.templates.refs(),
-        token_counter=counter_name,
-        question_tokens=token_stats([count_tokens(i.question) for i in items]),
-        answer_tokens=token_stats([count_tokens(i.answer) for i in items]),
-        files={
-            "train": TRAIN_FILE,
-            "eval": EVAL_FILE,
-            "rejected": REJECTED_FILE,
-            "train_alpaca": TRAIN_ALPACA_FILE,
-            "eval_alpaca": EVAL_ALPACA_FILE,
-            "card": CARD_FILE,
-        }
-        | ({"eval_knowledge": DatasetDir.EVAL_KNOWLEDGE} if with_knowledge else {}),
-        eval_knowledge=len(knowledge),
-        knowledge_rejected_by_reason=dict(knowledge_rejected.most_common()),
-        elapsed_s=round(time.perf_counter() - started, 3),
+    outcome = Outcome(
+        categories,
+        candidates,
+        train,
+        evaluation,
+        rejected,
+        knowledge if with_knowledge else None,
+        knowledge_rejected,
     )
-    card = run.card_template.render(
-        front_matter=card_front_matter(bool(train), bool(evaluation)),
-        name=config.run.name,
-        r=report,
-        s=s,
-        rejections=Counter((r.stage, r.reason) for r in rejected).most_common(),
-    )
+    report = build_report(run.info(), outcome, time.perf_counter() - started)
+    card = render_card(run.card_template, report, run.settings, run.config.run.name, outcome)
     atomic_write_text(out_dir / CARD_FILE, card + "\n")
     DatasetDir(out_dir).write_report(report)
-    log.info(
-        "synth: %d slots -> %d train, %d eval, %d rejected (%s); LLM cache %d hits, %d misses",
-        report.generated,
-        report.train,
-        report.eval,
-        report.rejected,
-        ", ".join(f"{n} {reason}" for reason, n in report.rejected_by_reason.items()) or "none",
-        report.cache_hits,
-        report.cache_misses,
-    )
+    log.info(summary_line(report))
     return report

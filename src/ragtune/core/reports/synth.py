@@ -58,6 +58,15 @@ class SynthReport(BaseModel):
     retried_by_reason: dict[str, int] = Field(
         default_factory=dict, description="First-attempt rejections that were retried, by 'stage/reason'."
     )
+    answer_mode: str = Field("generate", description="generate or extractive (synth.answer_mode resolved).")
+    faithfulness_method: str = Field(
+        "off", description="'terms+embedding' (the deterministic check), '+judge:<model>', or 'off'."
+    )
+    faithfulness_checked: int = Field(0, description="Slots whose answer reached the faithfulness check.")
+    faithfulness_passed: int = Field(0, description="Of those, the ones with every sentence supported.")
+    faithfulness_pass_rate: float = Field(0.0, description="faithfulness_passed / faithfulness_checked.")
+    sentences_checked: int = Field(0, description="Answer sentences checked (final attempts).")
+    sentences_supported: int = Field(0, description="Of those, the ones supported by a cited-chunk sentence.")
     per_category: dict[str, CategoryCounts]
     answers_citing_context: int = Field(
         0, description="Kept answers whose citations name at least one of their context chunks."
