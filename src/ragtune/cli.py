@@ -18,6 +18,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ragtune.cli_audit import audit
+from ragtune.cli_options import ConfigOption, SetOption
 from ragtune.core.artifacts import DocumentsDir, IndexDir
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
 from ragtune.core.endpoints import export_grants
@@ -53,18 +55,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="YAML config (see examples/psychiatry/ragtune.yaml).", show_default=False
-    ),
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", help="Override a config key: --set index.chunk_tokens=128 (repeatable).", show_default=False
-    ),
-]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 RunnerChoice = Literal["subprocess", "docker"]  # pipelines.local_run.Runner
 
@@ -242,6 +232,9 @@ def synthesize(
         f"{report.generated} slots -> {report.train} train, {report.eval} eval, {report.rejected} rejected; "
         f"LLM cache {report.cache_hits} hits, {report.cache_misses} misses -> {out}"
     )
+
+
+app.command()(audit)  # body in ragtune.cli_audit
 
 
 @app.command()
