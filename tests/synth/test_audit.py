@@ -27,6 +27,7 @@ from ragtune.synth.audit import (
     highlight,
     kept_entry,
     read_dataset,
+    rejected_entry,
     render_audit_page,
     sample_kept,
     sample_rejected,
@@ -180,13 +181,20 @@ def _support(
 
 
 class _CheckedProvenance(Provenance):
-    """Provenance as the faithfulness check writes it: with per-sentence ``support``."""
+    """A kept item's provenance as the faithfulness check writes it: answer mode, per-sentence support."""
 
+    answer_mode: str
     support: list[dict[str, Any]]
 
 
+class _CheckedRejected(RejectedItem):
+    """A rejected slot as the faithfulness check writes it: the same, in a ``provenance`` dict."""
+
+    provenance: dict[str, Any]
+
+
 def _with_support(item: InstructionItem, support: list[dict[str, Any]]) -> InstructionItem:
-    provenance = _CheckedProvenance(**item.provenance.model_dump(), support=support)
+    provenance = _CheckedProvenance(**item.provenance.model_dump(), answer_mode="extractive", support=support)
     return item.model_copy(update={"provenance": provenance})
 
 
@@ -256,7 +264,8 @@ def test_page_with_support_data_highlights_each_supporting_sentence(dataset: Pat
             "c-panic",
             "A panic attack is a sudden surge of intense fear",
         ),
-        _support("The heart pounds.", True, "c-panic", "The heart pounds and   breathing feels short."),
+        _support("The heart pounds.", True, "c-panic", "The heart pounds and   breathing feels short.")
+        | {"judge": "entailed"},
         _support("It lasts for days.", False, "c-panic", "peaks within minutes", missing=["days"]),
         _support("It is caused by the moon.", False, None, None, contradicted=["moon"]),
     ]
@@ -279,6 +288,18 @@ def test_page_with_support_data_highlights_each_supporting_sentence(dataset: Pat
     assert page.count('<li class="unsupported">') == 2
     assert "missing: days" in page and "contradicted: moon" in page
     assert "<mark>The heart pounds and breathing feels short.<sup>2</sup></mark>" in page
+    assert '<mark class="weak">peaks within minutes<sup>3</sup></mark>' in page  # closest, not support
+    assert "extractive answer" in page and "judge: entailed" in page
+
+
+def test_a_rejected_slot_with_support_data_is_highlighted_too(dataset: Path) -> None:
+    chunks = {c.chunk_id: c for c in IndexDir(dataset / "ingest").read()}
+    support = [_support("They peak within minutes.", True, "c-panic", "peaks within minutes")]
+    checked = _CheckedRejected(**REJECTED[1].model_dump(), provenance={"support": support})
+    entry = rejected_entry(checked, chunks)
+    assert entry.sentences is not None and entry.sentences[0].highlighted_in == "context 1"
+    assert [span.text for span in entry.chunks[0].spans if span.sentences] == ["peaks within minutes"]
+    assert rejected_entry(REJECTED[1], chunks).sentences is None  # made before the check
 
 
 def test_highlight_keeps_overlapping_supports_apart_and_quotes_what_it_cannot_find() -> None:

@@ -115,6 +115,7 @@ class SentenceSupport(BaseModel):
     similarity: float | None = None
     missing_terms: list[str] = []
     contradicted_terms: list[str] = []
+    judge: str | None = None  # an LLM entailment verdict, where a judge gave one
 
 
 class SentenceView(SentenceSupport):
@@ -127,6 +128,7 @@ class Span(BaseModel):
 
     text: str
     sentences: list[int] = []
+    weak: bool = False  # every sentence it stands for is unsupported: the closest match, not support
 
 
 class ChunkView(BaseModel):
@@ -153,13 +155,21 @@ class AuditEntry(BaseModel):
     scores: dict[str, float] = {}
     repairs: list[str] = []
     retry_of: str | None = None
+    answer_mode: str | None = None  # generate or extractive, where the dataset records it
     sentences: list[SentenceView] | None = None  # None: the item carries no support data
     chunks: list[ChunkView]
 
 
-def support_of(record: object) -> list[SentenceSupport] | None:
-    """The per-sentence support a record carries (``None`` when it was made without the check)."""
-    entries = getattr(record, "support", None)
+def _provenance_value(provenance: object, key: str) -> Any:
+    """``key`` of a kept item's provenance (a model) or a rejected slot's (a dict); ``None`` if absent."""
+    if isinstance(provenance, Mapping):
+        return provenance.get(key)
+    return getattr(provenance, key, None)
+
+
+def support_of(provenance: object) -> list[SentenceSupport] | None:
+    """The per-sentence support in a provenance (``None``: made without the faithfulness check)."""
+    entries = _provenance_value(provenance, "support")
     if entries is None:
         return None
     return [SentenceSupport.model_validate(entry, from_attributes=True) for entry in entries]
@@ -243,6 +253,9 @@ def _views(
         unplaced = [s for s in sentences or [] if s.highlighted_in is None]
         marks = [(s.number, s.support) for s in unplaced if s.support and s.chunk_id == chunk.chunk_id]
         view.spans, found = highlight(text, marks)
+        unsupported = {s.number for s in unplaced if not s.supported}
+        for span in view.spans:
+            span.weak = bool(span.sentences) and set(span.sentences) <= unsupported
         for sentence in unplaced:
             if sentence.number in found:
                 sentence.highlighted_in = chunk.label
@@ -255,12 +268,13 @@ SHARED_FIELDS = {"category", "question_type", "question", "answer", "repairs", "
 def _entry(
     source_chunk_id: str,
     context: Sequence[tuple[str, str | None]],
-    support: list[SentenceSupport] | None,
+    provenance: object,
     chunks: Mapping[str, Chunk],
     **fields: Any,
 ) -> AuditEntry:
-    views, sentences = _views(_cited_chunks(source_chunk_id, context), support, chunks)
-    return AuditEntry(sentences=sentences, chunks=views, **fields)
+    views, sentences = _views(_cited_chunks(source_chunk_id, context), support_of(provenance), chunks)
+    answer_mode = _provenance_value(provenance, "answer_mode")
+    return AuditEntry(sentences=sentences, chunks=views, answer_mode=answer_mode, **fields)
 
 
 def kept_entry(split: str, item: InstructionItem, chunks: Mapping[str, Chunk]) -> AuditEntry:
@@ -268,7 +282,7 @@ def kept_entry(split: str, item: InstructionItem, chunks: Mapping[str, Chunk]) -
     return _entry(
         provenance.source_chunk_id,
         [(c.chunk_id, c.text) for c in item.context],  # the very text the answer was written from
-        support_of(provenance),
+        provenance,
         chunks,
         audit_id=item.item_id,
         kept=True,
@@ -282,7 +296,7 @@ def rejected_entry(rejected: RejectedItem, chunks: Mapping[str, Chunk]) -> Audit
     return _entry(
         rejected.source_chunk_id,
         [(chunk_id, None) for chunk_id in rejected.context_chunk_ids],
-        support_of(rejected),
+        getattr(rejected, "provenance", None),  # a dict, in datasets made with the faithfulness check
         chunks,
         audit_id=rejected.slot_id,
         kept=False,
