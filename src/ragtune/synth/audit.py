@@ -103,8 +103,12 @@ def sample_rejected(rejected: Sequence[RejectedItem], n: int, seed: int) -> list
 # -- what the page shows ---------------------------------------------------------------------------------
 
 
-class SentenceSupport(BaseModel):
-    """One answer sentence as the faithfulness check stores it in ``provenance.support``."""
+class StoredSupport(BaseModel):
+    """One answer sentence as the faithfulness check stores it in ``provenance.support``.
+
+    Read from the stored model or dict by field name (extra fields ignored), so the page shows
+    whatever version of the check wrote the dataset, and a dataset without it shows none.
+    """
 
     model_config = ConfigDict(extra="ignore", from_attributes=True)
 
@@ -118,7 +122,7 @@ class SentenceSupport(BaseModel):
     judge: str | None = None  # an LLM entailment verdict, where a judge gave one
 
 
-class SentenceView(SentenceSupport):
+class SentenceView(StoredSupport):
     number: int
     highlighted_in: str | None = None  # label of the shown chunk where its support is highlighted
 
@@ -167,12 +171,12 @@ def _provenance_value(provenance: object, key: str) -> Any:
     return getattr(provenance, key, None)
 
 
-def support_of(provenance: object) -> list[SentenceSupport] | None:
+def support_of(provenance: object) -> list[StoredSupport] | None:
     """The per-sentence support in a provenance (``None``: made without the faithfulness check)."""
     entries = _provenance_value(provenance, "support")
     if entries is None:
         return None
-    return [SentenceSupport.model_validate(entry, from_attributes=True) for entry in entries]
+    return [StoredSupport.model_validate(entry, from_attributes=True) for entry in entries]
 
 
 def find_text(text: str, needle: str) -> tuple[int, int] | None:
@@ -227,7 +231,7 @@ def _cited_chunks(source_chunk_id: str, context: Sequence[tuple[str, str | None]
 
 
 def _views(
-    cited: Sequence[_Cited], support: list[SentenceSupport] | None, chunks: Mapping[str, Chunk]
+    cited: Sequence[_Cited], support: list[StoredSupport] | None, chunks: Mapping[str, Chunk]
 ) -> tuple[list[ChunkView], list[SentenceView] | None]:
     """The chunk views, with each supporting sentence highlighted, and the answer sentences."""
     sentences = (
