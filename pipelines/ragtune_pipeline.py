@@ -12,6 +12,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from components.config.component import resolve_config
+from components.deploy.component import render_serving
 from components.evaluate.component import evaluate_adapter
 from components.index.component import index_documents
 from components.parse.component import parse_documents
@@ -48,13 +49,13 @@ STAGE_SECRETS: dict[str, dict[str, dict[str, str]]] = {
     "train-pytorchjob": {**S3_SECRET},  # stages data; its pods get S3/HF by Secret reference
     "evaluate": {**S3_SECRET, **LLM_SECRET, **HF_SECRET},  # base model, judge and contenders
     "register": {**S3_SECRET, **MLFLOW_SECRET},
+    "deploy": {**MLFLOW_SECRET},  # reads the version's adapter metadata through the MLflow server
 }
 # In-cluster endpoints as RAGTUNE_* overrides (ConfigMap ragtune-endpoints, same keys as env vars).
 ENDPOINT_KEYS = [
     "MLFLOW_TRACKING_URI",
     "RAGTUNE_REGISTRY__TRACKING_URI",
     "RAGTUNE_STORAGE__ENDPOINT",
-    "RAGTUNE_STORAGE__SECURE",
     "RAGTUNE_CACHE__URI",
     "RAGTUNE_PARSE__GROBID_URL",
     "RAGTUNE_INDEX__STORE__BACKEND",
@@ -67,15 +68,44 @@ GRANTS_KEY = "RAGTUNE_ENDPOINTS"
 # NetworkPolicies (manifests/base/networkpolicies.yaml) admit ragtune's services only from pods
 # carrying this label, which every task of this graph gets.
 POD_LABEL = ("ragtune.io/pipeline", "ragtune")
+# ... and this one, which the object store's egress policy selects (with training pods and MLflow).
+PART_OF_LABEL = ("app.kubernetes.io/part-of", "ragtune")
 # Writable model cache on every task: an s3:// base model is downloaded there once per pod
 # (RAGTUNE_MODEL_DOWNLOADS in the ConfigMap points at it; the image's own cache is read-only).
 MODEL_DOWNLOADS_MOUNT = "/var/cache/ragtune"
+# Fail closed (issue 17): every task pod runs as the images' non-root user and has a deadline
+# (activeDeadlineSeconds), so a hung endpoint cannot hold a node or a profile's quota forever.
+# kfp-kubernetes 2.17 leaves allowPrivilegeEscalation=false, drop ALL and RuntimeDefault seccomp to
+# the KFP backend and has no read-only-root setter (docs/deploy.md "Pod settings").
+RUN_AS_USER = 10001  # the uid of docker/Dockerfile and docker/Dockerfile.train
+TASK_TIMEOUT_S: dict[str, int] = {
+    "config": 600,
+    "synth-shards": 300,
+    "parse": 4 * 3600,
+    "index": 4 * 3600,
+    "synthesize": 12 * 3600,
+    "train": 24 * 3600,
+    "train-pytorchjob": 48 * 3600,  # waits for the whole multi-node job
+    "evaluate": 12 * 3600,
+    "register": 3600,
+    "deploy": 600,  # renders manifests from one registry lookup
+}
 
 
-def _in_cluster(task: dsl.PipelineTask, cpu: str, memory: str, stage: str) -> dsl.PipelineTask:
-    """Resources, the stage's secrets as env (optional: absent ones leave the embedded defaults),
-    endpoints and their credential grants, the pod label and the model download volume."""
+def _fail_closed(task: dsl.PipelineTask, stage: str) -> dsl.PipelineTask:
+    """The stage's deadline and the non-root identity: what every task of the graph carries."""
+    kubernetes.set_timeout(task, TASK_TIMEOUT_S[stage])
+    kubernetes.set_security_context(
+        task, run_as_user=RUN_AS_USER, run_as_group=RUN_AS_USER, run_as_non_root=True
+    )
+    return task
+
+
+def _in_cluster(task: dsl.PipelineTask, cpu: Any, memory: Any, stage: str) -> dsl.PipelineTask:
+    """Resources, deadline and identity, the stage's secrets as env (optional: absent ones leave the
+    embedded defaults), endpoints and their credential grants, the pod label and the model download volume."""
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+    _fail_closed(task, stage)
     for name, keys in STAGE_SECRETS[stage].items():
         kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
     kubernetes.use_config_map_as_env(
@@ -88,6 +118,7 @@ def _in_cluster(task: dsl.PipelineTask, cpu: str, memory: str, stage: str) -> ds
         task, config_map_name="ragtune-endpoints", config_map_key_to_env={GRANTS_KEY: GRANTS_KEY}
     )
     kubernetes.add_pod_label(task, *POD_LABEL)
+    kubernetes.add_pod_label(task, *PART_OF_LABEL)
     kubernetes.empty_dir_mount(task, volume_name="model-downloads", mount_path=MODEL_DOWNLOADS_MOUNT)
     return task
 
@@ -107,8 +138,10 @@ def _evaluate_and_register(
     gpu_node_selector: Any,
     gpu_tolerations: Any,
     git_revision: Any,
+    deploy_manifests: Any,
 ) -> None:
     """Judge the trained adapter (one GPU) and register it: the same tail for both training branches.
+    With ``deploy_manifests``, a version that became champion gets its serving manifests rendered.
 
     Evaluation is never served from the KFP cache: it judges the current champion beside the new
     adapter, and the champion can change between runs with the same inputs.
@@ -143,6 +176,17 @@ def _evaluate_and_register(
         "register",
     )
     registered.set_display_name("register").set_caching_options(False)
+    with (
+        dsl.If(deploy_manifests == True, name="deploy-enabled"),  # noqa: E712 (a KFP condition)
+        dsl.If(registered.outputs["Output"] == "champion", name="became-champion"),
+    ):
+        rendered = _in_cluster(
+            render_serving(config_json=resolved, decision=registered.outputs["decision"]),
+            "250m",
+            "1Gi",
+            "deploy",
+        )
+        rendered.set_display_name("deploy").set_caching_options(False)
 
 
 @dsl.pipeline(
@@ -167,9 +211,12 @@ def ragtune_pipeline(
     gpu_count: int = 1,
     gpu_node_selector: dict = {},  # noqa: B006
     gpu_tolerations: list = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],  # noqa: B006
+    train_cpu: str = "6",
+    train_memory: str = "48Gi",
     distributed_nodes: int = 1,
     train_namespace: str = "",
     git_revision: str = "",
+    deploy_manifests: bool = False,
 ) -> None:
     """Run ragtune end to end.
 
@@ -193,9 +240,12 @@ def ragtune_pipeline(
         gpu_count: GPUs for the train task (one pod; DeepSpeed across them).
         gpu_node_selector: Node selector of the GPU pool, e.g. {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
         gpu_tolerations: Tolerations for the GPU pool's taints.
+        train_cpu: CPU request of the train task (the default fits an 8-vCPU GPU node).
+        train_memory: Memory request and limit of the train task, /dev/shm included (the default fits a 64 GiB node).
         distributed_nodes: Nodes for training; above 1, a PyTorchJob (Training Operator) trains instead.
         train_namespace: Namespace for that PyTorchJob (empty = the pipeline's).
         git_revision: The git revision this run was submitted for (an MLflow tag; set by GitOps).
+        deploy_manifests: When the new version becomes champion, render its KServe serving manifests (ragtune deploy) as an artifact.
     """
     config = _in_cluster(
         resolve_config(
@@ -228,6 +278,9 @@ def ragtune_pipeline(
     indexed.set_display_name("index").set_retry(num_retries=2, backoff_duration="30s")
 
     shards = shard_indexes(shard_count=synth_shards).set_display_name("synth-shards")
+    _fail_closed(
+        shards.set_cpu_request("100m").set_memory_request("256Mi").set_memory_limit("256Mi"), "synth-shards"
+    )
     with dsl.ParallelFor(shards.output, parallelism=8, name="synth-fan-out") as shard:
         shard_task = _in_cluster(
             synthesize_shard(
@@ -259,7 +312,7 @@ def ragtune_pipeline(
             num_gpus=gpu_count,
             accelerator_type=gpu_type,
         )
-        _in_cluster(trained, "8", "64Gi", "train")
+        _in_cluster(trained, train_cpu, train_memory, "train")
         trained.set_display_name("train").set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)
         _on_gpu_pool(trained, gpu_node_selector, gpu_tolerations)
         kubernetes.empty_dir_mount(
@@ -276,6 +329,7 @@ def ragtune_pipeline(
             gpu_node_selector,
             gpu_tolerations,
             git_revision,
+            deploy_manifests,
         )
 
     with dsl.If(distributed_nodes > 1, name="train-pytorchjob"):
@@ -303,4 +357,5 @@ def ragtune_pipeline(
             gpu_node_selector,
             gpu_tolerations,
             git_revision,
+            deploy_manifests,
         )

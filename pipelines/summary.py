@@ -17,7 +17,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from ragtune.core.artifacts import Artifact, DatasetDir, DecisionDir, EvaluationDir
-from ragtune.core.reports.evaluation import Comparison, EvalMetrics
+from ragtune.core.reports.evaluation import (
+    LIKELIHOOD_METRICS,
+    Comparison,
+    EvalMetrics,
+    EvalSetMetrics,
+    JudgeCheck,
+    LikelihoodMetric,
+    Share,
+)
 from ragtune.core.reports.synth import SynthReport
 from ragtune.registry import PromotionDecision
 
@@ -36,7 +44,10 @@ QUESTIONS = {
 _METRIC_WORDS = {
     "judge": "judge score 1-10",
     "reference": "embedding cosine to the RAG-grounded reference answer",
+    "corpus_facts": "closed-book likelihood accuracy on corpus statements vs same-kind fact swaps",
+    "dataset_recall": "closed-book likelihood accuracy on reference answers vs fact-altered copies",
 }
+_LIKELIHOOD_WORDS = {"corpus_facts": "corpus facts", "dataset_recall": "recall"}
 
 
 def _num(value: Any, digits: int = 3, sign: bool = False) -> str:
@@ -91,21 +102,24 @@ def _evaluation_lines(metrics: EvalMetrics) -> list[str]:
                 f"  {name:<12} {_num(entry.score_mean, 2):>10} {_num(entry.cosine_mean):>8}"
                 f" {_num(entry.rouge_l_mean):>8}  {entry.n_scored}/{entry.n_items}"
             )
-    rows = _comparison_rows(metrics.comparisons, metric)
+    pool = metrics.comparisons
+    where = ""
+    if metric in LIKELIHOOD_METRICS:
+        chosen = metrics.eval_sets.get(metrics.primary_eval_set)
+        scored = chosen.likelihood(metric) if chosen is not None else None
+        pool, where = (scored.comparisons if scored else []), f" ({metrics.primary_eval_set} set)"
+    rows = _comparison_rows(pool, metric)
     if rows:
-        lines.append(f"Paired differences on {metric}, {level} bootstrap CIs:")
+        lines.append(
+            f"Paired differences on {metric}{where}, {level} bootstrap CIs over {metrics.bootstrap_unit}:"
+        )
         lines += rows
     else:
-        lines.append("Paired differences: none (no tuned model, or no item scored for both).")
+        lines.append(f"Paired differences on {metric}: none (no tuned model, or nothing scored for both).")
+    lines += _knowledge_lines(metrics)
     check = metrics.judge_check
     if check is not None:
-        state = "passed" if check.passed else "FLAGGED (cannot decide promotion)"
-        lines.append(
-            f"Judge check: {state}; discrimination {_pct(check.discrimination)}"
-            f" (min {_pct(check.min_discrimination)}), position consistency"
-            f" {_pct(check.consistency)} (min {_pct(check.min_consistency)}),"
-            f" score gap {_num(check.score_gap, 2)}, n={check.n}."
-        )
+        lines += _judge_check_lines(check)
     if metrics.judge_is_weak:
         lines.append("Judge: the small local model (a smoke test, not a verdict).")
     leakage = metrics.leakage
@@ -115,6 +129,64 @@ def _evaluation_lines(metrics: EvalMetrics) -> list[str]:
             f" ({_pct(leakage.share)}, limit {_pct(leakage.max_share)}) have a near-duplicate in training."
         )
     return lines
+
+
+def _share(share: Share) -> str:
+    return f"{_pct(share.value)} [{_pct(share.ci_low)}, {_pct(share.ci_high)}]"
+
+
+def _judge_check_lines(check: JudgeCheck) -> list[str]:
+    state = "passed" if check.passed else "FLAGGED (cannot decide promotion)"
+    lines = [
+        f"Judge check: {state}; discrimination {_pct(check.discrimination)}"
+        f" (min {_pct(check.min_discrimination)}), position consistency"
+        f" {_pct(check.consistency)} (min {_pct(check.min_consistency)}),"
+        f" score gap {_num(check.score_gap, 2)}, n={check.n}."
+    ]
+    if check.kinds:
+        lines.append(
+            "  per kind, discrimination / consistency [CI] (lower bounds must reach the minima): "
+            + "; ".join(
+                f"{kind.kind} {_share(kind.discrimination)} / {_share(kind.consistency)} n={kind.n}"
+                for kind in check.kinds.values()
+            )
+        )
+    return lines
+
+
+def _likelihood_row(name: str, metric: LikelihoodMetric) -> str:
+    label = f"  {name:<15} {_LIKELIHOOD_WORDS[metric.metric]:<13}"
+    if not metric.contenders:
+        return (
+            f"{label} not scored (n={metric.n_statements}; no local weights: {', '.join(metric.not_scored)})"
+        )
+    scores = "  ".join(
+        f"{contender} {_pct(score.accuracy)} [{_pct(score.accuracy_ci_low)}, {_pct(score.accuracy_ci_high)}]"
+        for contender, score in metric.contenders.items()
+    )
+    delta = next((c for c in metric.comparisons if c.name == "tuned-base"), None)
+    moved = ""
+    if delta is not None:
+        moved = f"  tuned − base {_num(delta.mean, sign=True)} [{_num(delta.ci_low, sign=True)}, {_num(delta.ci_high, sign=True)}]"
+    return f"{label} {scores}{moved}  n={metric.n_statements} ({metric.n_clusters} clusters)"
+
+
+def _knowledge_lines(metrics: EvalMetrics) -> list[str]:
+    """Per eval set, the judge-free metrics: each contender's accuracy and tuned − base, with CIs."""
+    if not metrics.eval_sets:
+        return []
+    some = next((m for s in metrics.eval_sets.values() if (m := s.corpus_facts) is not None), None)
+    k = f"K={some.distractors}" if some is not None else "K distractors"
+    lines = [f"Knowledge, judge-free (closed-book likelihood vs {k} same-kind fact swaps, accuracy [CI]):"]
+    for name, entry in metrics.eval_sets.items():
+        lines += _eval_set_rows(name, entry)
+    return lines
+
+
+def _eval_set_rows(name: str, entry: EvalSetMetrics) -> list[str]:
+    if not entry.present or entry.n_items == 0:
+        return [f"  {name:<15} absent ({entry.file}: n=0)"]
+    return [_likelihood_row(name, m) for m in (entry.corpus_facts, entry.dataset_recall) if m is not None]
 
 
 def render_summary(

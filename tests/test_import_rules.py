@@ -5,8 +5,9 @@ imports included, since components and lazy loaders import inside functions) and
 the allowed edges:
 
 * ``ragtune.core`` imports no stage package and nothing above it;
-* a stage package (parse, index, synth, train, evaluate, registry) imports ``ragtune.core`` and
-  itself, and synth and evaluate may also take ``load_retriever`` from ``ragtune.index``;
+* a stage package (parse, index, synth, train, evaluate, registry, serve) imports ``ragtune.core`` and
+  itself, and synth and evaluate may also take ``load_retriever`` from ``ragtune.index``; serve may
+  import ``ragtune.registry`` (it serves and deploys registered versions), the registry never serve;
 * nothing in ``src/ragtune`` except the CLI imports ``kfp``, ``pipelines`` or ``components``, and
   nothing imports the CLI;
 * components import ``ragtune`` (and kfp), never ``pipelines``.
@@ -22,8 +23,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("parse", "index", "synth", "train", "evaluate", "registry")
+STAGES = ("parse", "index", "synth", "train", "evaluate", "registry", "serve")
 RETRIEVER_USERS = ("synth", "evaluate")
+# serve sits on top of the registry: it resolves aliases and fetches adapters through it (never the reverse)
+STAGES_BELOW = {"serve": ("registry",)}
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def violations(repo: Path = REPO) -> list[str]:
                     here_stage in RETRIEVER_USERS
                     and target == "ragtune.index"
                     and set(edge.names) <= {"load_retriever", "Retriever", "ScoredChunk"}
-                )
+                ) or _stage_of(target) in STAGES_BELOW.get(here_stage, ())
                 if not allowed:
                     found.append(f"{edge}  (stage {here_stage} may import only core, and load_retriever)")
     for path in python_files(repo, "components"):
@@ -119,13 +122,16 @@ def test_the_rules_catch_every_kind_of_wrong_import(tmp_path: Path) -> None:
         "src/ragtune/core/bad.py": "from ragtune.parse import run_parse\n",
         "src/ragtune/registry/bad.py": "import kfp\nfrom ..cli import app\n",
         "components/x/component.py": "from pipelines.compiler import compile_pipeline\n",
+        "src/ragtune/serve/ok.py": "from ragtune.registry import resolve_version\n",
+        "src/ragtune/registry/up.py": "from ragtune.serve import render_deploy\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     found = violations(tmp_path)
     assert not [v for v in found if "ok.py" in v]
-    assert len(found) == 6, found
+    assert len(found) == 7, found
+    assert any("registry/up.py" in v for v in found)
     assert any("src/ragtune/registry/bad.py:2: from ragtune.cli import app" in v for v in found)
 
 

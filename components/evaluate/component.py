@@ -35,6 +35,7 @@ def evaluate_adapter(
 
     from ragtune.core.artifacts import ModelDir
     from ragtune.core.config import config_from_json
+    from ragtune.core.reports.evaluation import COMPARISONS
     from ragtune.evaluate import run_evaluate
     from ragtune.registry import fetch_champion
 
@@ -67,9 +68,14 @@ def evaluate_adapter(
     if found.delta_mean is not None:
         metrics.log_metric("delta_mean", float(found.delta_mean))
         metrics.log_metric("delta_ci_low", float(found.delta_ci_low or 0.0))
-    for comparison in found.comparisons:
-        if comparison.metric == found.primary_metric and comparison.mean is not None:
+    for first, second in COMPARISONS:  # on the primary metric (and, for a likelihood one, its eval set)
+        comparison = found.comparison(f"{first}-{second}")
+        if comparison is not None and comparison.mean is not None:
             metrics.log_metric(f"{comparison.name}_mean", float(comparison.mean))
             metrics.log_metric(f"{comparison.name}_ci_low", float(comparison.ci_low or 0.0))
+    for set_name, entry in found.eval_sets.items():
+        for contender, score in (entry.corpus_facts.contenders if entry.corpus_facts else {}).items():
+            if score.accuracy is not None:
+                metrics.log_metric(f"corpus_facts_{set_name}_{contender}", float(score.accuracy))
     if found.judge_check is not None and found.judge_check.discrimination is not None:
         metrics.log_metric("judge_check_discrimination", float(found.judge_check.discrimination))

@@ -1,4 +1,5 @@
-"""KFP component: LoRA training on several GPU nodes through a Kubeflow Training Operator PyTorchJob.
+"""KFP component: LoRA training on several GPU nodes through a Kubeflow Trainer v2 TrainJob (default)
+or a Training Operator v1 PyTorchJob (``train.cluster.api``). The name stays for compatibility.
 
 No ``from __future__ import annotations`` here: kfp reads the parameter annotations as objects.
 """
@@ -25,24 +26,26 @@ def train_pytorchjob(
     hf_secret: str = "",
     timeout_hours: float = 24.0,
 ) -> None:
-    """Train the LoRA adapter with DeepSpeed on ``num_nodes`` x ``gpus_per_node`` GPUs (a PyTorchJob).
+    """Train the LoRA adapter with DeepSpeed on ``num_nodes`` x ``gpus_per_node`` GPUs (a TrainJob or PyTorchJob).
 
-    This pod only orchestrates: it copies the dataset to ``<cache.uri>/pytorchjobs/<job>/dataset/``
-    (``cache.uri`` must be ``s3://``), creates the PyTorchJob (1 Master + num_nodes-1 Workers of
-    ``image``, torchrun on ``ragtune.train.launch``), streams the Master's log, and copies
-    ``output/`` (adapter/, metrics.json) back into the ``adapter`` artifact. Its service account
-    needs the PyTorchJob and pod-log RBAC of ``manifests/base/rbac.yaml`` (``ragtune-pipeline``).
+    This pod only orchestrates: it checks the cluster serves ``train.cluster.api`` (TrainJob on the
+    ``train.cluster.runtime`` ClusterTrainingRuntime, or PyTorchJob), copies the dataset to
+    ``<cache.uri>/<trainjobs|pytorchjobs>/<job>/dataset/`` (``cache.uri`` must be ``s3://``), creates
+    the job (``num_nodes`` pods of ``image``, torchrun on ``ragtune.train.launch``; the same body
+    ``ragtune train-job --dry-run`` prints), streams node 0's log, and copies ``output/`` (adapter/,
+    metrics.json) back into the ``adapter`` artifact. Its service account needs the job and pod-log
+    RBAC of ``manifests/base/rbac.yaml`` (``ragtune-pipeline``).
 
     Args:
         config_json: The resolved ragtune config as JSON (no secrets).
         dataset: Output of the synth stage (train.jsonl, eval.jsonl).
         adapter: Folder with adapter/ (peft adapter, tokenizer) and metrics.json, like the train stage's.
-        num_nodes: Training nodes (pods); 1 runs a single Master.
-        gpus_per_node: GPUs per node (one training process each); 0 trains on CPU (testing only).
+        num_nodes: Training nodes (pods); overrides train.cluster.nodes.
+        gpus_per_node: GPUs per node (one training process each); 0 trains on CPU (testing only); overrides train.cluster.gpus_per_node.
         node_selector: Node labels selecting the GPU pool.
         tolerations: Kubernetes tolerations (e.g. for the nvidia.com/gpu taint).
         image: The training image (docker/Dockerfile.train).
-        namespace: Where the PyTorchJob goes; empty means this pod's namespace.
+        namespace: Where the job goes; empty means this pod's namespace.
         service_account: Service account of the training pods (they need no API access).
         s3_secret: Secret holding the S3 credentials, keys named like storage.*_env.
         hf_secret: Secret holding the Hugging Face token (key train.hf_token_env); empty for none.

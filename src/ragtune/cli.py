@@ -18,11 +18,11 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
-from ragtune.cli_audit import audit
-from ragtune.cli_options import ConfigOption, SetOption
+from ragtune.commands import audit as audit_commands
+from ragtune.commands import load_cli_config
+from ragtune.commands import serve as serve_commands
 from ragtune.core.artifacts import DocumentsDir, IndexDir
 from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
-from ragtune.core.endpoints import export_grants
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
@@ -55,6 +55,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (see examples/psychiatry/ragtune.yaml).", show_default=False
+    ),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a config key: --set index.chunk_tokens=128 (repeatable).", show_default=False
+    ),
+]
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 RunnerChoice = Literal["subprocess", "docker"]  # pipelines.local_run.Runner
 
@@ -77,9 +89,7 @@ def _main(
 
 
 def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    config = load_config(path, overrides=parse_set_flags(flags or []))
-    export_grants(config.security)  # this process and the local runner's tasks see the user's grants
-    return config
+    return load_cli_config(path, flags)  # this process and the local runner's tasks see the user's grants
 
 
 def _print_json(data: Any) -> None:
@@ -232,9 +242,6 @@ def synthesize(
         f"{report.generated} slots -> {report.train} train, {report.eval} eval, {report.rejected} rejected; "
         f"LLM cache {report.cache_hits} hits, {report.cache_misses} misses -> {out}"
     )
-
-
-app.command()(audit)  # body in ragtune.cli_audit
 
 
 @app.command()
@@ -418,6 +425,16 @@ def submit(
         soft_wrap=True,
         highlight=False,
     )
+
+
+# Multi-node training (a Kubeflow TrainJob or PyTorchJob); the body lives in its own module.
+from ragtune.train_job_command import train_job  # noqa: E402
+
+app.command("train-job")(train_job)
+# serve and deploy: bodies in ragtune/commands/serve.py
+app.command("serve")(serve_commands.serve)
+app.command("deploy")(serve_commands.deploy)
+app.command("audit")(audit_commands.audit)  # body in ragtune/commands/audit.py
 
 
 def main() -> None:

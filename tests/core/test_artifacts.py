@@ -15,12 +15,14 @@ from ragtune.core.artifacts import (
     EvaluationDir,
     IndexDir,
     ModelDir,
+    ServingDir,
 )
 from ragtune.core.errors import InputError
 from ragtune.core.records import Document, Section
+from tests.evaluate.helpers import make_item
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = (DocumentsDir, IndexDir, DatasetDir, ModelDir, EvaluationDir, DecisionDir)
+ARTIFACTS = (DocumentsDir, IndexDir, DatasetDir, ModelDir, EvaluationDir, DecisionDir, ServingDir)
 
 
 class Counts(BaseModel):
@@ -62,9 +64,20 @@ def test_an_invalid_report_names_the_file_and_the_field(tmp_path: Path) -> None:
         DocumentsDir(tmp_path).read_report(Counts)
 
 
-def test_dataset_splits_are_train_and_eval_only(tmp_path: Path) -> None:
+def test_dataset_splits_are_train_eval_and_eval_knowledge_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="split"):
         DatasetDir(tmp_path).read("test")
+
+
+def test_the_knowledge_eval_set_is_optional_and_round_trips(tmp_path: Path) -> None:
+    folder = DatasetDir(tmp_path)
+    assert folder.read("eval_knowledge") == []  # a dataset written before the set existed
+    with pytest.raises(InputError, match=r"eval\.jsonl"):
+        folder.read("eval")  # the generalization set stays mandatory
+    item = make_item("k1", "Mood", "Why does sleep matter?", "It steadies mood.", ["Sleep steadies mood."])
+    assert folder.write("eval_knowledge", [item]) == 1
+    assert folder.eval_knowledge_path == tmp_path / "eval_knowledge.jsonl"
+    assert folder.read("eval_knowledge") == [item]
 
 
 def _file_names() -> set[str]:

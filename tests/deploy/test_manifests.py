@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ragtune.serve.manifests import ISVC_API, LLMISVC_API
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 KUBECTL = shutil.which("kubectl")
@@ -38,7 +40,16 @@ CRD_KINDS = {
     ("kubeflow.org/v1", "PyTorchJob"),
     ("external-secrets.io/v1", "ExternalSecret"),
 }
-PIPELINE_POD = {"pipelines.kubeflow.org/v2_component": "true", "ragtune.io/pipeline": "ragtune"}
+PIPELINE_POD = {
+    "pipelines.kubeflow.org/v2_component": "true",
+    "ragtune.io/pipeline": "ragtune",
+    "app.kubernetes.io/part-of": "ragtune",
+}
+# What `ragtune deploy` renders into manifests/serving (the ragtune-serving Application syncs it).
+SERVING_KINDS = {
+    (LLMISVC_API.rpartition("/")[0], "LLMInferenceService"),
+    (ISVC_API.rpartition("/")[0], "InferenceService"),
+}
 
 PLACEHOLDER = re.compile(r"^CHANGE_ME$")
 GPU = "nvidia.com/gpu"
@@ -677,7 +688,7 @@ def test_the_argocd_project_allows_only_the_ragtune_namespace_and_our_kinds() ->
         (o["apiVersion"].rpartition("/")[0], o["kind"])
         for name in ("overlays/gpu", "retrain")
         for o in build(name)
-    }
+    } | SERVING_KINDS
     assert allowed == shipped, (
         f"whitelist {sorted(allowed - shipped)} extra, {sorted(shipped - allowed)} missing"
     )
@@ -763,10 +774,16 @@ def test_pipeline_and_training_pods_have_limited_egress(overlay: tuple[str, list
                 assert pod is training_pod and all(
                     selector_matches(p["podSelector"], training_pod) for p in rule["to"]
                 )
-    # the pipeline pods reach the services they use, on their ports
-    (pipeline,) = [p for p in of_kind(objects, "NetworkPolicy") if p["metadata"]["name"] == "pipeline-egress"]
-    ports = {q["port"] for rule in pipeline["spec"]["egress"] for q in rule.get("ports", [])}
-    assert {53, 5000, 8070, 8080, 50051, 8000, 9000, 8888} <= ports
+    # the pipeline pods reach the services they use, on their ports (the object store's from its URL)
+    store_port = int(endpoint_env(name)["RAGTUNE_STORAGE__ENDPOINT"].rsplit(":", 1)[1])
+    ports = {
+        q["port"]
+        for p in of_kind(objects, "NetworkPolicy")
+        if "Egress" in p["spec"]["policyTypes"] and selector_matches(p["spec"]["podSelector"], PIPELINE_POD)
+        for rule in p["spec"]["egress"]
+        for q in rule.get("ports", [])
+    }
+    assert {53, 5000, 8070, 8080, 50051, 8000, 8888, 443, store_port} <= ports
 
 
 def test_the_endpoint_grants_bind_each_secret_to_its_service(

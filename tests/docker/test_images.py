@@ -31,7 +31,8 @@ from tests.pipelines.test_local_run import quick_demo_config, responder
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE = "ghcr.io/ragtune/ragtune:0.1.0"  # make image-cpu's tag, components/images.py's default
+# make image-cpu's tag, components/images.py's default; RAGTUNE_TEST_IMAGE builds and tests another tag
+IMAGE = os.environ.get("RAGTUNE_TEST_IMAGE", "ghcr.io/ragtune/ragtune:0.1.0")
 LOCAL_BASE = "ragtune-base:bookworm"
 UID = "10001"
 

@@ -137,13 +137,24 @@ def test_evaluate_end_to_end(tmp_path: Path, dataset: Path, server: FakeOpenAI) 
     assert metrics["contenders"]["tuned"]["score_mean"] == 9.0
     assert metrics["failures"]["judge_scores"] == {"base": 0, "tuned": 0, "gpt-3.5": 2}
     assert metrics["judge_templates"]["score"] == "judge_score@2"
-    # 6 scores (+2 repairs of the prose ones), 4 comparisons x 2 orders, and the judge check: 2 x 2
-    # scores, 2 comparisons x 2 orders
-    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 2 + 8 + 4 + 4
+    # 6 scores (+2 repairs of the prose ones), 4 comparisons x 2 orders, and the judge check: 2
+    # references, then for each item an off-topic and a truncated answer (these references have no
+    # swappable fact): 4 scores and 4 comparisons x 2 orders
+    assert metrics["llm_usage"]["judge"]["calls"] == 6 + 2 + 8 + 2 + 4 + 8
     # this judge scores every answer without "TUNED" alike: it cannot tell a reference from a wrong one
     check = metrics["judge_check"]
     assert check["n"] == 2 and check["discrimination"] == 0.0 and not check["passed"]
-    assert metrics["primary_metric"] == "reference"  # auto falls back from the flagged judge
+    assert set(check["kinds"]) == {"off_topic", "truncated"}
+    assert check["kinds"]["truncated"]["discrimination"]["ci_high"] == 0.0
+    assert metrics["primary_metric"] == "corpus_facts"  # auto falls back from the flagged judge
+    # the scripted answerers have no weights to score by likelihood: said so, per eval set
+    generalization, knowledge = metrics["eval_sets"]["generalization"], metrics["eval_sets"]["knowledge"]
+    assert generalization["present"] and generalization["n_items"] == 2
+    assert generalization["bootstrap_unit"] == "source_chunk" and generalization["n_clusters"] == 2
+    assert generalization["corpus_facts"]["not_scored"] == ["base", "tuned", "gpt-3.5"]
+    assert generalization["corpus_facts"]["contenders"] == {}
+    assert knowledge["present"] is False and knowledge["n_items"] == 0 and knowledge["judge_check"] is None
+    assert metrics["primary_eval_set"] == "generalization" and metrics["bootstrap_unit"] == "source_chunk"
     names = {(c["name"], c["metric"]) for c in metrics["comparisons"]}
     assert names == {("tuned-base", "judge"), ("tuned-base", "reference")}
     judge_delta = next(c for c in metrics["comparisons"] if c["metric"] == "judge")
@@ -187,9 +198,12 @@ def test_the_registry_reads_back_the_report_the_stage_wrote(
     summary = EvalSummary.load(out)
     assert (summary.tuned_mean, summary.base_mean, summary.delta_n) == (9.0, 3.0, 2)
     assert summary.judge_model == "openai:judge-model" and summary.judge_is_weak is False
-    tuned_base = report.metrics.comparison("tuned-base")
-    assert tuned_base is not None and summary.primary_metric == report.metrics.primary_metric
-    assert (summary.primary_delta_mean, summary.primary_n) == (tuned_base.mean, tuned_base.n)
+    # the primary metric is corpus_facts, which the weightless scripted answerers cannot be scored on
+    assert summary.primary_metric == report.metrics.primary_metric == "corpus_facts"
+    assert report.metrics.comparison("tuned-base") is None
+    assert (summary.primary_delta_mean, summary.primary_n) == (None, None)
+    tuned_base = report.metrics.comparison("tuned-base", "judge")
+    assert tuned_base is not None
     assert summary.judge_check_passed == (
         report.metrics.judge_check is not None and report.metrics.judge_check.passed
     )

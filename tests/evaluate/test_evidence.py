@@ -16,10 +16,13 @@ from ragtune.core.llm import ChatModel, ChatRequest, ChatResponse
 from ragtune.core.modelload import adapter_fingerprint
 from ragtune.core.records import Chunk, InstructionItem, write_jsonl
 from ragtune.evaluate import run_evaluate
+from ragtune.evaluate.distractors import CorpusTerms, item_texts
+from ragtune.evaluate.evalsets import fact_alteration
 from ragtune.evaluate.generators import model_answerers
 from ragtune.evaluate.judge import Judge
 from ragtune.evaluate.judgecheck import check_judge, mismatched_answers
 from ragtune.evaluate.leakage import measure_leakage, ngrams
+from ragtune.evaluate.metrics import MetricSettings
 from ragtune.evaluate.stage import resolve_primary_metric
 from ragtune.index.retriever import ScoredChunk
 from tests.evaluate.fakes import ScriptedAnswerer, WordHashEncoder
@@ -89,10 +92,40 @@ class RandomJudge(ChatModel):
         return ChatResponse(text=text, model=self.name)
 
 
-def check(judge: ChatModel, count: int = 20) -> Any:
+SETTINGS = MetricSettings(seed=0, bootstrap_samples=500, confidence=0.95, max_new_tokens=8)
+
+
+def check(judge: ChatModel, count: int = 20, pool: list[InstructionItem] | None = None) -> Any:
+    pool = pool or items(count)
+    terms = CorpusTerms.from_texts(item_texts(pool))
     return check_judge(
-        Judge(judge, weak=False), items(count), min_discrimination=0.8, min_consistency=0.7, seed=0
+        Judge(judge, weak=False),
+        pool,
+        min_discrimination=0.8,
+        min_consistency=0.7,
+        settings=SETTINGS,
+        alter=fact_alteration(terms, seed=0),
     )
+
+
+class TopicJudge(ChatModel):
+    """A topic detector: any answer that shares a word with the question scores 9 (else 2); pairwise
+    it picks the answer sharing more words with the question, a tie when both share as many."""
+
+    @staticmethod
+    def overlap(question: str, answer: str) -> int:
+        return len(set(re.findall(r"[a-z]+", question.lower())) & set(re.findall(r"[a-z]+", answer.lower())))
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        prompt = request.messages[-1]["content"]
+        question = _section(prompt, "question")
+        if "<answer>" in prompt:
+            score = 9 if self.overlap(question, _section(prompt, "answer")) else 2
+            return ChatResponse(text=json.dumps({"score": score, "reason": "r"}), model=self.name)
+        a = self.overlap(question, _section(prompt, "answer_a"))
+        b = self.overlap(question, _section(prompt, "answer_b"))
+        winner = "A" if a > b else "B" if b > a else "tie"
+        return ChatResponse(text=json.dumps({"winner": winner, "reason": "r"}), model=self.name)
 
 
 def test_a_random_judge_is_flagged() -> None:
@@ -108,6 +141,81 @@ def test_a_judge_preferring_grounded_answers_passes() -> None:
     assert result.passed and result.reasons == []
     assert (result.n, result.discrimination, result.consistency, result.reference_wins) == (20, 1.0, 1.0, 1.0)
     assert result.score_gap == 7.0
+    assert set(result.kinds) == {"off_topic", "fact_altered", "truncated"}
+    altered = result.kinds["fact_altered"]
+    assert altered.n == 20 and altered.discrimination.ci_low == 1.0 and altered.consistency.ci_low == 1.0
+
+
+def test_a_topic_detector_passes_off_topic_answers_but_is_flagged_on_altered_facts() -> None:
+    result = check(TopicJudge("topic"))
+    assert result.kinds["off_topic"].discrimination.value == 1.0
+    # same wording with a wrong number (or a condition named in the question swapped, which it spots)
+    altered = result.kinds["fact_altered"].discrimination
+    assert (
+        altered.value is not None
+        and altered.value < 1.0
+        and altered.ci_low is not None
+        and altered.ci_low < 0.8
+    )
+    assert not result.passed
+    assert any(r.startswith("fact_altered: discrimination") for r in result.reasons)
+    assert not any(r.startswith("off_topic: discrimination") for r in result.reasons)
+
+
+def test_thresholds_apply_to_the_lower_bounds() -> None:
+    # 18 of 20 answers told apart (90%) is above 0.8, but its interval's lower bound is not
+    class MostlyGrounded(GroundedJudge):
+        async def _complete(self, request: ChatRequest) -> ChatResponse:
+            prompt = request.messages[-1]["content"]
+            if "<answer>" in prompt and re.search(r"case 1[89]\)", _section(prompt, "question")):
+                return ChatResponse(text=json.dumps({"score": 5, "reason": "r"}), model=self.name)
+            return await super()._complete(request)
+
+    result = check(MostlyGrounded("mostly"))
+    off_topic = result.kinds["off_topic"].discrimination
+    assert off_topic.value == 0.9 and off_topic.ci_low is not None and off_topic.ci_low < 0.8
+    assert not result.passed and any("off_topic: discrimination 0.90" in r for r in result.reasons)
+
+
+class HalfGrounded(GroundedJudge):
+    """Grounded on even case numbers; on odd ones it scores every answer 5 (tells nothing apart)."""
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        prompt = request.messages[-1]["content"]
+        if "<answer>" in prompt and re.search(r"case \d*[13579]\)", _section(prompt, "question")):
+            return ChatResponse(text=json.dumps({"score": 5, "reason": "r"}), model=self.name)
+        return await super()._complete(request)
+
+
+def test_items_sharing_a_cluster_are_resampled_together_in_the_judge_check() -> None:
+    pool = items(20)
+    by_parity = {item.item_id: f"chunk:{n % 2}" for n, item in enumerate(pool)}
+
+    def discrimination(settings: MetricSettings) -> Any:
+        judge = Judge(HalfGrounded("half"), weak=False)
+        found = check_judge(judge, pool, min_discrimination=0.8, min_consistency=0.7, settings=settings)
+        return found.kinds["off_topic"].discrimination
+
+    naive = discrimination(SETTINGS)
+    clustered = discrimination(SETTINGS.model_copy(update={"clusters": by_parity}))
+    assert naive.value == clustered.value == 0.5
+    assert (clustered.ci_low, clustered.ci_high) == (0.0, 1.0)  # two clusters: all right or all wrong
+    assert 0.0 < naive.ci_low < 0.5 < naive.ci_high < 1.0
+
+
+def test_without_fact_altered_answers_the_check_cannot_pass() -> None:
+    pool = items(20)
+    result = check_judge(
+        Judge(GroundedJudge("g"), weak=False),
+        pool,
+        min_discrimination=0.8,
+        min_consistency=0.7,
+        settings=SETTINGS,
+    )
+    assert result.kinds["off_topic"].discrimination.ci_low == 1.0 and "fact_altered" not in result.kinds
+    assert not result.passed and result.reasons == [
+        "fact_altered: 0 item(s), fewer than 5: too few to bound the judge"
+    ]
 
 
 def test_mismatched_answers_come_from_another_category() -> None:
@@ -116,17 +224,17 @@ def test_mismatched_answers_come_from_another_category() -> None:
     for item, wrong in zip(pool, mismatched_answers(pool, seed=3), strict=True):
         assert wrong is not None and by_answer[wrong].category != item.category
     assert mismatched_answers(pool[:1], seed=3) == [None]  # nothing to mismatch with
-    assert not check_judge(
-        Judge(GroundedJudge("g"), weak=False), pool[:1], min_discrimination=0.8, min_consistency=0.7, seed=0
-    ).passed
+    alone = check(GroundedJudge("g"), pool=pool[:1])
+    assert not alone.passed and "off_topic" not in alone.kinds
+    assert any("fewer than 5" in r for r in alone.reasons)  # one truncated answer proves nothing
 
 
 def test_auto_primary_metric_needs_a_checked_strong_judge() -> None:
-    passed = check(GroundedJudge("grounded"), 4)
-    failed = check(RandomJudge("random"), 4)
+    passed = check(GroundedJudge("grounded"), 8)
+    failed = check(RandomJudge("random"), 8)
     assert resolve_primary_metric("auto", passed, weak=False) == "judge"
-    assert resolve_primary_metric("auto", passed, weak=True) == "reference"
-    assert resolve_primary_metric("auto", failed, weak=False) == "reference"
+    assert resolve_primary_metric("auto", passed, weak=True) == "corpus_facts"
+    assert resolve_primary_metric("auto", failed, weak=False) == "corpus_facts"
     assert resolve_primary_metric("judge", failed, weak=True) == "judge"
     assert resolve_primary_metric("reference", passed, weak=False) == "reference"
 
@@ -235,7 +343,10 @@ def test_leakage_over_the_threshold_fails_the_stage(tmp_path: Path) -> None:
             judge_model=GroundedJudge("j"),
         )
 
-    with pytest.raises(InputError, match=r"2 of 6 eval questions \(33%\).*evaluate.max_leakage 20%"):
+    with pytest.raises(
+        InputError,
+        match=r"2 of 6 eval items \(33%\).*\(questions 2, answers 0, contexts 0\).*evaluate.max_leakage 20%",
+    ):
         run()
     report = run(max_leakage=0.5)
     leakage = json.loads(report.metrics_path.read_text())["leakage"]
@@ -320,3 +431,25 @@ def test_rag_contenders_retrieve_from_a_real_index(tmp_path: Path) -> None:
     rag = {q.split("Question: ")[-1]: q for q in base.asked if "Context:" in q}
     assert "loud snoring, pauses in breathing" in rag["What does obstructive sleep apnoea cause?"]
     assert "behavioural activation" in rag["Which talking therapies help with low mood?"]
+
+
+def test_leakage_measures_eval_answers_and_contexts_not_only_questions() -> None:
+    passage = (
+        "panic attacks peak within ten minutes and bring a pounding heart trembling sweating and dizziness"
+    )
+    eval_items = [
+        make_item("e-answer", "A", "When does the fear peak?", "They " + passage + ".", ["other text"]),
+        make_item("e-quoted", "A", "What comes with the fear?", "A pounding heart.", [passage]),
+        make_item("e-clean", "A", "What helps with insomnia?", "Regular wake times help.", ["wake times"]),
+    ]
+    train = [make_item("t1", "B", "What is a panic attack?", "Notes: " + passage + ".", ["unrelated"])]
+    leakage = measure_leakage(eval_items, train, None, cosine_threshold=0.95, max_share=0.2)
+    assert (leakage.ngram_hits, leakage.embedding_hits) == (0, 0)  # the questions alone look clean
+    assert (leakage.answer_hits, leakage.context_hits, leakage.leaked) == (1, 1, 2)
+    assert leakage.item_ids == ["e-answer", "e-quoted"]
+
+    # a training answer that rested on an eval item's source chunk leaks it, whatever it says
+    behind = make_item("t2", "B", "Unrelated?", "Unrelated words.", [])
+    behind.provenance.context_chunk_ids.append(eval_items[2].provenance.source_chunk_id)
+    leakage = measure_leakage(eval_items[2:], [behind], None, cosine_threshold=0.95, max_share=0.2)
+    assert (leakage.context_hits, leakage.leaked) == (1, 1)

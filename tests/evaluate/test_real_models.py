@@ -138,3 +138,38 @@ def test_base_only_without_adapter(tmp_path: Path, server: FakeOpenAI) -> None:
     assert report.metrics.contender_names == ["base"]
     assert report.metrics.delta_mean is None and report.metrics.pairwise == {}
     assert any("no tuned model" in w for w in report.metrics.warnings)
+
+
+def test_smollm2_scores_corpus_statements_by_likelihood() -> None:
+    """The packaged SmolLM2 through the real chat template: finite scores, batching changes nothing."""
+    from ragtune.core.models import load_causal_lm
+    from ragtune.evaluate.distractors import CorpusTerms, item_texts
+    from ragtune.evaluate.knowledge import build_probes
+    from ragtune.evaluate.likelihood import choices, option_scores
+    from tests.evaluate.helpers import make_item
+
+    corpus = [
+        "A depressive episode lasts at least two weeks. Panic disorder is common.",
+        "Hypomania lasts at least four days, and mania at least one week.",
+        "Insomnia is often treated with cognitive behavioural therapy.",
+    ]
+    items = [
+        make_item(f"s{n}", "Mood", question, answer, [text])
+        for n, (question, answer, text) in enumerate(
+            [
+                ("How long must a depressive episode last?", "At least two weeks.", corpus[0]),
+                ("How long does hypomania last?", "At least four days.", corpus[1]),
+                ("How is insomnia treated?", "Often with cognitive behavioural therapy.", corpus[2]),
+            ]
+        )
+    ]
+    facts, _ = build_probes(items, CorpusTerms.from_texts(item_texts(items)), k=2, per_item=1, seed=0)
+    questions = [probe.question for probe in facts.probes]
+    assert len(questions) == 3
+    model, tokenizer = load_causal_lm("smollm2")
+    one = option_scores(model, tokenizer, questions, batch_size=1)
+    batched = option_scores(model, tokenizer, questions, batch_size=4)
+    for row, again in zip(one, batched, strict=True):
+        assert all(-30.0 < score < 0.0 for score in row)
+        assert row == pytest.approx(again, abs=1e-3)
+    assert len(choices(one)) == 3

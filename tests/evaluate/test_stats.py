@@ -157,3 +157,44 @@ def test_sum_figure_skips_failures() -> None:
     assert score_sum([None]) == 0
     assert mean_or_none([None, 2.0, 4.0]) == 3.0
     assert mean_or_none([None]) is None
+
+
+def test_singleton_clusters_give_the_unclustered_interval() -> None:
+    values = [1, 3, 4, 8, 9, 2, 7]
+    plain = bootstrap_mean_ci(values, samples=300, confidence=0.95, rng=rng(3))
+    clustered = bootstrap_mean_ci(values, samples=300, confidence=0.95, rng=rng(3), clusters=list("abcdefg"))
+    assert plain is not None and clustered is not None
+    assert (plain.low, plain.high, plain.mean) == (clustered.low, clustered.high, clustered.mean)
+    assert clustered.n_clusters == 7
+
+
+def test_values_sharing_a_cluster_widen_the_interval() -> None:
+    # 40 values, but they are four clusters of ten copies: four independent observations, not forty.
+    values = [0.0] * 10 + [1.0] * 10 + [0.0] * 10 + [1.0] * 10
+    clusters = [c for c in "abcd" for _ in range(10)]
+    naive = bootstrap_mean_ci(values, samples=2000, confidence=0.95, rng=rng(1))
+    honest = bootstrap_mean_ci(values, samples=2000, confidence=0.95, rng=rng(1), clusters=clusters)
+    assert naive is not None and honest is not None
+    assert honest.mean == naive.mean == 0.5
+    assert honest.n == 40 and honest.n_clusters == 4
+    assert honest.high - honest.low > 2 * (naive.high - naive.low)
+    assert honest.low == 0.0 and honest.high == 1.0  # 4 draws of 4 clusters can be all 0 or all 1
+
+
+def test_cluster_mean_weighs_clusters_by_their_size() -> None:
+    interval = bootstrap_mean_ci(
+        [1.0, 1.0, 1.0, 0.0], samples=200, confidence=0.9, rng=rng(), clusters="aaab"
+    )
+    assert interval is not None and interval.mean == 0.75
+
+
+def test_cluster_labels_must_match_the_values() -> None:
+    with pytest.raises(ValueError):
+        bootstrap_mean_ci([1.0, 2.0], samples=10, confidence=0.9, rng=rng(), clusters=["a"])
+
+
+def test_paired_interval_resamples_clusters_of_pairs() -> None:
+    tuned, base = [1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]
+    clustered = paired_bootstrap_ci(tuned, base, samples=1000, confidence=0.95, rng=rng(), clusters="aaabbb")
+    assert clustered is not None and clustered.n_clusters == 2
+    assert (clustered.low, clustered.high) == (0.0, 1.0)

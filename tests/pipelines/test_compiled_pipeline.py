@@ -146,7 +146,57 @@ def test_synthesis_fans_out_with_bounded_parallelism(spec: tuple[dict[str, Any],
 
 def test_multi_node_branch_trains_through_a_pytorchjob(spec: tuple[dict[str, Any], dict[str, Any]]) -> None:
     pipeline, _ = spec
-    branch = pipeline["components"]["comp-condition-3"]["dag"]["tasks"]
+    branch = pipeline["components"]["comp-condition-5"]["dag"]["tasks"]
     assert {"train-pytorchjob", "evaluate-adapter-2", "register-model-2"} <= set(branch)
-    condition = pipeline["root"]["dag"]["tasks"]["condition-3"]["triggerPolicy"]["condition"]
+    condition = pipeline["root"]["dag"]["tasks"]["condition-5"]["triggerPolicy"]["condition"]
     assert "distributed_nodes" in condition and "> 1" in condition
+
+
+def test_every_task_has_requests_a_deadline_and_a_non_root_identity(
+    spec: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """Issue 17: a profile ResourceQuota admits every pod, none runs forever, none runs as root."""
+    pipeline, platform = spec
+    executors = pipeline["deploymentSpec"]["executors"]
+    assert set(platform) == set(executors)  # every task has a platform config (shard-indexes too)
+    for name, executor in executors.items():
+        resources = executor["container"].get("resources", {})
+        for key in ("resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert resources.get(key), f"{name} has no {key}"
+        settings = platform[name]
+        assert 0 < int(settings["activeDeadlineSeconds"]) <= 48 * 3600, name
+        context = settings["securityContext"]
+        assert context["runAsNonRoot"] is True, name
+        assert int(context["runAsUser"]) == int(context["runAsGroup"]) == 10001, name
+
+
+def test_train_requests_are_run_parameters_that_fit_a_64_gib_node(
+    spec: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """The single-pod train task used to ask 8 CPU / 64 Gi: more than such a node can allocate."""
+    pipeline, _ = spec
+    resources = pipeline["deploymentSpec"]["executors"]["exec-train-adapter"]["container"]["resources"]
+    assert "train_cpu" in resources["resourceCpuRequest"]
+    assert "train_memory" in resources["resourceMemoryRequest"]
+    assert "train_memory" in resources["resourceMemoryLimit"]
+    inputs = pipeline["root"]["inputDefinitions"]["parameters"]
+    assert float(inputs["train_cpu"]["defaultValue"]) <= 7  # an 8-vCPU node keeps room for daemons
+    memory = inputs["train_memory"]["defaultValue"]
+    assert memory.endswith("Gi") and int(memory[:-2]) <= 56  # 64 GiB minus kubelet/system reserve
+def test_serving_manifests_render_only_when_asked_and_promoted(
+    spec: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    pipeline, _ = spec
+    components = pipeline["components"]
+    assert pipeline["root"]["inputDefinitions"]["parameters"]["deploy_manifests"]["defaultValue"] is False
+    for branch, register in (
+        ("comp-condition-2", "register-model"),
+        ("comp-condition-5", "register-model-2"),
+    ):
+        (asked,) = [t for t in components[branch]["dag"]["tasks"] if t.startswith("condition-")]
+        assert "deploy_manifests" in components[branch]["dag"]["tasks"][asked]["triggerPolicy"]["condition"]
+        (promoted,) = components[f"comp-{asked}"]["dag"]["tasks"].values()
+        assert "== 'champion'" in promoted["triggerPolicy"]["condition"]
+        (render,) = components[promoted["componentRef"]["name"]]["dag"]["tasks"].values()
+        decision = render["inputs"]["artifacts"]["decision"]["componentInputArtifact"]
+        assert decision.endswith(f"{register}-decision")

@@ -9,7 +9,16 @@ import pytest
 
 from pipelines.summary import DECISION, EVAL_METRICS, SYNTH_REPORT, render_summary, summary_for_run
 from ragtune.core.errors import InputError
-from ragtune.core.reports.evaluation import EvalMetrics, JudgeCheck, Leakage
+from ragtune.core.reports.evaluation import (
+    EvalMetrics,
+    EvalSetMetrics,
+    JudgeCheck,
+    JudgeCheckKind,
+    Leakage,
+    LikelihoodMetric,
+    LikelihoodScore,
+    Share,
+)
 from ragtune.registry import PromotionDecision
 from tests.registry.conftest import comparison, eval_metrics, synth_report
 
@@ -101,3 +110,83 @@ def test_summary_refuses_a_malformed_report_naming_it(tmp_path: Path) -> None:
     (tmp_path / SYNTH_REPORT).write_text(json.dumps({"generated": 80, "kept": 44}))
     with pytest.raises(InputError, match=r"synth_report\.json: not a valid SynthReport"):
         summary_for_run(tmp_path)
+
+
+def _likelihood(base: float, tuned: float, delta: tuple[float, float, float]) -> LikelihoodMetric:
+    def score(name: str, accuracy: float) -> LikelihoodScore:
+        return LikelihoodScore(
+            contender=name,
+            n_statements=40,
+            n_clusters=12,
+            accuracy=accuracy,
+            accuracy_ci_low=accuracy - 0.1,
+            accuracy_ci_high=accuracy + 0.1,
+            margin_mean=0.01,
+            margin_ci_low=-0.01,
+            margin_ci_high=0.03,
+        )
+
+    return LikelihoodMetric(
+        metric="corpus_facts",
+        n_items=20,
+        n_statements=40,
+        n_clusters=12,
+        distractors=3,
+        items_without_statement=0,
+        contenders={"base": score("base", base), "tuned": score("tuned", tuned)},
+        comparisons=[comparison("tuned-base", *delta, 40, "corpus_facts")],
+    )
+
+
+def test_summary_shows_corpus_facts_per_eval_set_and_the_judge_check_per_kind() -> None:
+    kind = JudgeCheckKind(
+        kind="fact_altered",
+        n=10,
+        discrimination=Share(value=0.5, ci_low=0.2, ci_high=0.8, n=10),
+        consistency=Share(value=0.9, ci_low=0.7, ci_high=1.0, n=10),
+        reference_wins=Share(value=0.4, ci_low=0.1, ci_high=0.7, n=10),
+        score_gap=0.5,
+    )
+    assert METRICS.judge_check is not None
+    check = METRICS.judge_check.model_copy(update={"kinds": {"fact_altered": kind}})
+    generalization = EvalSetMetrics(
+        name="generalization",
+        file="eval.jsonl",
+        present=True,
+        n_items=20,
+        n_clusters=12,
+        bootstrap_unit="source_chunk",
+        corpus_facts=_likelihood(0.60, 0.62, (0.02, -0.05, 0.09)),
+        judge_check=check,
+    )
+    knowledge = EvalSetMetrics(
+        name="knowledge",
+        file="eval_knowledge.jsonl",
+        present=False,
+        n_items=0,
+        n_clusters=0,
+        bootstrap_unit="source_chunk",
+    )
+    metrics = METRICS.model_copy(
+        update={
+            "primary_metric": "corpus_facts",
+            "bootstrap_unit": "source_chunk",
+            "judge_check": check,
+            "eval_sets": {"generalization": generalization, "knowledge": knowledge},
+        }
+    )
+    text = render_summary(SYNTH, metrics, DECISION_DATA)
+    lines = text.splitlines()
+    assert (
+        "Paired differences on corpus_facts (generalization set), 95% bootstrap CIs over source_chunk:"
+        in text
+    )
+    tuned_base = next(line for line in lines if "tuned − base (fine-tuning vs base)" in line)
+    assert "+0.020" in tuned_base and "[-0.050, +0.090]" in tuned_base and "includes 0" in tuned_base
+    facts = next(line for line in lines if line.lstrip().startswith("generalization  corpus facts"))
+    assert (
+        "base 60% [50%, 70%]" in facts and "tuned 62% [52%, 72%]" in facts and "n=40 (12 clusters)" in facts
+    )
+    assert "  knowledge       absent (eval_knowledge.jsonl: n=0)" in lines
+    assert "fact_altered 50% [20%, 80%] / 90% [70%, 100%] n=10" in text
+    assert len(lines) <= 30  # one screen

@@ -23,6 +23,7 @@ import pytest
 
 from ragtune.core.artifacts import EvaluationDir
 from ragtune.core.config import RagtuneConfig, build_config
+from ragtune.core.modelload import adapter_fingerprint
 from ragtune.core.reports.evaluation import (
     CategoryScore,
     Comparison,
@@ -268,8 +269,10 @@ def eval_metrics(
     ci_high: float,
     n: int = 30,
     champion: Versus | None = None,
+    adapter_sha256: str | None = None,
 ) -> EvalMetrics:
-    """An evaluate-stage report with these judge numbers (tuned − base paired over ``n`` items)."""
+    """An evaluate-stage report with these judge numbers (tuned − base paired over ``n`` items),
+    having scored the adapter with digest ``adapter_sha256``."""
 
     def contender(name: str, mean: float, model: str) -> ContenderSummary:
         return ContenderSummary(
@@ -335,6 +338,7 @@ def eval_metrics(
             passed=True,
         ),
         comparisons=comparisons,
+        adapter_sha256=adapter_sha256,
     )
 
 
@@ -345,11 +349,16 @@ def write_eval(
     ci_low: float,
     ci_high: float,
     champion: Versus | None = None,
+    adapter: Path | None = None,
 ) -> Path:
-    """An evaluation folder as the evaluate stage leaves it (report, HTML, scores); returns the folder."""
+    """An evaluation folder as the evaluate stage leaves it (report, HTML, scores) after scoring
+    ``adapter``; returns the folder."""
     evaluation = EvaluationDir(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    evaluation.write_report(eval_metrics(tuned, base, ci_low, ci_high, champion=champion))
+    digest = adapter_fingerprint(adapter) if adapter is not None else None
+    evaluation.write_report(
+        eval_metrics(tuned, base, ci_low, ci_high, champion=champion, adapter_sha256=digest)
+    )
     evaluation.html_path.write_text("<html><body><h1>tuned vs base</h1></body></html>")
     evaluation.scores_path.write_text(json.dumps({"item_id": "i1", "contender": "tuned", "score": 7}) + "\n")
     return directory

@@ -54,16 +54,40 @@ def test_an_untrusted_judge_cannot_crown_a_model(changes: dict[str, object], wor
     assert not verdict.promoted and words in verdict.reason
 
 
-def test_the_reference_metric_does_not_need_the_judge() -> None:
+def test_reference_similarity_is_reported_but_never_crowns() -> None:
+    verdict = decide(build_config({}), summary(primary_metric="reference"), None, None)
+    assert not verdict.promoted and verdict.metric == "reference"
+    assert "the reference metric is reported but never crowns a model" in verdict.reason
+    assert "(Passed: tuned − base (reference) +1.000" in verdict.reason  # the numbers are still shown
+
+
+def test_corpus_fact_accuracy_crowns_without_the_judge() -> None:
     verdict = decide(
         build_config({}),
-        summary(primary_metric="reference", judge_check_passed=False, judge_is_weak=True),
+        summary(primary_metric="corpus_facts", judge_check_passed=False, judge_is_weak=True),
         None,
         None,
     )
-    assert (
-        verdict.promoted and verdict.metric == "reference" and "(on the reference metric)" in verdict.reason
-    )
+    assert verdict.promoted and "(on the corpus_facts metric)" in verdict.reason
+
+
+def test_the_evaluation_must_have_scored_this_adapter() -> None:
+    config = build_config({})
+    assert decide(config, summary(adapter_sha256=SHA), None, None, registered_sha256=SHA).promoted
+    verdict = decide(config, summary(adapter_sha256="b" * 64), None, None, registered_sha256=SHA)
+    assert not verdict.promoted
+    assert f"the evaluation scored adapter {'b' * 64}, not this version's {SHA}" in verdict.reason
+    verdict = decide(config, summary(), None, None, registered_sha256=SHA)
+    assert not verdict.promoted and "does not record which adapter it scored" in verdict.reason
+
+
+def test_defaults_can_promote() -> None:
+    config = build_config({})
+    assert config.evaluate.max_items is not None
+    assert config.evaluate.max_items >= config.registry.min_eval_items
+    capped = build_config({"evaluate": {"max_items": 20}})
+    verdict = decide(capped, summary(primary_n=20), None, None)
+    assert "evaluate.max_items 20 caps it below that" in verdict.reason
 
 
 def test_champion_is_beaten_on_the_paired_interval_only() -> None:

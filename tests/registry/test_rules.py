@@ -11,11 +11,12 @@ from ragtune.core.config import build_config
 from ragtune.core.errors import ConfigError, InputError
 from ragtune.core.reports.train import LossPoint
 from ragtune.registry.evalsummary import EvalSummary
-from ragtune.registry.register import git_revision, lineage_tags
+from ragtune.registry.promote import decide
+from ragtune.registry.register import adapter_sha256, git_revision, lineage_tags
+from ragtune.registry.stage import check_scored_adapter, read_train_report, train_metrics
 from ragtune.registry.stage import eval_metrics as eval_metrics_for_mlflow
-from ragtune.registry.stage import read_train_report, train_metrics
 from ragtune.registry.tracking import REDACTED, config_params, flatten, tracking_uri
-from tests.registry.conftest import eval_metrics, train_report
+from tests.registry.conftest import TinyModel, eval_metrics, train_report
 
 
 def test_summary_reads_the_evaluate_stage_metrics_and_round_trips_through_tags() -> None:
@@ -112,3 +113,56 @@ def test_lineage_tags_name_well_known_keys_and_flag_a_dataset_mismatch() -> None
     assert tags["ragtune.lineage_warning"] == "adapter trained on dataset d2, lineage names d1"
     tags = lineage_tags({}, "d2", pipeline_run_id=None, base_model="smollm2")
     assert tags["ragtune.dataset_hash"] == "d2" and "ragtune.lineage_warning" not in tags
+
+
+def test_registering_another_adapter_than_the_one_scored_is_refused(
+    tiny_adapter: TinyModel, tmp_path: Path
+) -> None:
+    scored = eval_metrics(6.0, 5.0, 0.2, 1.8, adapter_sha256=adapter_sha256(tiny_adapter.adapter_dir))
+    check_scored_adapter(scored, tmp_path / "metrics.json", tiny_adapter.adapter_dir)  # the same: fine
+    other = scored.model_copy(update={"adapter_sha256": "b" * 64})
+    with pytest.raises(InputError) as refused:
+        check_scored_adapter(other, tmp_path / "metrics.json", tiny_adapter.adapter_dir)
+    message = str(refused.value)
+    assert "\n" not in message and "b" * 64 in message
+    assert adapter_sha256(tiny_adapter.adapter_dir) in message and "metrics.json" in message
+    with pytest.raises(InputError, match="no adapter digest"):
+        check_scored_adapter(
+            scored.model_copy(update={"adapter_sha256": None}), tmp_path / "m.json", tiny_adapter.adapter_dir
+        )
+
+
+def test_the_gate_reads_corpus_fact_accuracy_from_the_primary_eval_set() -> None:
+    """evaluate's auto metric without a passing judge: corpus-fact accuracy of the primary eval set."""
+    from ragtune.core.reports.evaluation import EvalSetMetrics, LikelihoodMetric
+    from tests.registry.conftest import comparison
+
+    facts = LikelihoodMetric(
+        metric="corpus_facts",
+        n_items=40,
+        n_statements=120,
+        n_clusters=35,
+        distractors=3,
+        items_without_statement=0,
+        comparisons=[comparison("tuned-base", 0.12, 0.05, 0.19, 40, metric="corpus_facts")],
+    )
+    generalization = EvalSetMetrics(
+        name="generalization",
+        file="eval.jsonl",
+        present=True,
+        n_items=40,
+        n_clusters=35,
+        bootstrap_unit="source_chunk",
+        corpus_facts=facts,
+    )
+    metrics = eval_metrics(6.0, 5.0, -0.5, 2.5, n=40).model_copy(
+        update={"primary_metric": "corpus_facts", "eval_sets": {"generalization": generalization}}
+    )
+    summary = EvalSummary.from_metrics(metrics)
+    assert (summary.primary_metric, summary.primary_delta_mean, summary.primary_n) == (
+        "corpus_facts",
+        0.12,
+        40,
+    )
+    verdict = decide(build_config({}), summary, None, None)
+    assert verdict.promoted and "tuned − base (corpus_facts) +0.120" in verdict.reason

@@ -23,6 +23,7 @@ from ragtune.registry import (
     run_registry,
     start_pipeline_run,
 )
+from ragtune.registry.audit import current_actor
 from ragtune.registry.register import adapter_sha256
 from tests.registry.conftest import (
     DATASET_HASH,
@@ -56,7 +57,9 @@ def _register(
         (f"adapter:{adapter_sha256(tiny.adapter_dir)[:32]}", *versus_champion) if versus_champion else None
     )
     summary = EvalSummary.load(
-        write_eval(tmp_path / pipeline_run_id / "eval", tuned, base, *ci, champion=champion)
+        write_eval(
+            tmp_path / pipeline_run_id / "eval", tuned, base, *ci, champion=champion, adapter=tiny.adapter_dir
+        )
     )
     return register_model(config, run_id, tiny.adapter_dir, summary, LINEAGE), summary
 
@@ -117,7 +120,11 @@ def test_champion_replaced_only_by_a_better_version(
     assert tags["ragtune.promotion"] == "challenger" and tags["ragtune.promotion_reason"] == decision.reason
 
     forced = promote_version(config, 3, force=True)  # the CLI path: numbers from the version's tags
-    assert forced.promoted and forced.forced and forced.reason.startswith("Forced by user")
+    assert (
+        forced.promoted
+        and forced.forced
+        and forced.reason.startswith(f"Forced by {current_actor().label()} (")
+    )
     assert _alias(mlflow_server, config, "champion") == 3
     with pytest.raises(Exception, match=r"RESOURCE_DOES_NOT_EXIST|not found|does not exist"):
         _client(mlflow_server).get_model_version_by_alias(config.registry.model_name, "challenger")
@@ -175,7 +182,7 @@ def test_pipeline_step_logs_registers_promotes_and_leaks_no_secret(
     config = make_config(tmp_path, "pipeline", mlflow_server.url)
     dataset, train, evaluation = _stage_outputs(tmp_path)
     (train / "adapter").symlink_to(tiny_adapter.adapter_dir, target_is_directory=True)
-    write_eval(evaluation, tuned=6.0, base=5.0, ci_low=0.3, ci_high=1.7)
+    write_eval(evaluation, tuned=6.0, base=5.0, ci_low=0.3, ci_high=1.7, adapter=tiny_adapter.adapter_dir)
     lineage = {**LINEAGE, "note": f"built with key {secret}"}
 
     decision = run_registry(config, train, evaluation, dataset, lineage, "pipe-full", tmp_path / "out")

@@ -16,6 +16,10 @@ make it misbehave on purpose, so the filters can be tested end to end:
 * ``answered`` — a question followed by its own answer (repaired: cut after the "?");
 * ``rambling`` — an answer with a lead-in, a repeated sentence and a cut-off ending (repaired);
 * ``flaky`` — garbage on the first attempt, a good question on the retry (another seed).
+
+Asked to reword a question (the knowledge eval set), it answers with the question's content words
+in a new frame, except for "Which features ..." (criteria) questions, which it only repeats with
+one word added: the near-duplicate wording the set rejects.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ _QUESTION = re.compile(r"Write one (.+?) question on this topic\.")
 _HEADING = re.compile(r"^Topic: (.*)$", re.MULTILINE)
 _PASSAGE = re.compile(r'^Topic: .*\n"""\n(.*?)\n"""', re.DOTALL | re.MULTILINE)
 _CONTEXT_HEAD = re.compile(r"^\[([0-9a-f]+)\] ", re.MULTILINE)
+_ORIGINAL = re.compile(r"^Original question: (.*)$", re.MULTILINE)
+PARAPHRASE_START = "You reword study-guide questions"
 
 PREFIXES = {
     "definition": "What is meant by",
@@ -142,11 +148,21 @@ def synth_responder(body: dict[str, Any]) -> str:
         return json.dumps({"score": score, "reason": "checked against the context"})
     if question_of(prompt) is not None:
         return answer_reply(prompt)
+    if prompt.startswith(PARAPHRASE_START):
+        return paraphrase_reply(prompt)
     return json.dumps({"reply": "unexpected prompt"})
 
 
+def paraphrase_reply(prompt: str) -> str:
+    match = _ORIGINAL.search(prompt)
+    original = match.group(1).strip() if match else ""
+    if original.startswith("Which features"):
+        return json.dumps({"question": original[:-1] + " exactly?"})
+    return json.dumps({"question": f"Could you explain {' '.join(content_words(original))}?"})
+
+
 def kind_of(body: dict[str, Any]) -> str:
-    """question, answer, judge or repair — what a recorded request asked for."""
+    """question, answer, judge, paraphrase or repair — what a recorded request asked for."""
     if len(body.get("messages", [])) > 1:
         return "repair"
     prompt = first_message(body)
@@ -154,4 +170,6 @@ def kind_of(body: dict[str, Any]) -> str:
         return "question"
     if prompt.startswith("You check whether"):
         return "judge"
+    if prompt.startswith(PARAPHRASE_START):
+        return "paraphrase"
     return "answer" if question_of(prompt) is not None else "other"

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 
 from ragtune.core.artifacts import DatasetDir, IndexDir
-from ragtune.core.records import Chunk, ContextChunk, InstructionItem, Provenance, sha256_hex, write_jsonl
+from ragtune.core.records import (
+    Chunk,
+    ContextChunk,
+    InstructionItem,
+    Provenance,
+    SentenceSupport,
+    sha256_hex,
+    write_jsonl,
+)
 from ragtune.core.reports.synth import SynthReport, TokenStats
 from ragtune.core.stats import wilson_interval
 from ragtune.synth.audit import (
@@ -180,21 +188,15 @@ def _support(
     }
 
 
-class _CheckedProvenance(Provenance):
-    """A kept item's provenance as the faithfulness check writes it: answer mode, per-sentence support."""
-
-    answer_mode: str
-    support: list[dict[str, Any]]
-
-
 class _CheckedRejected(RejectedItem):
-    """A rejected slot as the faithfulness check writes it: the same, in a ``provenance`` dict."""
+    """A rejected slot as the faithfulness check will write it: its support in a ``provenance`` dict."""
 
     provenance: dict[str, Any]
 
 
 def _with_support(item: InstructionItem, support: list[dict[str, Any]]) -> InstructionItem:
-    provenance = _CheckedProvenance(**item.provenance.model_dump(), answer_mode="extractive", support=support)
+    checked = [SentenceSupport(**entry) for entry in support]
+    provenance = item.provenance.model_copy(update={"answer_mode": "extractive", "support": checked})
     return item.model_copy(update={"provenance": provenance})
 
 

@@ -422,7 +422,7 @@ def test_deeper_toc_gives_one_category_per_section(
 def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    """The cluster fan-out: disjoint shards make the calls; the merge run makes none."""
+    """The cluster fan-out: disjoint shards make the slots' calls; the merge run makes none of them."""
     from ragtune.synth.stage import in_shard
 
     config = make_config(tmp_path, synth_server.endpoint())
@@ -436,11 +436,61 @@ def test_shards_partition_the_slots_and_warm_the_cache_for_the_merge(
     calls_after_shards = synth_server.chat_count
 
     merged = run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "merged")
-    assert synth_server.chat_count == calls_after_shards  # every call was made by a shard
-    assert merged.cache_misses == 0 and merged.cache_hits > 0
+    # every slot's call was made by a shard; the merge adds only the knowledge set's rewordings,
+    # which need the final training split
+    merge_calls = synth_server.chat_requests()[calls_after_shards:]
+    assert {kind_of(r.body) for r in merge_calls} == {"paraphrase"}
+    assert (
+        merged.cache_misses
+        == len(merge_calls)
+        == merged.eval_knowledge + sum(merged.knowledge_rejected_by_reason.values())
+    )
+    assert merged.cache_hits > 0
+    assert not any((tmp_path / f"shard-{i}" / "eval_knowledge.jsonl").exists() for i in range(3))
     assert sum(generated) == merged.generated == CATEGORIES * 4  # the shards cover every slot once
     assert all(not (rejected_slots[i] & rejected_slots[j]) for i in range(3) for j in range(i + 1, 3))
     assert sum(1 for g in generated if g) >= 2  # the hash really spreads the slots
     assert in_shard("any-slot", None)
     with pytest.raises(ValueError, match="shard must be"):
         run_synth(config, built_corpus.documents, built_corpus.index_dir, tmp_path / "bad", shard=(3, 3))
+
+
+def test_held_out_documents_stay_out_of_training_answers(
+    built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    """synth.holdout documents: eval asks about whole documents no training answer was written from."""
+    config = make_config(tmp_path, synth_server.endpoint(), holdout="documents", eval_fraction=0.3)
+    out = tmp_path / "out"
+    report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
+    assert report.train >= 1 and report.eval >= 1
+    chunks = {c.chunk_id: c for c in read_jsonl(built_corpus.index_dir / "chunks.jsonl", Chunk)}
+    train, evaluation = read_lines(out / "train.jsonl"), read_lines(out / "eval.jsonl")
+    eval_docs = {i["provenance"]["doc_id"] for i in evaluation}
+    assert eval_docs and not eval_docs & {i["provenance"]["doc_id"] for i in train}
+    train_context_docs = {chunks[c].doc_id for i in train for c in i["provenance"]["context_chunk_ids"]}
+    assert not train_context_docs & eval_docs  # retrieval behind training answers never reached them
+    eval_context_docs = {chunks[c].doc_id for i in evaluation for c in i["provenance"]["context_chunk_ids"]}
+    assert eval_context_docs <= eval_docs  # and eval references rest only on held-out text
+
+
+def test_the_knowledge_eval_set_rewords_training_questions_and_keeps_their_answers(
+    built_corpus: BuiltCorpus, synth_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path, synth_server.endpoint(), knowledge_eval_items=100)
+    out = tmp_path / "out"
+    report = run_synth(config, built_corpus.documents, built_corpus.index_dir, out)
+    train = {i["item_id"]: i for i in read_lines(out / "train.jsonl")}
+    knowledge = read_lines(out / "eval_knowledge.jsonl")
+    assert report.eval_knowledge == len(knowledge) >= 1
+    rejected = report.knowledge_rejected_by_reason
+    assert rejected.get("near_duplicate_wording", 0) >= 1  # "Which features ..." repeated, one word added
+    assert len(knowledge) + sum(rejected.values()) == len(train)  # every training item was asked about
+    for item in knowledge:
+        original = train[item["provenance"]["paraphrase_of"]]
+        assert item["answer"] == original["answer"] and item["context"] == original["context"]
+        assert item["question"] != original["question"] and item["question"].startswith("Could you explain")
+        assert item["messages"][1]["content"] == item["question"]
+        assert item["messages"][2]["content"] == original["answer"]
+        assert item["provenance"]["question_template"] == synth_templates().get("paraphrase").ref
+    assert report.files["eval_knowledge"] == "eval_knowledge.jsonl"
+    assert report.templates["paraphrase"] == synth_templates().get("paraphrase").ref

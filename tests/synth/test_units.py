@@ -13,7 +13,7 @@ from ragtune.core.records import Chunk, Document, Section
 from ragtune.synth import filters, generator_endpoint
 from ragtune.synth.categories import build_categories, category_path, plan_slots
 from ragtune.synth.prompts import AnswerReply, resolve_citations, synth_templates
-from ragtune.synth.split import SplitItem, split_eval
+from ragtune.synth.split import SplitItem, choose_held_out, split_held
 from ragtune.synth.stage import Candidate, SynthInvariantError, _check_every_slot_accounted
 
 
@@ -230,24 +230,32 @@ def test_split_keeps_source_chunks_and_near_duplicates_on_one_side() -> None:
     vectors = rng.normal(size=(20, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     vectors[7] = vectors[12]  # a near-duplicate pair across categories and chunks
-    is_eval = split_eval(items, [vectors], threshold=0.92, eval_fraction=0.3, seed=0)
+    held = choose_held_out([(i.category, i.unit("chunks")) for i in items], "chunks", 0.3, seed=0)
+    is_eval = split_held(items, [vectors], 0.92, "chunks", held)
     side = dict(zip([i.item_id for i in items], is_eval, strict=True))
     for n in range(0, 20, 2):
         assert side[f"i{n}"] == side[f"i{n + 1}"]  # one source chunk, one side
     assert side["i7"] == side["i12"]
     assert sum(is_eval[:10]) >= 2 and sum(is_eval[10:]) >= 2  # stratified: each category has eval items
     assert not all(is_eval[:10]) and not all(is_eval[10:])
-    assert split_eval(items, [vectors], 0.92, 0.3, seed=0) == is_eval
+    assert all(side[i.item_id] for i in items if i.unit("chunks") in held)
+    assert choose_held_out([(i.category, i.unit("chunks")) for i in items], "chunks", 0.3, seed=0) == held
 
 
 def test_split_holds_out_a_share_even_of_tiny_categories() -> None:
-    assert split_eval([SplitItem("only", "A", "c0")], [np.ones((1, 2), np.float32)], 0.92, 0.9, 0) == [False]
-    assert split_eval([], [], 0.92, 0.2, 0) == []
-    # seven categories of one item each (what a weak generator leaves): still one eval item
-    items = [SplitItem(f"i{n}", f"C{n}", f"c{n}") for n in range(7)]
-    vectors = np.eye(7, dtype=np.float32)
-    assert sum(split_eval(items, [vectors], 0.92, 0.2, 0)) == 1
-    assert sum(split_eval(items, [vectors], 0.92, 0.0, 0)) == 0
+    assert choose_held_out([("A", "chunk:c0")], "chunks", 0.9, 0) == frozenset()  # never every unit
+    assert choose_held_out([], "chunks", 0.2, 0) == frozenset()
+    # seven categories of one chunk each (what a weak generator leaves): still one held-out chunk
+    sources = [(f"C{n}", f"chunk:c{n}") for n in range(7)]
+    assert len(choose_held_out(sources, "chunks", 0.2, 0)) == 1
+    assert choose_held_out(sources, "chunks", 0.0, 0) == frozenset()
+
+
+def test_an_empty_eval_side_is_said_out_loud(caplog: pytest.LogCaptureFixture) -> None:
+    kept = [SplitItem("i0", "A", "c0"), SplitItem("i1", "A", "c1")]
+    with caplog.at_level("WARNING"):
+        assert split_held(kept, [np.eye(2, dtype=np.float32)], 0.92, "chunks", {"chunk:c9"}) == [False, False]
+    assert "no item about the 1 held-out chunks was kept" in caplog.text
 
 
 # -- replies, config, invariant ------------------------------------------------------------------

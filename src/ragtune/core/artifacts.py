@@ -9,7 +9,8 @@ artifact                  written by              files
 ========================  ======================  ==================================================
 :class:`DocumentsDir`     parse                   ``documents.jsonl``, ``parse_report.json``
 :class:`IndexDir`         index                   ``chunks.jsonl``, ``index/``, ``index_report.json``
-:class:`DatasetDir`       synth                   ``train.jsonl``, ``eval.jsonl``, ``rejected.jsonl``,
+:class:`DatasetDir`       synth                   ``train.jsonl``, ``eval.jsonl``,
+                                                  ``eval_knowledge.jsonl``, ``rejected.jsonl``,
                                                   Alpaca twins, ``README.md``, ``synth_report.json``
 :class:`ModelDir`         train                   ``adapter/`` (+ ``ragtune_adapter.json``),
                                                   ``merged/``, ``checkpoints/``, ``metrics.json``
@@ -122,6 +123,7 @@ class DatasetDir(Artifact):
 
     TRAIN: ClassVar[str] = "train.jsonl"
     EVAL: ClassVar[str] = "eval.jsonl"
+    EVAL_KNOWLEDGE: ClassVar[str] = "eval_knowledge.jsonl"
     REJECTED: ClassVar[str] = "rejected.jsonl"
     TRAIN_ALPACA: ClassVar[str] = "train.alpaca.jsonl"
     EVAL_ALPACA: ClassVar[str] = "eval.alpaca.jsonl"
@@ -137,19 +139,30 @@ class DatasetDir(Artifact):
         return self.root / self.EVAL
 
     @property
+    def eval_knowledge_path(self) -> Path:
+        return self.root / self.EVAL_KNOWLEDGE
+
+    @property
     def card_path(self) -> Path:
         return self.root / self.CARD
 
+    def split_path(self, split: str) -> Path:
+        """The file of ``split``: ``train``, ``eval`` (generalization: held-out sources) or
+        ``eval_knowledge`` (knowledge injection: new questions about facts the training set covers)."""
+        paths = {"train": self.train_path, "eval": self.eval_path, "eval_knowledge": self.eval_knowledge_path}
+        if split not in paths:
+            raise ValueError(f"split must be one of {sorted(paths)}, not {split!r}")
+        return paths[split]
+
     def read(self, split: str) -> list[InstructionItem]:
-        """The ``train`` or ``eval`` split."""
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
-        return read_jsonl(self.train_path if split == "train" else self.eval_path, InstructionItem)
+        """The items of ``split``; ``eval_knowledge`` is optional (``[]`` when its file is absent)."""
+        path = self.split_path(split)
+        if split == "eval_knowledge" and not path.is_file():
+            return []
+        return read_jsonl(path, InstructionItem)
 
     def write(self, split: str, items: list[InstructionItem]) -> int:
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
-        return write_jsonl(self.train_path if split == "train" else self.eval_path, items)
+        return write_jsonl(self.split_path(split), items)
 
 
 @dataclass(frozen=True)
@@ -202,3 +215,23 @@ class DecisionDir(Artifact):
     """The registry stage's output: the promotion decision with the version and the MLflow run."""
 
     REPORT: ClassVar[str] = "decision.json"
+
+
+@dataclass(frozen=True)
+class ServingDir(Artifact):
+    """``ragtune deploy``'s output: the serving object pinned to one version, a kustomization, a report.
+
+    The folder is what gets committed for Argo CD: ``kubectl kustomize`` (or Argo CD) builds it as is.
+    """
+
+    MANIFEST: ClassVar[str] = "serving.yaml"
+    KUSTOMIZATION: ClassVar[str] = "kustomization.yaml"
+    REPORT: ClassVar[str] = "deploy.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def kustomization_path(self) -> Path:
+        return self.root / self.KUSTOMIZATION

@@ -293,7 +293,29 @@ class SynthConfig(Section):
         0.3, ge=-1, le=1, description="Minimum embedding cosine between a question and its answer."
     )
     eval_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Share of each category's kept items held out as the eval split."
+        0.2, ge=0, lt=1, description="Share of the question slots whose sources are held out for eval."
+    )
+    knowledge_eval_items: int = Field(
+        50,
+        ge=0,
+        description=(
+            "Training items whose question the generator rewords for the knowledge-injection eval set"
+            " (eval_knowledge.jsonl; the answer kept); a seeded sample spread over categories; 0: none."
+        ),
+    )
+    paraphrase_max_overlap: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A rewording whose word-bigram Jaccard overlap with the original reaches this is rejected.",
+    )
+    holdout: Literal["chunks", "sections", "documents"] = Field(
+        "chunks",
+        description=(
+            "The source unit the generalization eval set holds out before answers are written:"
+            " single chunks (per category), whole sections or whole documents. Training answers"
+            " never retrieve held-out chunks; eval answers retrieve only them."
+        ),
     )
     repairs: bool = Field(
         True,
@@ -318,6 +340,62 @@ class SynthConfig(Section):
         if lower is not None and value < lower:
             raise ValueError(f"must be at least {info.field_name.replace('max_', 'min_')} ({lower})")
         return value
+
+
+class ClusterTrainConfig(Section):
+    """Multi-node training on a Kubernetes cluster: a Kubeflow Trainer v2 ``TrainJob`` (default) or a
+    Training Operator v1 ``PyTorchJob``. Read by ``ragtune train-job`` and the multi-node component."""
+
+    api: Literal["trainjob", "pytorchjob"] = Field(
+        "trainjob",
+        description=(
+            "trainjob: trainer.kubeflow.org/v1alpha1 TrainJob on a ClusterTrainingRuntime (Kubeflow "
+            "Trainer 2.x); pytorchjob: kubeflow.org/v1 PyTorchJob (Training Operator 1.x)."
+        ),
+    )
+    runtime: str = Field(
+        "torch-distributed",
+        description="ClusterTrainingRuntime the TrainJob references (its nodes run torchrun).",
+    )
+    nodes: int = Field(2, ge=1, description="Training nodes (pods).")
+    gpus_per_node: int = Field(1, ge=0, description="GPUs each node requests; 0 trains on CPU (gloo).")
+    procs_per_node: int | None = Field(
+        None, ge=1, description="Training processes per node; unset: one per GPU (1 on CPU)."
+    )
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of the GPUs.")
+    cpu: str | None = Field(None, description="CPU request per node (Kubernetes quantity, e.g. '8').")
+    memory: str | None = Field(
+        None, description="Memory request and limit per node (Kubernetes quantity, e.g. '64Gi')."
+    )
+    queue: str | None = Field(
+        None,
+        description=(
+            "Kueue LocalQueue: sets label kueue.x-k8s.io/queue-name and creates the job suspended, "
+            "so Kueue admits it when quota allows."
+        ),
+    )
+    priority_class: str | None = Field(
+        None,
+        description=(
+            "PyTorchJob: the pods' PriorityClass. TrainJob (which has no such field): the Kueue "
+            "WorkloadPriorityClass, label kueue.x-k8s.io/priority-class."
+        ),
+    )
+    deadline_s: int | None = Field(
+        None, ge=1, description="activeDeadlineSeconds: the job fails (and frees its nodes) after this long."
+    )
+    cleanup: Literal["delete", "keep"] = Field(
+        "delete",
+        description=(
+            "delete: the launcher deletes the job once it succeeded and its outputs are copied (a failed "
+            "job stays for its logs); keep: leave it."
+        ),
+    )
+    ttl_after_finished_s: int | None = Field(
+        None,
+        ge=0,
+        description="PyTorchJob only: runPolicy.ttlSecondsAfterFinished (the operator deletes it later).",
+    )
 
 
 class TrainConfig(Section):
@@ -394,6 +472,9 @@ class TrainConfig(Section):
             "times faster when other processes compete for a small CPU."
         ),
     )
+    cluster: ClusterTrainConfig = Field(
+        default_factory=ClusterTrainConfig, description="Multi-node training on a cluster."
+    )
 
     @field_validator("max_steps")
     @classmethod
@@ -433,9 +514,12 @@ class EvaluateConfig(Section):
     """Judged evaluation of base vs tuned model (and optional extra contenders)."""
 
     max_items: int | None = Field(
-        20,
+        100,
         ge=1,
-        description="Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them.",
+        description=(
+            "Cap on eval items (a seeded sample of eval.jsonl); null evaluates all of them. Below"
+            " registry.min_eval_items no evaluation can promote."
+        ),
     )
     max_new_tokens: int = Field(256, ge=1, description="Answer length cap for every contender.")
     batch_size: int = Field(
@@ -469,13 +553,29 @@ class EvaluateConfig(Section):
             " retrieved from the run's index, so the report shows what tuning adds to RAG."
         ),
     )
-    primary_metric: Literal["auto", "judge", "reference"] = Field(
+    primary_metric: Literal["auto", "judge", "corpus_facts", "reference"] = Field(
         "auto",
         description=(
             "The metric the comparisons and the promotion gate rest on. judge: the LLM judge's 1-10"
-            " score; reference: embedding cosine of the answer to the RAG-grounded reference answer"
-            " (ROUGE-L reported beside). auto: judge when it passed its sanity check and is not the"
-            " weak local model, else reference."
+            " score; corpus_facts: closed-book likelihood accuracy on statements of the source"
+            " documents against same-kind fact swaps (judge-free); reference: embedding cosine of the"
+            " answer to the reference answer (reported, never chosen by auto). auto: judge when it"
+            " passed its sanity check on the lower interval bounds and is not the weak local model,"
+            " else corpus_facts."
+        ),
+    )
+    fact_distractors: int = Field(
+        3, ge=1, description="corpus_facts / dataset_recall: distractors (one fact swapped) per statement."
+    )
+    fact_statements_per_item: int = Field(
+        2, ge=1, description="corpus_facts: fact-bearing sentences of each item's source chunk scored."
+    )
+    judge_check_items: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Cap on the items of each eval set the judge check asks about (a seeded spread over"
+            " categories; each item costs ten judge calls); null checks every evaluated item."
         ),
     )
     judge_min_discrimination: float = Field(
@@ -483,8 +583,9 @@ class EvaluateConfig(Section):
         ge=0,
         le=1,
         description=(
-            "Judge sanity check: least share of items where the judge scores the reference answer"
-            " above a mismatched one (another category's reference answer)."
+            "Judge sanity check: least lower interval bound, for each kind of known-worse answer"
+            " (off-topic, fact-altered, truncated), of the share of items where the judge scores the"
+            " reference answer above it."
         ),
     )
     judge_min_consistency: float = Field(
@@ -492,15 +593,8 @@ class EvaluateConfig(Section):
         ge=0,
         le=1,
         description=(
-            "Judge sanity check: least share of reference-vs-mismatched pairwise verdicts that"
-            " survive swapping the two answers' positions."
-        ),
-    )
-    holdout: Literal["items", "sections", "documents"] = Field(
-        "items",
-        description=(
-            "What the eval split holds out (read by the synth stage's split): single items (with"
-            " their near-duplicates), whole sections, or whole documents."
+            "Judge sanity check: least lower interval bound, for each kind of known-worse answer, of"
+            " the share of reference-vs-worse pairwise verdicts that survive swapping the positions."
         ),
     )
     leakage_cosine: float = Field(
@@ -581,6 +675,21 @@ class RegistryConfig(Section):
         pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
         description="Alias of the latest version that was registered but not promoted.",
     )
+    lock_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "How long a promotion waits for another promotion of the same model to finish (it holds"
+            " the promotion lock); after that it is refused with the holder named."
+        ),
+    )
+    lock_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "A promotion lock older than this belongs to a promotion that died; the next one breaks it."
+        ),
+    )
 
     @field_validator("tracking_uri")
     @classmethod
@@ -598,6 +707,91 @@ class RegistryConfig(Section):
         if value == info.data.get("champion_alias"):
             raise ValueError("must differ from champion_alias")
         return value
+
+
+DEFAULT_SERVE_TOLERATIONS: list[dict[str, str]] = [
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+]
+
+
+class ServeConfig(Section):
+    """Serving a registered version: ``ragtune serve`` (local) and ``ragtune deploy`` (KServe manifests)."""
+
+    alias: str | None = Field(
+        None,
+        description="Alias served or deployed when neither --alias nor --version is given; unset: registry.champion_alias.",
+    )
+    base_model: str | None = Field(
+        None,
+        description=(
+            "The base model this server or deployment is for (as train.base_model names it); an adapter"
+            " trained on another base is refused. Unset: the base the adapter records."
+        ),
+    )
+    served_model_name: str | None = Field(
+        None, description="Model name clients send; unset: registry.model_name."
+    )
+    host: str = Field("127.0.0.1", description="Address `ragtune serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `ragtune serve` listens on.")
+    batch_size: int = Field(8, ge=1, description="Requests in flight decoded together.")
+    batch_wait_ms: float = Field(
+        5.0, ge=0, description="How long a batch waits for more requests after the first arrives."
+    )
+    max_tokens: int = Field(256, ge=1, description="Reply tokens when a request sets no max_tokens.")
+    max_tokens_limit: int = Field(2048, ge=1, description="Largest max_tokens a request may ask for.")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads of the local server; unset: one per core."
+    )
+    kserve_api: Literal["llminferenceservice", "inferenceservice"] = Field(
+        "llminferenceservice",
+        description=(
+            "What `ragtune deploy` renders: a KServe LLMInferenceService (0.20+, the adapter under"
+            " spec.model.lora.adapters) or an InferenceService on the Hugging Face/vLLM runtime with LoRA."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="Name of the serving object; unset: registry.model_name made DNS-safe.",
+    )
+    namespace: str = Field("ragtune", description="Namespace of the serving object.")
+    base_model_uri: str | None = Field(
+        None,
+        description=(
+            "Storage URI of the base model for KServe (hf://, s3://, pvc://, gs://); unset: derived from the"
+            " adapter's base (packaged smollm2 -> hf://HuggingFaceTB/SmolLM2-135M-Instruct, a hub id -> hf://id,"
+            " an s3:// prefix as is)."
+        ),
+    )
+    artifact_uri_map: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Prefix rewrites of a version's artifact URI into one KServe can download, e.g."
+            ' {"mlflow-artifacts:/": "s3://mlflow/"} for an MLflow server proxying s3://mlflow/.'
+        ),
+    )
+    replicas: int = Field(1, ge=0, description="Serving replicas.")
+    gpus: int = Field(1, ge=0, description="GPUs per replica (0: CPU serving).")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of a GPU.")
+    resources: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"requests": {"cpu": "4", "memory": "24Gi"}, "limits": {"memory": "24Gi"}},
+        description="Container requests and limits (the GPU count is added from `gpus`).",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of the serving pods."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=lambda: [dict(t) for t in DEFAULT_SERVE_TOLERATIONS],
+        description="Tolerations of the serving pods (default: the GPU taint).",
+    )
+    service_account: str | None = Field(
+        None,
+        description="Service account of the serving pods (its Secret annotations give KServe S3 access).",
+    )
+    runtime: str | None = Field(
+        None,
+        description="InferenceService only: the ServingRuntime to use; unset: KServe picks the Hugging Face runtime.",
+    )
 
 
 class EndpointGrant(Section):
@@ -654,6 +848,7 @@ class RagtuneConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     def cache_uri(self) -> str:

@@ -151,6 +151,24 @@ class ContextChunk(Record):
     text: str
 
 
+class SentenceSupport(Record):
+    """How one answer sentence is supported by its cited chunks (the faithfulness check's verdict)."""
+
+    sentence: str
+    supported: bool
+    chunk_id: str | None = Field(None, description="Chunk holding the best-aligned sentence.")
+    support: str | None = Field(None, description="The best-aligned chunk sentence.")
+    similarity: float = Field(0.0, description="Embedding cosine of the sentence and its support.")
+    missing_terms: list[str] = Field(
+        default_factory=list, description="Fact-bearing terms of the sentence absent from its support."
+    )
+    contradicted_terms: list[str] = Field(
+        default_factory=list,
+        description="Terms the support states otherwise (another number, quantifier, condition, ...).",
+    )
+    judge: str | None = Field(None, description="The LLM entailment verdict, where a judge gave one.")
+
+
 class Provenance(Record):
     doc_id: str = Field(description="Document whose chunk the question was generated from.")
     section_path: list[str]
@@ -165,6 +183,13 @@ class Provenance(Record):
     )
     attempts: int = Field(1, ge=1, description="2 when the slot was retried with another seed.")
     retry_of: str | None = Field(None, description="'stage/reason' of the first attempt's rejection.")
+    answer_mode: str | None = Field(None, description="generate or extractive: how the answer was written.")
+    support: list[SentenceSupport] | None = Field(
+        None, description="Per answer sentence, its support in the cited chunks (None: not checked)."
+    )
+    paraphrase_of: str | None = Field(
+        None, description="Knowledge eval set: the training item whose question this one rewords."
+    )
 
 
 class InstructionItem(Record):

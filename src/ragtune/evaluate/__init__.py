@@ -6,7 +6,10 @@ verdicts in both orders, and writes ``scores.jsonl``, ``pairwise.jsonl``, ``metr
 ``report.html``. The modules each do one job: ``generators`` (who answers), ``prompts`` and
 ``templates/`` (the rubric), ``parsing`` (reading the judge), ``judge`` (asking it), ``stats`` (the
 bootstrap and pairwise arithmetic), ``similarity`` (ROUGE-L, cosine), ``metrics``, ``plots``,
-``report`` and ``stage`` (the stage function).
+``report`` and ``stage`` (the stage function); the judge-free knowledge metrics: ``distractors``
+(corpus statements, same-kind fact swaps), ``likelihood`` (multiple choice by likelihood),
+``knowledge`` (accuracy, margin, paired comparisons), ``evalsets`` (both eval sets) and
+``judgecheck`` (the judge's check on three kinds of known-worse answers).
 """
 
 from ragtune.core.reports.evaluation import EvalMetrics

@@ -1,25 +1,45 @@
-"""The judge's sanity check: can it tell a grounded answer from a wrong one, whatever the order?
+"""The judge's sanity check: can it tell a grounded answer from a known-worse one, whatever the order?
 
 No human labels are needed. For each eval item the judge scores the item's reference answer
-(written from the item's context) and a *mismatched* answer — the reference answer of an item
-from another category, fluent but wrong for this question — and compares the two pairwise in
-both orders. A judge worth trusting scores the reference higher (``discrimination``: the share of
-items where it does), gives the same pairwise verdict whichever answer is shown first
-(``consistency``: the share of items whose verdict survives the swap), and leaves a clear
-``score_gap``. Below ``evaluate.judge_min_discrimination`` or ``evaluate.judge_min_consistency``
-the judge is flagged, and its scores cannot decide a promotion.
+(written from the item's context) beside known-worse answers of three kinds, and compares each
+pair in both orders:
+
+- ``off_topic``: the reference answer of an item from another category — fluent but about
+  something else. A topic detector passes this kind.
+- ``fact_altered``: the reference with one fact-bearing term swapped for one of the same kind
+  found elsewhere in the corpus (same wording, wrong fact). Only a judge that reads the facts
+  against the context passes this kind.
+- ``truncated``: the reference cut to its first half (right so far, but incomplete).
+
+Per kind: ``discrimination`` (share of items where the reference scores higher),
+``consistency`` (share whose pairwise verdict survives swapping the answers) and
+``reference_wins``, each with a cluster-bootstrap interval. The judge passes only when, for every
+kind checked, the *lower* bounds reach ``evaluate.judge_min_discrimination`` and
+``evaluate.judge_min_consistency`` and every kind has at least :data:`MIN_ITEMS_PER_KIND` items;
+otherwise its scores cannot decide a promotion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, get_args
 
 import numpy as np
 
 from ragtune.core.records import InstructionItem
-from ragtune.core.reports.evaluation import JudgeCheck
-from ragtune.evaluate.judge import Case, Judge, JudgeFailure
+from ragtune.core.reports.evaluation import CheckKind, JudgeCheck, JudgeCheckKind, Share
+from ragtune.evaluate.judge import Case, Judge, JudgeFailure, PairJudgement
+from ragtune.evaluate.metrics import MetricSettings
+from ragtune.evaluate.parsing import JudgeScore
 from ragtune.evaluate.stats import mean_or_none
+
+CHECK_KINDS: tuple[CheckKind, ...] = get_args(CheckKind)
+MIN_TRUNCATED_WORDS = 8
+"""A reference shorter than this has no half worth calling incomplete: no truncated answer for it."""
+MIN_ITEMS_PER_KIND = 5
+"""Fewer items of a kind give a degenerate interval (one item: [1, 1]); each kind needs this many,
+so a check without fact-altered answers cannot pass (a topic detector would)."""
+_CONSISTENT = {("A", "B"), ("B", "A"), ("tie", "tie")}
 
 
 def mismatched_answers(items: Sequence[InstructionItem], seed: int) -> list[str | None]:
@@ -38,8 +58,92 @@ def mismatched_answers(items: Sequence[InstructionItem], seed: int) -> list[str 
     return mismatched
 
 
-def _share(hits: int, n: int) -> float | None:
-    return hits / n if n else None
+def truncated_answer(answer: str) -> str | None:
+    """The first half of ``answer``'s words; ``None`` when it is too short to lose anything clear."""
+    words = answer.split()
+    if len(words) < MIN_TRUNCATED_WORDS:
+        return None
+    return " ".join(words[: len(words) // 2])
+
+
+def known_worse(
+    items: Sequence[InstructionItem], seed: int, alter: Callable[[str], str | None] | None
+) -> dict[CheckKind, list[str | None]]:
+    """Each kind's known-worse answer per item (``None`` where the item has none of that kind)."""
+    return {
+        "off_topic": mismatched_answers(items, seed),
+        "fact_altered": [alter(item.answer) if alter else None for item in items],
+        "truncated": [truncated_answer(item.answer) for item in items],
+    }
+
+
+class Outcomes(NamedTuple):
+    """One checked pair: did the reference score higher, was the verdict order-proof, did it win?"""
+
+    item_id: str
+    discriminated: float
+    consistent: float
+    reference_won: float
+    gap: float | None
+
+
+def outcomes(
+    item_id: str, good: JudgeScore | JudgeFailure, bad: JudgeScore | JudgeFailure, pair: PairJudgement
+) -> Outcomes:
+    """A judge failure counts as a miss (and has no score gap)."""
+    gap = None
+    if isinstance(good, JudgeScore) and isinstance(bad, JudgeScore):
+        gap = float(good.score - bad.score)
+    return Outcomes(
+        item_id=item_id,
+        discriminated=float(gap is not None and gap > 0),
+        consistent=float((pair.first_as_a, pair.first_as_b) in _CONSISTENT),
+        reference_won=float(pair.outcome == "win"),
+        gap=gap,
+    )
+
+
+def _kind_result(kind: CheckKind, rows: Sequence[Outcomes], settings: MetricSettings) -> JudgeCheckKind:
+    ids = [row.item_id for row in rows]
+
+    def share(values: list[float], what: str) -> Share:
+        interval = settings.interval(values, ids, f"judgecheck:{kind}:{what}")
+        if interval is None:
+            return Share(value=None, ci_low=None, ci_high=None, n=0)
+        return Share(value=interval.mean, ci_low=interval.low, ci_high=interval.high, n=interval.n)
+
+    return JudgeCheckKind(
+        kind=kind,
+        n=len(rows),
+        discrimination=share([r.discriminated for r in rows], "discrimination"),
+        consistency=share([r.consistent for r in rows], "consistency"),
+        reference_wins=share([r.reference_won for r in rows], "wins"),
+        score_gap=mean_or_none([r.gap for r in rows]),
+    )
+
+
+def _reasons(
+    kinds: dict[CheckKind, JudgeCheckKind], min_discrimination: float, min_consistency: float
+) -> list[str]:
+    """Why the judge is flagged: a kind whose lower bound misses a threshold (or nothing checked)."""
+    if not any(k.n for k in kinds.values()):
+        return ["no item has a known-worse answer to check the judge with (one item or one answer)"]
+    reasons = [
+        f"{kind.kind}: {kind.n} item(s), fewer than {MIN_ITEMS_PER_KIND}: too few to bound the judge"
+        for kind in kinds.values()
+        if kind.n < MIN_ITEMS_PER_KIND
+    ]
+    for kind in (k for k in kinds.values() if k.n):
+        for label, share, floor in (
+            ("discrimination", kind.discrimination, min_discrimination),
+            ("position consistency", kind.consistency, min_consistency),
+        ):
+            if share.ci_low is None or share.ci_low < floor:
+                reasons.append(
+                    f"{kind.kind}: {label} {share.value or 0:.2f}, interval low {share.ci_low or 0:.2f}"
+                    f" below {floor:.2f} (n={kind.n})"
+                )
+    return reasons
 
 
 def check_judge(
@@ -48,53 +152,58 @@ def check_judge(
     *,
     min_discrimination: float,
     min_consistency: float,
-    seed: int,
+    settings: MetricSettings,
+    alter: Callable[[str], str | None] | None = None,
 ) -> JudgeCheck:
-    """Run the sanity check on ``items`` (see the module docstring). Judge failures count as misses."""
-    mismatched = mismatched_answers(items, seed)
-    checked = [(item, wrong) for item, wrong in zip(items, mismatched, strict=True) if wrong is not None]
-    cases = [
-        Case(question=item.question, reference=item.answer, context=[c.text for c in item.context])
-        for item, _ in checked
+    """Run the sanity check on ``items`` (see the module docstring). Judge failures count as misses.
+
+    ``alter`` makes the fact-altered copy of a reference answer (``None`` when it has no
+    fact-bearing term to swap); without it that kind is not checked.
+    """
+    worse = known_worse(items, settings.seed, alter)
+    jobs = [
+        (kind, item, answer)
+        for kind in CHECK_KINDS
+        for item, answer in zip(items, worse[kind], strict=True)
+        if answer is not None
     ]
-    score_jobs = [(case, item.answer) for case, (item, _) in zip(cases, checked, strict=True)]
-    score_jobs += [(case, wrong) for case, (_, wrong) in zip(cases, checked, strict=True)]
-    scores = judge.score(score_jobs, desc="judge check: scores")
-    n = len(checked)
-    right, wrong_scores = scores[:n], scores[n:]
-    wins = 0
-    gaps: list[float | None] = []
-    for good, bad in zip(right, wrong_scores, strict=True):
-        if isinstance(good, JudgeFailure) or isinstance(bad, JudgeFailure):
-            gaps.append(None)
-            continue
-        wins += good.score > bad.score
-        gaps.append(float(good.score - bad.score))
+    checked = list(dict.fromkeys(item.item_id for _, item, _ in jobs))
+    by_id = {item.item_id: item for item in items}
+    cases = {
+        i: Case(
+            question=by_id[i].question, reference=by_id[i].answer, context=[c.text for c in by_id[i].context]
+        )
+        for i in checked
+    }
+    reference_scores = dict(
+        zip(
+            checked,
+            judge.score([(cases[i], by_id[i].answer) for i in checked], desc="judge check: references"),
+            strict=True,
+        )
+    )
+    worse_scores = judge.score(
+        [(cases[item.item_id], answer) for _, item, answer in jobs], desc="judge check: scores"
+    )
     pairs = judge.compare(
-        [(case, item.answer, wrong) for case, (item, wrong) in zip(cases, checked, strict=True)],
-        desc="judge check: pairwise",
+        [(cases[item.item_id], item.answer, answer) for _, item, answer in jobs], desc="judge check: pairwise"
     )
-    consistent = sum(
-        1 for p in pairs if (p.first_as_a, p.first_as_b) in {("A", "B"), ("B", "A"), ("tie", "tie")}
-    )
-    reference_wins = sum(1 for p in pairs if p.outcome == "win")
-    discrimination, consistency = _share(wins, n), _share(consistent, n)
-    reasons: list[str] = []
-    if n == 0:
-        reasons.append("no item has a mismatched answer to check the judge with (one item or one answer)")
-    else:
-        if discrimination is not None and discrimination < min_discrimination:
-            reasons.append(f"discrimination {discrimination:.2f} below {min_discrimination:.2f} (n={n})")
-        if consistency is not None and consistency < min_consistency:
-            reasons.append(f"position consistency {consistency:.2f} below {min_consistency:.2f} (n={n})")
+    rows: dict[CheckKind, list[Outcomes]] = {kind: [] for kind in CHECK_KINDS}
+    for (kind, item, _), bad, pair in zip(jobs, worse_scores, pairs, strict=True):
+        rows[kind].append(outcomes(item.item_id, reference_scores[item.item_id], bad, pair))
+    kinds = {kind: _kind_result(kind, rows[kind], settings) for kind in CHECK_KINDS}
+    every = [row for kind in CHECK_KINDS for row in rows[kind]]
+    reasons = _reasons(kinds, min_discrimination, min_consistency)
     return JudgeCheck(
-        n=n,
-        discrimination=discrimination,
-        consistency=consistency,
-        reference_wins=_share(reference_wins, n),
-        score_gap=mean_or_none(gaps),
+        n=len(checked),
+        discrimination=mean_or_none([r.discriminated for r in every]),
+        consistency=mean_or_none([r.consistent for r in every]),
+        reference_wins=mean_or_none([r.reference_won for r in every]),
+        score_gap=mean_or_none([r.gap for r in every]),
         min_discrimination=min_discrimination,
         min_consistency=min_consistency,
         passed=not reasons,
         reasons=reasons,
+        kinds={kind: result for kind, result in kinds.items() if result.n},
+        bootstrap_unit=settings.bootstrap_unit,
     )

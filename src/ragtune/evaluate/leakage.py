@@ -1,10 +1,19 @@
-"""Leakage between the training data and the eval questions, measured rather than assumed.
+"""Leakage between the training data and the eval items, measured rather than assumed.
 
-An eval question leaks when its answer could have been memorised in training: a 13-gram of the
-question appears in a training question or answer, or its embedding is a near-duplicate
-(cosine ≥ ``evaluate.leakage_cosine``, 0.95 by default) of a training question or answer. The
-share of leaking eval questions is reported, and the evaluate stage fails above
-``evaluate.max_leakage`` — a tuned model "winning" on questions it was trained on proves nothing.
+An eval item leaks when what it asks or what its reference says could have been learned in
+training. Three ways are measured, each by a 13-gram or an embedding near-duplicate (cosine ≥
+``evaluate.leakage_cosine``, 0.95 by default):
+
+* its **question** against the training questions and answers (``ngram_hits``, ``embedding_hits``);
+* its **reference answer** against the training answers (``answer_hits``): both may quote the
+  same text;
+* its **contexts** (its source chunk and the chunks its reference was written from) against the
+  training answers' contexts and the training answers themselves (``context_hits``): a training
+  answer that rested on, or quotes, the text an eval item is about teaches that item.
+
+``synth.holdout`` keeps the two sides' retrieval apart, so context hits are what the corpus itself
+repeats. The share of leaking eval items is reported, and the evaluate stage fails above
+``evaluate.max_leakage`` — a tuned model "winning" on what it was trained on proves nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +42,38 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
+def _ngram_pool(texts: Sequence[str]) -> set[tuple[str, ...]]:
+    seen: set[tuple[str, ...]] = set()
+    for text in texts:
+        seen |= ngrams(text)
+    return seen
+
+
+def _near(
+    encoder: TextEncoder | None, texts: Sequence[str], pool: Sequence[str], threshold: float
+) -> list[bool]:
+    """Whether each of ``texts`` has an embedding near-duplicate in ``pool``."""
+    if encoder is None or not texts or not pool:
+        return [False] * len(texts)
+    mine = _unit(np.asarray(encoder.encode(list(texts)), dtype=np.float64))
+    theirs = _unit(np.asarray(encoder.encode(list(pool)), dtype=np.float64))
+    return [bool(v) for v in (mine @ theirs.T).max(axis=1) >= threshold]
+
+
+def _context_hits(
+    eval_items: Sequence[InstructionItem], train_items: Sequence[InstructionItem]
+) -> list[bool]:
+    """An eval item's source or context chunk behind a training answer, or quoted by one."""
+    behind_training = {cid for item in train_items for cid in item.provenance.context_chunk_ids}
+    quoted = _ngram_pool([item.answer for item in train_items])
+    hits = []
+    for item in eval_items:
+        ids = {item.provenance.source_chunk_id, *item.provenance.context_chunk_ids}
+        texts = [chunk.text for chunk in item.context]
+        hits.append(bool(ids & behind_training) or any(ngrams(text) & quoted for text in texts))
+    return hits
+
+
 def measure_leakage(
     eval_items: Sequence[InstructionItem],
     train_items: Sequence[InstructionItem],
@@ -41,18 +82,17 @@ def measure_leakage(
     cosine_threshold: float,
     max_share: float,
 ) -> Leakage:
-    """Compare every eval question with every training question and answer (see the module docstring)."""
+    """Compare every eval item with the training data (see the module docstring)."""
+    train_answers = [item.answer for item in train_items]
     train_texts = [text for item in train_items for text in (item.question, item.answer)]
-    seen: set[tuple[str, ...]] = set()
-    for text in train_texts:
-        seen |= ngrams(text)
+    seen, answered = _ngram_pool(train_texts), _ngram_pool(train_answers)
     by_ngram = [bool(ngrams(item.question) & seen) for item in eval_items]
-    by_embedding = [False] * len(eval_items)
-    if encoder is not None and eval_items and train_texts:
-        questions = _unit(np.asarray(encoder.encode([i.question for i in eval_items]), dtype=np.float64))
-        train = _unit(np.asarray(encoder.encode(train_texts), dtype=np.float64))
-        by_embedding = [bool(v) for v in (questions @ train.T).max(axis=1) >= cosine_threshold]
-    leaking = [a or b for a, b in zip(by_ngram, by_embedding, strict=True)]
+    by_embedding = _near(encoder, [i.question for i in eval_items], train_texts, cosine_threshold)
+    answer_ngram = [bool(ngrams(item.answer) & answered) for item in eval_items]
+    answer_near = _near(encoder, [i.answer for i in eval_items], train_answers, cosine_threshold)
+    by_answer = [a or b for a, b in zip(answer_ngram, answer_near, strict=True)]
+    by_context = _context_hits(eval_items, train_items)
+    leaking = [any(hit) for hit in zip(by_ngram, by_embedding, by_answer, by_context, strict=True)]
     n = len(eval_items)
     return Leakage(
         n_eval=n,
@@ -60,6 +100,8 @@ def measure_leakage(
         cosine_threshold=cosine_threshold,
         ngram_hits=sum(by_ngram),
         embedding_hits=sum(by_embedding),
+        answer_hits=sum(by_answer),
+        context_hits=sum(by_context),
         leaked=sum(leaking),
         share=sum(leaking) / n if n else 0.0,
         max_share=max_share,

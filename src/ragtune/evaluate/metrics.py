@@ -7,13 +7,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from ragtune.core.records import InstructionItem
 from ragtune.core.reports.evaluation import (
     BASE,
     COMPARISONS,
     TUNED,
     CategoryScore,
+    ClusterUnit,
     Comparison,
     ContenderSummary,
     Difference,
@@ -46,6 +48,41 @@ class MetricSettings(BaseModel):
     bootstrap_samples: int
     confidence: float
     max_new_tokens: int
+    bootstrap_unit: ClusterUnit = "item"
+    clusters: dict[str, str] = Field(
+        default_factory=dict, description="item_id -> its cluster (an item missing here is its own)."
+    )
+
+    def cluster_labels(self, item_ids: Sequence[str]) -> list[str]:
+        """The bootstrap cluster of each item (the item itself where none is known)."""
+        return [self.clusters.get(i, f"item:{i}") for i in item_ids]
+
+    def interval(self, values: Sequence[float], item_ids: Sequence[str], purpose: str) -> Interval | None:
+        """:func:`bootstrap_mean_ci` of per-item ``values``, clustered, with the ``purpose``'s generator."""
+        return bootstrap_mean_ci(
+            values,
+            samples=self.bootstrap_samples,
+            confidence=self.confidence,
+            rng=_rng(self.seed, purpose),
+            clusters=self.cluster_labels(item_ids),
+        )
+
+
+def cluster_of(item: InstructionItem, unit: ClusterUnit) -> str:
+    """The bootstrap cluster of ``item`` under ``unit`` (items sharing it are resampled together)."""
+    provenance = item.provenance
+    if unit == "document":
+        return f"doc:{provenance.doc_id}"
+    if unit == "section":
+        return "section:" + "/".join([provenance.doc_id, *provenance.section_path])
+    if unit == "source_chunk":
+        return f"chunk:{provenance.source_chunk_id}"
+    return f"item:{item.item_id}"
+
+
+def bootstrap_unit_for(holdout: str) -> ClusterUnit:
+    """The cluster the held-out split implies: what was held out together is drawn together."""
+    return {"documents": "document", "sections": "section"}.get(holdout, "source_chunk")  # type: ignore[return-value]
 
 
 def _rng(seed: int, purpose: str) -> np.random.Generator:
@@ -55,13 +92,9 @@ def _rng(seed: int, purpose: str) -> np.random.Generator:
 
 def summarize_contender(name: str, rows: Sequence[ScoreRow], settings: MetricSettings) -> ContenderSummary:
     scores = [r.score for r in rows]
-    scored = [s for s in scores if s is not None]
-    interval = bootstrap_mean_ci(
-        scored,
-        samples=settings.bootstrap_samples,
-        confidence=settings.confidence,
-        rng=_rng(settings.seed, f"mean:{name}"),
-    )
+    scored_rows = [r for r in rows if r.score is not None]
+    scored = [float(r.score or 0) for r in scored_rows]
+    interval = settings.interval(scored, [r.item_id for r in scored_rows], f"mean:{name}")
     categories = sorted({r.category for r in rows})
     per_category = {}
     for category in categories:
@@ -108,6 +141,7 @@ def paired_interval(
         samples=settings.bootstrap_samples,
         confidence=settings.confidence,
         rng=_rng(settings.seed, purpose),
+        clusters=settings.cluster_labels(both),
     )
 
 
@@ -221,4 +255,5 @@ def compute_metrics(
         judge_check=judge_check,
         comparisons=compute_comparisons(rows, contender_names, settings),
         leakage=leakage,
+        bootstrap_unit=settings.bootstrap_unit,
     )

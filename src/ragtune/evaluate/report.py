@@ -82,6 +82,7 @@ def render_report(
         items=item_views(items, rows, pairs),
         histogram_png=score_histogram(scores),
         category_png=category_bars(per_category),
+        scored_names=[name for name in metrics.contender_names if not name.endswith("_rag")],
         fmt=_fmt,
         pct=_pct,
         band=_band,

@@ -17,8 +17,27 @@ from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import ChatModel, ChatResponse, LLMFailure, TokenLedger, open_chat_model
 from ragtune.core.llm.hf_chat import answer_request
 from ragtune.core.records import InstructionItem, read_jsonl, write_jsonl
-from ragtune.core.reports.evaluation import BASE, TUNED, EvalMetrics, JudgeCheck, Leakage, Metric
+from ragtune.core.reports.evaluation import (
+    BASE,
+    GENERALIZATION,
+    KNOWLEDGE,
+    LIKELIHOOD_METRICS,
+    TUNED,
+    EvalMetrics,
+    EvalSetMetrics,
+    JudgeCheck,
+    Leakage,
+    Metric,
+)
 from ragtune.core.storage import open_storage
+from ragtune.evaluate.distractors import CorpusTerms, item_texts
+from ragtune.evaluate.evalsets import (
+    LIKELIHOOD_CACHE_NAMESPACE,
+    EvalSet,
+    KnowledgeSettings,
+    eval_set,
+    evaluate_sets,
+)
 from ragtune.evaluate.generators import (
     ANSWER_CACHE_NAMESPACE,
     answer_messages,
@@ -29,9 +48,8 @@ from ragtune.evaluate.generators import (
     release,
 )
 from ragtune.evaluate.judge import Case, Judge, JudgeFailure, is_weak_judge
-from ragtune.evaluate.judgecheck import check_judge
 from ragtune.evaluate.leakage import measure_leakage
-from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, compute_metrics
+from ragtune.evaluate.metrics import JudgeInfo, MetricSettings, bootstrap_unit_for, compute_metrics
 from ragtune.evaluate.prompts import PAIRWISE_TEMPLATE, REPORT_TEMPLATE, SCORE_TEMPLATE, evaluation_templates
 from ragtune.evaluate.report import render_report
 from ragtune.evaluate.schema import EvalReport, PairRow, ScoreRow
@@ -141,37 +159,93 @@ def with_rag(local: Mapping[str, ChatModel]) -> dict[str, ChatModel]:
     return ordered
 
 
+def scored_adapter_sha256(adapter_dir: Path | None) -> str | None:
+    """The digest of the adapter the tuned contender is, recorded in ``metrics.json`` for the gate."""
+    from ragtune.core.modelload import adapter_fingerprint
+
+    return adapter_fingerprint(Path(adapter_dir)) if adapter_dir is not None else None
+
+
 def resolve_primary_metric(setting: str, check: JudgeCheck | None, weak: bool) -> Metric:
-    """``auto``: the judge when it passed its sanity check and is not the weak local model."""
-    if setting == "judge":
-        return "judge"
-    if setting == "reference":
-        return "reference"
-    return "judge" if check is not None and check.passed and not weak else "reference"
+    """``auto``: the judge when it passed its sanity check (on the lower bounds) and is not the weak
+    local model, else the judge-free corpus-fact accuracy. The reference cosine never crowns itself."""
+    if setting in ("judge", "corpus_facts", "reference"):
+        return setting  # type: ignore[return-value]
+    return "judge" if check is not None and check.passed and not weak else "corpus_facts"
+
+
+def primary_eval_set(metric: Metric, sets: Mapping[str, EvalSetMetrics]) -> str:
+    """For a likelihood metric, the knowledge set where it has scored statements (what tuning is for
+    injecting); else — and always for the judge, which answers only it — the generalization set."""
+    knowledge = sets.get(KNOWLEDGE)
+    scored = knowledge.likelihood(metric) if knowledge is not None else None
+    if metric in LIKELIHOOD_METRICS and scored is not None and scored.n_statements:
+        return KNOWLEDGE
+    return GENERALIZATION
+
+
+def build_eval_sets(
+    config: RagtuneConfig,
+    dataset_dir: Path,
+    items: list[InstructionItem],
+    knowledge_items: list[InstructionItem],
+    settings: MetricSettings,
+) -> list[EvalSet]:
+    """The generalization set (clustered by what the split held out) and the knowledge set (by
+    source chunk), each with the items its judge check asks about (``evaluate.judge_check_items``)."""
+    cfg = config.evaluate
+
+    def checked(chosen: list[InstructionItem]) -> list[InstructionItem]:
+        return select_items(chosen, cfg.judge_check_items, config.run.seed)[0]
+
+    present = DatasetDir(dataset_dir).eval_knowledge_path.is_file()
+    unit = bootstrap_unit_for(config.synth.holdout)
+    return [
+        eval_set(GENERALIZATION, EVAL_FILE, True, items, settings, unit, checked(items)),
+        eval_set(
+            KNOWLEDGE,
+            DatasetDir.EVAL_KNOWLEDGE,
+            present,
+            knowledge_items,
+            settings,
+            "source_chunk",
+            checked(knowledge_items),
+        ),
+    ]
+
+
+def load_train_items(dataset_dir: Path) -> list[InstructionItem]:
+    train_path = dataset_dir / TRAIN_FILE
+    return read_jsonl(train_path, InstructionItem) if train_path.is_file() else []
 
 
 def check_leakage(
-    config: RagtuneConfig, dataset_dir: Path, items: Sequence[InstructionItem], encoder: TextEncoder | None
+    config: RagtuneConfig,
+    dataset_dir: Path,
+    items: Sequence[InstructionItem],
+    encoder: TextEncoder | None,
+    train: Sequence[InstructionItem] | None = None,
 ) -> Leakage:
     """Leakage of ``items`` from ``train.jsonl``; an :class:`InputError` above ``evaluate.max_leakage``."""
     cfg = config.evaluate
-    train_path = dataset_dir / TRAIN_FILE
-    train = read_jsonl(train_path, InstructionItem) if train_path.is_file() else []
+    train = load_train_items(dataset_dir) if train is None else train
     leakage = measure_leakage(
         items, train, encoder, cosine_threshold=cfg.leakage_cosine, max_share=cfg.max_leakage
     )
     log.info(
-        "leakage: %d of %d eval questions have a near-duplicate in training (%.0f%%)",
+        "leakage: %d of %d eval items have a near-duplicate in training (%.0f%%)",
         leakage.leaked,
         leakage.n_eval,
         100 * leakage.share,
     )
     if leakage.share > cfg.max_leakage:
         raise InputError(
-            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval questions"
+            f"{dataset_dir / EVAL_FILE}: {leakage.leaked} of {leakage.n_eval} eval items"
             f" ({leakage.share:.0%}) have a 13-gram or embedding (cosine >= {cfg.leakage_cosine})"
-            f" near-duplicate in {TRAIN_FILE}, above evaluate.max_leakage {cfg.max_leakage:.0%}"
-            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out more (evaluate.holdout) or regenerate"
+            f" near-duplicate in {TRAIN_FILE} (questions {leakage.ngram_hits + leakage.embedding_hits},"
+            f" answers {leakage.answer_hits}, contexts {leakage.context_hits}),"
+            f" above evaluate.max_leakage {cfg.max_leakage:.0%}"
+            f" (e.g. {', '.join(leakage.item_ids[:5])}); hold out whole sections or documents (synth.holdout) or regenerate"
         )
     return leakage
 
@@ -288,8 +362,10 @@ def run_evaluate(
     cosine similarity and leakage); both default to what the config names.
 
     Before answering, eval questions are checked for leakage from ``train.jsonl`` (an
-    :class:`InputError` above ``evaluate.max_leakage``); after, the judge's sanity check decides
-    whether ``evaluate.primary_metric: auto`` means the judge or the reference similarity.
+    :class:`InputError` above ``evaluate.max_leakage``). Both eval sets (``eval.jsonl``, and
+    ``eval_knowledge.jsonl`` where synth wrote it) get the judge-free corpus-fact and recall metrics
+    and the judge check (:mod:`ragtune.evaluate.evalsets`); the generalization set's check decides
+    whether ``evaluate.primary_metric: auto`` means the judge or ``corpus_facts``.
     """
     cfg = config.evaluate
     templates = evaluation_templates(cfg.templates_dir)  # a bad override fails before any model runs
@@ -299,10 +375,22 @@ def run_evaluate(
     items, warnings = select_items(load_eval_items(dataset_dir), cfg.max_items, config.run.seed)
     if not items:
         raise InputError(f"{dataset_dir / EVAL_FILE}: holds no evaluation items")
-    log.info("evaluating %d items", len(items))
+    knowledge_items, knowledge_warnings = select_items(
+        DatasetDir(dataset_dir).read("eval_knowledge"), cfg.max_items, config.run.seed
+    )
+    warnings += knowledge_warnings
+    log.info("evaluating %d items (+ %d knowledge-injection items)", len(items), len(knowledge_items))
     if encoder is None:
         encoder = load_encoder(config)
-    leakage = check_leakage(config, dataset_dir, items, encoder)
+    train = load_train_items(dataset_dir)
+    leakage = check_leakage(config, dataset_dir, items, encoder, train)
+    settings = MetricSettings(
+        seed=config.run.seed,
+        bootstrap_samples=cfg.bootstrap_samples,
+        confidence=cfg.confidence,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+    sets = build_eval_sets(config, dataset_dir, items, knowledge_items, settings)
 
     storage = open_storage(config.cache_uri(), config.storage)
     answer_cache = ContentCache(storage, ANSWER_CACHE_NAMESPACE)
@@ -356,15 +444,23 @@ def run_evaluate(
     )
     rows = _score_rows(items, answers, models, judge, encoder)
     pairs = _pair_rows(items, answers, judge) if cfg.pairwise else []
-    check = check_judge(
+    set_metrics = evaluate_sets(
+        sets,
         judge,
-        items,
-        min_discrimination=cfg.judge_min_discrimination,
-        min_consistency=cfg.judge_min_consistency,
-        seed=config.run.seed,
+        {name: model for name, model in everyone.items() if not name.endswith(RAG_SUFFIX)},
+        CorpusTerms.from_texts(item_texts([*train, *items, *knowledge_items])),
+        KnowledgeSettings(
+            distractors=cfg.fact_distractors,
+            statements_per_item=cfg.fact_statements_per_item,
+            batch_size=cfg.batch_size,
+            min_discrimination=cfg.judge_min_discrimination,
+            min_consistency=cfg.judge_min_consistency,
+        ),
+        ContentCache(storage, LIKELIHOOD_CACHE_NAMESPACE),
     )
+    check = set_metrics[GENERALIZATION].judge_check
     primary = resolve_primary_metric(cfg.primary_metric, check, weak)
-    if not check.passed:
+    if check is not None and not check.passed:
         log.warning("the judge failed its sanity check: %s", "; ".join(check.reasons))
     log.info("primary metric: %s (evaluate.primary_metric %s)", primary, cfg.primary_metric)
 
@@ -384,18 +480,16 @@ def run_evaluate(
                 "report": templates.get(REPORT_TEMPLATE).ref,
             },
         ),
-        settings=MetricSettings(
-            seed=config.run.seed,
-            bootstrap_samples=cfg.bootstrap_samples,
-            confidence=cfg.confidence,
-            max_new_tokens=cfg.max_new_tokens,
-        ),
+        settings=sets[0].settings,
         llm_usage=usage,
         warnings=warnings,
         primary_metric=primary,
         judge_check=check,
         leakage=leakage,
     )
+    metrics.eval_sets = set_metrics
+    metrics.primary_eval_set = primary_eval_set(primary, set_metrics)
+    metrics.adapter_sha256 = scored_adapter_sha256(adapter_dir if answerers is None else None)
 
     evaluation = EvaluationDir(out_dir)
     write_jsonl(evaluation.scores_path, rows)

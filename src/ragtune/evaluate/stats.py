@@ -1,4 +1,9 @@
-"""The evaluation's arithmetic: bootstrap intervals and the two-order pairwise verdict.
+"""The evaluation's arithmetic: cluster-bootstrap intervals and the two-order pairwise verdict.
+
+Items that share a source chunk (or a document, when the split held out documents) are not
+independent: they ask about the same text. Every interval resamples *clusters* with replacement
+and takes the mean over all values in the drawn clusters (:func:`bootstrap_mean_ci` with
+``clusters``), so near-copies do not narrow it. Without ``clusters`` each value is its own cluster.
 
 Pure functions over plain numbers and verdict labels, so they are tested on fixed inputs with
 known answers. Every random choice comes from a caller's seeded :class:`numpy.random.Generator`.
@@ -6,7 +11,7 @@ known answers. Every random choice comes from a caller's seeded :class:`numpy.ra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -24,23 +29,45 @@ class Interval(BaseModel):
     high: float
     n: int = Field(description="Values the mean is over.")
     prob_positive: float = Field(description="Share of bootstrap means above zero.")
+    n_clusters: int = Field(0, description="Clusters the bootstrap resampled (n when each value is one).")
 
 
-def _bootstrap_means(values: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Means of ``samples`` resamples (with replacement, same size) of ``values``."""
-    n = values.shape[0]
+def _cluster_totals(values: np.ndarray, clusters: Sequence[Hashable] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums and counts of ``values`` (each value alone without ``clusters``)."""
+    if clusters is None:
+        return values, np.ones_like(values)
+    if len(clusters) != values.shape[0]:
+        raise ValueError(f"{len(clusters)} cluster labels for {values.shape[0]} values")
+    index = {label: position for position, label in enumerate(dict.fromkeys(clusters))}
+    codes = np.fromiter((index[label] for label in clusters), dtype=int, count=len(clusters))
+    return np.bincount(codes, weights=values), np.bincount(codes).astype(float)
+
+
+def _bootstrap_means(
+    sums: np.ndarray, counts: np.ndarray, samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Means of ``samples`` cluster resamples (with replacement, as many clusters as there are)."""
+    n = sums.shape[0]
     means = np.empty(samples, dtype=float)
     for start in range(0, samples, _CHUNK):
         stop = min(samples, start + _CHUNK)
         idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = values[idx].mean(axis=1)
+        means[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
     return means
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float], *, samples: int, confidence: float, rng: np.random.Generator
+    values: Sequence[float],
+    *,
+    samples: int,
+    confidence: float,
+    rng: np.random.Generator,
+    clusters: Sequence[Hashable] | None = None,
 ) -> Interval | None:
-    """Mean of ``values`` with a percentile bootstrap CI at ``confidence``; ``None`` when empty."""
+    """Mean of ``values`` with a percentile cluster-bootstrap CI at ``confidence``; ``None`` when empty.
+
+    ``clusters`` labels each value's cluster (e.g. its source chunk); whole clusters are resampled.
+    """
     if samples < 1:
         raise ValueError("samples must be at least 1")
     if not 0 < confidence < 1:
@@ -50,7 +77,8 @@ def bootstrap_mean_ci(
         raise ValueError("values must be one-dimensional")
     if array.size == 0:
         return None
-    means = _bootstrap_means(array, samples, rng)
+    sums, counts = _cluster_totals(array, clusters)
+    means = _bootstrap_means(sums, counts, samples, rng)
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return Interval(
@@ -59,6 +87,7 @@ def bootstrap_mean_ci(
         high=float(high),
         n=int(array.size),
         prob_positive=float((means > 0).mean()),
+        n_clusters=int(sums.shape[0]),
     )
 
 
@@ -69,8 +98,9 @@ def paired_bootstrap_ci(
     samples: int,
     confidence: float,
     rng: np.random.Generator,
+    clusters: Sequence[Hashable] | None = None,
 ) -> Interval | None:
-    """Mean of the per-item differences ``first - second`` with its bootstrap CI.
+    """Mean of the per-item differences ``first - second`` with its (cluster) bootstrap CI.
 
     Resampling items (not each list separately) keeps each item's pair together, so the interval
     reflects how consistently ``first`` beats ``second`` on the same questions.
@@ -79,7 +109,7 @@ def paired_bootstrap_ci(
     b = np.asarray(second, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples differ in length: {a.shape[0]} vs {b.shape[0]}")
-    return bootstrap_mean_ci(a - b, samples=samples, confidence=confidence, rng=rng)
+    return bootstrap_mean_ci(a - b, samples=samples, confidence=confidence, rng=rng, clusters=clusters)
 
 
 _FIRST_ORDER: dict[str, Outcome] = {"A": "win", "B": "loss", "tie": "tie"}

@@ -10,7 +10,7 @@ points at an MLflow server instead. Promotion uses registry aliases (``champion`
 
 from __future__ import annotations
 
-from ragtune.registry.champion import fetch_champion
+from ragtune.registry.champion import adapter_uri, fetch_adapter, fetch_champion, resolve_version
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote, promote_version
 from ragtune.registry.pyfunc_model import AdapterModel
@@ -30,7 +30,9 @@ __all__ = [
     "EvalSummary",
     "ModelVersionInfo",
     "PromotionDecision",
+    "adapter_uri",
     "config_params",
+    "fetch_adapter",
     "fetch_champion",
     "get_version",
     "git_revision",
@@ -41,6 +43,7 @@ __all__ = [
     "promote",
     "promote_version",
     "register_model",
+    "resolve_version",
     "run_registry",
     "start_pipeline_run",
     "tracking_uri",

@@ -21,7 +21,14 @@ from ragtune.core.artifacts import EvaluationDir
 from ragtune.core.reports.evaluation import BASE, CHAMPION, TUNED, Comparison, EvalMetrics
 
 TAG_PREFIX = "ragtune.eval."
-_TEXT_FIELDS = {"judge_model", "judge_templates", "primary_metric", "judge_check_reasons", "champion_model"}
+_TEXT_FIELDS = {
+    "judge_model",
+    "judge_templates",
+    "primary_metric",
+    "judge_check_reasons",
+    "champion_model",
+    "adapter_sha256",
+}
 _INT_FIELDS = {"delta_n", "primary_n", "champion_n"}
 _BOOL_FIELDS = {"judge_is_weak", "judge_check_passed"}
 
@@ -90,6 +97,7 @@ class EvalSummary(BaseModel):
     champion_ci_low: float | None = None
     champion_ci_high: float | None = None
     champion_n: int | None = None
+    adapter_sha256: str | None = Field(None, description="sha256 of the adapter the evaluation scored.")
 
     @classmethod
     def from_metrics(cls, metrics: EvalMetrics) -> EvalSummary:
@@ -121,6 +129,7 @@ class EvalSummary(BaseModel):
             champion_ci_low=versus_champion[1],
             champion_ci_high=versus_champion[2],
             champion_n=versus_champion[3],
+            adapter_sha256=metrics.adapter_sha256,
         )
 
     @classmethod

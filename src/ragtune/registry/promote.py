@@ -1,10 +1,14 @@
 """Promotion: move the ``champion`` alias to a new version only when the evidence says it is better.
 
-The gate decides on the evaluation's **primary metric** (``metrics.json`` ``primary_metric``:
-``judge`` or ``reference``) and names it. A version becomes champion only when all hold:
+The gate decides on the evaluation's **primary metric** (``metrics.json`` ``primary_metric``) and
+names it. A version becomes champion only when all hold:
 
+* the metric may crown (:data:`CROWNING_METRICS`): reference cosine and ROUGE-L are reported but
+  never crown, since a tuned model moves towards the references' style without knowing more;
 * when the metric is the judge: the judge is not the weak local model and passed its sanity check
   (reference vs mismatched answers); an unchecked or flagged judge cannot crown a model;
+* the evaluation scored this very adapter (``metrics.json`` ``adapter_sha256`` equals the version's
+  ``ragtune.adapter_sha256``);
 * at least ``registry.min_eval_items`` paired, scored items back each paired difference;
 * with a champion: its base model is the new version's (else the versions are not comparable), it
   was evaluated as contender ``champion`` on the same items with the same judge, and the paired
@@ -13,18 +17,18 @@ The gate decides on the evaluation's **primary metric** (``metrics.json`` ``prim
 * with ``registry.require_ci_above_zero``, the lower bound of each paired difference's CI is above 0.
 
 Otherwise it gets the ``challenger`` alias, and the reason says which test failed, with the
-numbers. ``force=True`` is the manual override; it appends an audit record (who, when, why) to the
-version as the next numbered ``ragtune.promotion_audit.<n>`` tag, never overwriting one. Promotion
-is race-safe: after setting ``champion`` it reads the alias back, and if another version took it
-meanwhile the decision is taken again against that one. Only aliases are used (stages are deprecated).
+numbers. :func:`decide` is that rule, pure. :func:`promote` wraps it in small steps: read the
+champion, decide and move the aliases while holding the model's promotion lock
+(:mod:`ragtune.registry.lock`: compare-and-set over a registry without transactions, so two
+promotions at once end with exactly one champion, the second decided against the first or refused
+with the reason), tag the version, append an audit record (:mod:`ragtune.registry.audit`).
+``force=True`` is the manual override; its record names the actor. Only aliases are used
+(stages are deprecated).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,7 +37,9 @@ from pydantic import BaseModel, Field
 from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import InputError
 from ragtune.core.reports.evaluation import EvalMetrics
+from ragtune.registry.audit import Actor, AuditRecord, append_audit, current_actor
 from ragtune.registry.evalsummary import EvalSummary
+from ragtune.registry.lock import LockTimeout, promotion_lock
 from ragtune.registry.register import TAG_ADAPTER_SHA, TAG_BASE_MODEL, ModelVersionInfo, get_version
 from ragtune.registry.tracking import MAX_TAG_VALUE, client_for, mlflow_error
 
@@ -45,36 +51,14 @@ log = logging.getLogger(__name__)
 TAG_PROMOTION = "ragtune.promotion"
 TAG_PROMOTION_REASON = "ragtune.promotion_reason"
 TAG_PROMOTION_FORCED = "ragtune.promotion_forced"
-TAG_PROMOTION_AUDIT = "ragtune.promotion_audit."
 TAG_REPLACED_BY = "ragtune.replaced_by"
 TAG_TUNED_MEAN = "ragtune.eval.tuned_mean"
-MAX_RACE_ROUNDS = 5
-"""How often promotion re-decides when other versions keep taking the champion alias meanwhile."""
+
+CROWNING_METRICS = frozenset({"judge", "corpus_facts"})
+"""Primary metrics that may crown a champion: the judge (when it passed its check) and corpus-fact
+accuracy. ``reference`` (embedding cosine, ROUGE-L beside it) is reported and never crowns."""
 
 Reference = Literal["champion", "base", "none"]
-
-
-class PromotionDecision(BaseModel):
-    """What promotion did with one model version, and why (in words, with the numbers)."""
-
-    model_name: str
-    version: int
-    alias: str = Field(description="The alias now set on the version (champion or challenger).")
-    promoted: bool = Field(description="True when the version is now the champion.")
-    forced: bool = False
-    reason: str = Field(description="Human explanation with the numbers it rests on.")
-    metric: str = Field("judge", description="The primary metric the decision rests on: judge or reference.")
-    n: int | None = Field(None, description="Paired items behind the deciding difference.")
-    tuned_mean: float | None = None
-    reference: Reference = Field("none", description="What the tuned model was compared with.")
-    reference_mean: float | None = Field(None, description="The reference's mean judge score (context).")
-    reference_version: int | None = Field(None, description="The champion compared with, if any.")
-    previous_champion: int | None = Field(None, description="Champion before this decision.")
-    promotion_margin: float = 0.0
-    delta_mean: float | None = Field(None, description="The deciding paired difference's mean.")
-    delta_ci_low: float | None = None
-    delta_ci_high: float | None = None
-    model_uri: str = Field(description="models:/<name>@<alias>.")
 
 
 class Champion(BaseModel):
@@ -90,13 +74,27 @@ class Verdict(BaseModel):
     """The pure rule's answer."""
 
     promoted: bool
-    reason: str
-    metric: str
-    reference: Reference
-    n: int | None = None
-    delta_mean: float | None = None
+    reason: str = Field(description="Human explanation with the numbers it rests on.")
+    metric: str = Field(description="The primary metric the decision rests on.")
+    reference: Reference = Field("none", description="What the tuned model was compared with.")
+    n: int | None = Field(None, description="Paired items behind the deciding difference.")
+    delta_mean: float | None = Field(None, description="The deciding paired difference's mean.")
     delta_ci_low: float | None = None
     delta_ci_high: float | None = None
+
+
+class PromotionDecision(Verdict):
+    """What promotion did with one model version: the verdict, where it left the aliases, the audit."""
+
+    model_name: str
+    version: int
+    alias: str = Field(description="The alias now set on the version (champion or challenger).")
+    forced: bool = False
+    reference_version: int | None = Field(None, description="The champion compared with, if any.")
+    previous_champion: int | None = Field(None, description="Champion when the decision was taken.")
+    model_uri: str = Field(description="models:/<name>@<alias>.")
+    actor: str = Field("", description="Who promoted (source:name, see ragtune.registry.audit).")
+    audit_record: str | None = Field(None, description="runs:/<run>/promotion_audit/<record>.json")
 
 
 def _fmt(value: float | None) -> str:
@@ -158,8 +156,14 @@ def _difference_tests(
     if mean is None or n is None:
         return [f"no paired {label} difference was recorded"], []
     if n < registry.min_eval_items:
+        cap = config.evaluate.max_items
+        hint = (
+            f"; evaluate.max_items {cap} caps it below that"
+            if cap is not None and cap < registry.min_eval_items
+            else ""
+        )
         failures.append(
-            f"only {n} paired scored items for {label} (registry.min_eval_items is {registry.min_eval_items})"
+            f"only {n} paired scored items for {label} (registry.min_eval_items is {registry.min_eval_items}{hint})"
         )
     if gate_on_mean:
         text = f"{label} {mean:+.3f} (margin {registry.promotion_margin:.3f}, n={n})"
@@ -177,17 +181,83 @@ def _difference_tests(
     return failures, passes
 
 
+def _evidence_failures(
+    config: RagtuneConfig, summary: EvalSummary, metric: str, registered_sha256: str | None
+) -> list[str]:
+    """Why this evaluation may not crown anything, whatever its numbers (empty when it may)."""
+    failures = []
+    if metric not in CROWNING_METRICS:
+        failures.append(
+            f"the {metric} metric is reported but never crowns a model (crowning metrics:"
+            f" {', '.join(sorted(CROWNING_METRICS))})"
+        )
+    elif metric == "judge":
+        failures += _judge_failures(summary)
+    if registered_sha256 is not None:
+        if summary.adapter_sha256 is None:
+            failures.append(
+                "the evaluation does not record which adapter it scored (metrics.json adapter_sha256)"
+            )
+        elif summary.adapter_sha256 != registered_sha256:
+            failures.append(
+                f"the evaluation scored adapter {summary.adapter_sha256}, not this version's {registered_sha256}"
+            )
+    return failures
+
+
+def _versus_champion(
+    config: RagtuneConfig,
+    summary: EvalSummary,
+    base_model: str | None,
+    champion: Champion,
+    metric: str,
+    level: str,
+) -> tuple[list[str], list[str], tuple[float | None, float | None, float | None, int | None]]:
+    """(failures, passes, deciding difference) of the comparison with the current champion."""
+    expected = (champion.adapter_sha256 or "")[:32]
+    if base_model and champion.base_model and base_model != champion.base_model:
+        return (
+            [
+                f"the versions are not comparable: champion version {champion.version} is tuned on"
+                f" {champion.base_model!r}, this version on {base_model!r}"
+            ],
+            [],
+            (None, None, None, None),
+        )
+    if not expected or summary.champion_model != f"adapter:{expected}":
+        return (
+            [
+                f"champion version {champion.version} was not evaluated on this run's items"
+                " (no paired tuned − champion comparison)"
+            ],
+            [],
+            (None, None, None, None),
+        )
+    delta = (
+        summary.champion_delta_mean,
+        summary.champion_ci_low,
+        summary.champion_ci_high,
+        summary.champion_n,
+    )
+    label = f"tuned − champion version {champion.version} ({metric})"
+    failures, passes = _difference_tests(label, *delta, config=config, level=level, gate_on_mean=True)
+    return failures, passes, delta
+
+
 def decide(
     config: RagtuneConfig,
     summary: EvalSummary,
     base_model: str | None,
     champion: Champion | None,
+    registered_sha256: str | None = None,
 ) -> Verdict:
-    """Pure promotion rule for a version on ``base_model`` with ``summary``, against ``champion``."""
+    """Pure promotion rule for a version on ``base_model`` with ``summary``, against ``champion``.
+
+    ``registered_sha256``: the version's adapter digest; the evaluation must have scored that one.
+    """
     metric = summary.primary_metric or "judge"
     level = f"{summary.confidence:.0%} " if summary.confidence else ""
-    failures = _judge_failures(summary) if metric == "judge" else []
-    against_champion = champion is not None
+    failures = _evidence_failures(config, summary, metric, registered_sha256)
     base_failures, passes = _difference_tests(
         f"tuned − base ({metric})",
         summary.primary_delta_mean,
@@ -196,37 +266,19 @@ def decide(
         summary.primary_n,
         config=config,
         level=level,
-        gate_on_mean=not against_champion,
+        gate_on_mean=champion is None,
     )
     failures += base_failures
     reference: Reference = "base"
     delta = (summary.primary_delta_mean, summary.primary_ci_low, summary.primary_ci_high, summary.primary_n)
     if champion is not None:
         reference = "champion"
-        label = f"tuned − champion version {champion.version} ({metric})"
-        expected = (champion.adapter_sha256 or "")[:32]
-        if base_model and champion.base_model and base_model != champion.base_model:
-            failures.append(
-                f"the versions are not comparable: champion version {champion.version} is tuned on"
-                f" {champion.base_model!r}, this version on {base_model!r}"
-            )
-        elif not expected or summary.champion_model != f"adapter:{expected}":
-            failures.append(
-                f"champion version {champion.version} was not evaluated on this run's items"
-                " (no paired tuned − champion comparison)"
-            )
-        else:
-            delta = (
-                summary.champion_delta_mean,
-                summary.champion_ci_low,
-                summary.champion_ci_high,
-                summary.champion_n,
-            )
-            more_failures, more_passes = _difference_tests(
-                label, *delta, config=config, level=level, gate_on_mean=True
-            )
-            failures += more_failures
-            passes += more_passes
+        more_failures, more_passes, versus = _versus_champion(
+            config, summary, base_model, champion, metric, level
+        )
+        failures += more_failures
+        passes += more_passes
+        delta = versus if versus[0] is not None else delta
     head = f"on the {metric} metric"
     if failures:
         reason = f"Not promoted ({head}): " + "; ".join(failures) + "."
@@ -246,44 +298,100 @@ def decide(
     )
 
 
-def actor() -> str:
-    """Who is acting: the login user, else the Kubernetes service account the pod runs as."""
-    for key in ("USER", "LOGNAME", "RAGTUNE_SERVICE_ACCOUNT"):
-        value = os.environ.get(key)
-        if value:
-            return f"serviceaccount:{value}" if key == "RAGTUNE_SERVICE_ACCOUNT" else value
-    return "unknown"
-
-
-def append_audit(client: MlflowClient, name: str, version: int, record: Mapping[str, Any]) -> str:
-    """Add ``record`` as the next numbered ``ragtune.promotion_audit.<n>`` tag; returns the tag key.
-
-    Earlier records are never rewritten: the next free number is used, and the tag is read back so
-    that a concurrent writer who took the same number makes this one move on to the next.
-    """
-    value = json.dumps(dict(record), ensure_ascii=False)[:MAX_TAG_VALUE]
-    for _ in range(MAX_RACE_ROUNDS * 4):
-        tags = client.get_model_version(name, str(version)).tags or {}
-        numbers = [
-            int(k[len(TAG_PROMOTION_AUDIT) :])
-            for k in tags
-            if k.startswith(TAG_PROMOTION_AUDIT) and k[len(TAG_PROMOTION_AUDIT) :].isdigit()
-        ]
-        key = f"{TAG_PROMOTION_AUDIT}{max(numbers, default=0) + 1}"
-        client.set_model_version_tag(name, str(version), key, value)
-        if (client.get_model_version(name, str(version)).tags or {}).get(key) == value:
-            return key
-    raise RuntimeError(f"{name} version {version}: could not append the promotion audit record")
-
-
-def _force(verdict: Verdict) -> Verdict:
+def _force(verdict: Verdict, who: Actor) -> Verdict:
     if verdict.promoted:
-        reason = f"Forced by user; the rule agrees. {verdict.reason}"
+        reason = f"Forced by {who.label()}; the rule agrees. {verdict.reason}"
     else:
-        reason = (
-            f"Forced by user (the rule would not promote: {verdict.reason.removeprefix('Not promoted ')})"
-        )
+        why = verdict.reason.removeprefix("Not promoted ")
+        reason = f"Forced by {who.label()} (the rule would not promote: {why})"
     return verdict.model_copy(update={"promoted": True, "reason": reason})
+
+
+def as_summary(eval_metrics: EvalSummary | EvalMetrics) -> EvalSummary:
+    """The gate's numbers from either the evaluate stage's report or a version's recorded summary."""
+    return eval_metrics if isinstance(eval_metrics, EvalSummary) else EvalSummary.from_metrics(eval_metrics)
+
+
+def rule(
+    config: RagtuneConfig,
+    summary: EvalSummary,
+    mine: Any,
+    champion: Champion | None,
+    force: bool,
+    who: Actor,
+) -> Verdict:
+    """:func:`decide` for the registered version ``mine``, with the already-champion and force cases."""
+    tags = mine.tags or {}
+    if champion is not None and champion.version == int(mine.version):
+        return Verdict(
+            promoted=True,
+            reason=f"Version {champion.version} is already the champion; nothing changed.",
+            metric=summary.primary_metric or "judge",
+            reference="champion",
+        )
+    verdict = decide(config, summary, tags.get(TAG_BASE_MODEL), champion, tags.get(TAG_ADAPTER_SHA))
+    return _force(verdict, who) if force else verdict
+
+
+def move_aliases(
+    client: MlflowClient, config: RagtuneConfig, number: int, verdict: Verdict, champion: Champion | None
+) -> str:
+    """Point ``champion`` (and retire ``challenger``) or ``challenger`` at version ``number``; the alias set."""
+    registry = config.registry
+    name = registry.model_name
+    if not verdict.promoted:
+        client.set_registered_model_alias(name, registry.challenger_alias, str(number))
+        return registry.challenger_alias
+    if champion is None or champion.version != number:
+        client.set_registered_model_alias(name, registry.champion_alias, str(number))
+    if champion is not None and champion.version != number:
+        client.set_model_version_tag(name, str(champion.version), TAG_PROMOTION, "replaced")
+        client.set_model_version_tag(name, str(champion.version), TAG_REPLACED_BY, str(number))
+    challenger = version_by_alias(client, name, registry.challenger_alias)
+    if challenger is not None and int(challenger.version) == number:
+        client.delete_registered_model_alias(name, registry.challenger_alias)
+    return registry.champion_alias
+
+
+def tag_version(client: MlflowClient, name: str, number: int, verdict: Verdict, force: bool) -> None:
+    """The decision on the version's tags (the reason cut to a tag's size; the audit record keeps it whole)."""
+    tags = {
+        TAG_PROMOTION: "champion" if verdict.promoted else "challenger",
+        TAG_PROMOTION_REASON: verdict.reason[:MAX_TAG_VALUE],
+        TAG_PROMOTION_FORCED: str(force).lower(),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(number), key, value)
+
+
+def decide_locked(
+    client: MlflowClient, config: RagtuneConfig, summary: EvalSummary, mine: Any, force: bool, who: Actor
+) -> tuple[Verdict, Champion | None, str]:
+    """Under the promotion lock: read the champion, decide, fence, move the aliases.
+
+    Returns (verdict, the champion decided against, the alias set). Another promotion of the same
+    model waits for the lock, then decides against the champion this one leaves.
+    """
+    registry = config.registry
+    name = registry.model_name
+    with promotion_lock(
+        client, name, who.label(), timeout_s=registry.lock_timeout_s, ttl_s=registry.lock_ttl_s
+    ) as lock:
+        champion = _champion(version_by_alias(client, name, registry.champion_alias))
+        verdict = rule(config, summary, mine, champion, force, who)
+        lock.verify()
+        alias = move_aliases(client, config, int(mine.version), verdict, champion)
+    return verdict, champion, alias
+
+
+def refused_for_lock(summary: EvalSummary, err: LockTimeout) -> Verdict:
+    """The verdict of a promotion that never got the lock: not promoted, the holder named."""
+    return Verdict(
+        promoted=False,
+        reason=f"Not promoted: {err} — promote it again once that promotion has finished.",
+        metric=summary.primary_metric or "judge",
+        reference="none",
+    )
 
 
 def promote(
@@ -294,122 +402,54 @@ def promote(
 ) -> PromotionDecision:
     """Set ``champion`` on ``version`` if it earns it (or ``force``), else ``challenger``.
 
-    ``eval_metrics`` is the version's :class:`EvalSummary` or the evaluate stage's report.
+    ``eval_metrics`` is the version's :class:`EvalSummary` or the evaluate stage's report. Steps:
+    decide under the promotion lock (:func:`decide_locked`), tag the version, append the audit record.
     """
     from mlflow.exceptions import MlflowException
 
-    registry = config.registry
-    name = registry.model_name
+    name = config.registry.model_name
     number = version.version if isinstance(version, ModelVersionInfo) else int(version)
-    summary = (
-        eval_metrics if isinstance(eval_metrics, EvalSummary) else EvalSummary.from_metrics(eval_metrics)
-    )
+    summary = as_summary(eval_metrics)
     client = client_for(config)
+    who = current_actor()
     try:
         mine = client.get_model_version(name, str(number))
-        base_model = (mine.tags or {}).get(TAG_BASE_MODEL)
-        first = version_by_alias(client, name, registry.champion_alias)
-        previous = int(first.version) if first is not None else None
-        current = first
-        notes: list[str] = []
-        for _ in range(MAX_RACE_ROUNDS):
-            champion = _champion(current)
-            if champion is not None and champion.version == number:
-                verdict = Verdict(
-                    promoted=True,
-                    reason=f"Version {number} is already the champion; nothing changed.",
-                    metric=summary.primary_metric or "judge",
-                    reference="champion",
-                )
-                break
-            verdict = decide(config, summary, base_model, champion)
-            if force:
-                verdict = _force(verdict)
-            if not verdict.promoted:
-                break
-            client.set_registered_model_alias(name, registry.champion_alias, str(number))
-            after = version_by_alias(client, name, registry.champion_alias)
-            if after is not None and int(after.version) == number:
-                break
-            # another version took the alias between our read and our write: decide against it
-            taken_by = int(after.version) if after is not None else None
-            notes.append(f"version {taken_by} became champion meanwhile; decided again against it")
-            log.warning("%s: %s", name, notes[-1])
-            current = after
-        else:
-            verdict = verdict.model_copy(
-                update={
-                    "promoted": False,
-                    "reason": f"Not promoted: the champion alias kept changing ({'; '.join(notes)}).",
-                }
-            )
-        if notes:
-            verdict = verdict.model_copy(
-                update={"reason": verdict.reason + " Note: " + "; ".join(notes) + "."}
-            )
-        champion = _champion(current)
-        replaced = champion.version if champion is not None and verdict.promoted else None
-        promoted = verdict.promoted
-        alias = registry.champion_alias if promoted else registry.challenger_alias
-        if not promoted:
-            client.set_registered_model_alias(name, alias, str(number))
-        if replaced is not None and replaced != number:
-            client.set_model_version_tag(name, str(replaced), TAG_PROMOTION, "replaced")
-            client.set_model_version_tag(name, str(replaced), TAG_REPLACED_BY, str(number))
-        challenger = version_by_alias(client, name, registry.challenger_alias) if promoted else None
-        if challenger is not None and int(challenger.version) == number:
-            client.delete_registered_model_alias(name, registry.challenger_alias)
-        tags = {
-            TAG_PROMOTION: "champion" if promoted else "challenger",
-            TAG_PROMOTION_REASON: verdict.reason[:MAX_TAG_VALUE],
-            TAG_PROMOTION_FORCED: str(force).lower(),
-        }
-        for key, value in tags.items():
-            client.set_model_version_tag(name, str(number), key, value)
-        if force:
-            append_audit(
-                client,
-                name,
-                number,
-                {
-                    "who": actor(),
-                    "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "action": f"forced {alias}",
-                    "why": verdict.reason,
-                    "previous_champion": previous,
-                },
-            )
+        try:
+            verdict, champion, alias = decide_locked(client, config, summary, mine, force, who)
+        except LockTimeout as err:
+            verdict, champion = refused_for_lock(summary, err), None
+            alias = move_aliases(client, config, number, verdict, None)
+        tag_version(client, name, number, verdict, force)
+        record = AuditRecord(
+            model_name=name,
+            version=number,
+            alias=alias,
+            promoted=verdict.promoted,
+            forced=force,
+            reason=verdict.reason,
+            metric=verdict.metric,
+            previous_champion=champion.version if champion is not None else None,
+            actor=who,
+            when=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        audit = f"runs:/{mine.run_id}/{append_audit(client, mine.run_id, record)}"
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             raise InputError(f"registered model {name!r} has no version {number}") from None
         raise mlflow_error(config, f"promoting {name} version {number}", err) from None
-    champion_summary = champion.summary if champion is not None else None
-    decision = PromotionDecision(
+    log.info("%s version %d -> %s: %s", name, number, alias, verdict.reason)
+    return PromotionDecision(
+        **verdict.model_dump(),
         model_name=name,
         version=number,
         alias=alias,
-        promoted=promoted,
         forced=force,
-        reason=verdict.reason,
-        metric=verdict.metric,
-        n=verdict.n,
-        tuned_mean=summary.tuned_mean,
-        reference=verdict.reference,
-        reference_mean=(
-            champion_summary.tuned_mean
-            if verdict.reference == "champion" and champion_summary
-            else summary.base_mean
-        ),
         reference_version=champion.version if verdict.reference == "champion" and champion else None,
-        previous_champion=previous,
-        promotion_margin=registry.promotion_margin,
-        delta_mean=verdict.delta_mean,
-        delta_ci_low=verdict.delta_ci_low,
-        delta_ci_high=verdict.delta_ci_high,
+        previous_champion=record.previous_champion,
         model_uri=f"models:/{name}@{alias}",
+        actor=who.label(),
+        audit_record=audit,
     )
-    log.info("%s version %d -> %s: %s", name, number, alias, verdict.reason)
-    return decision
 
 
 def promote_version(config: RagtuneConfig, version: int, force: bool = False) -> PromotionDecision:

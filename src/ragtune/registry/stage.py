@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from ragtune.core.artifacts import Artifact, DatasetDir, DecisionDir, DocumentsDir, EvaluationDir, ModelDir
 from ragtune.core.config import RagtuneConfig
+from ragtune.core.errors import InputError
 from ragtune.core.modelload import read_adapter_meta
 from ragtune.core.records import documents_fingerprint
 from ragtune.core.reports.evaluation import EvalMetrics
@@ -27,7 +28,7 @@ from ragtune.core.reports.synth import SynthReport
 from ragtune.core.reports.train import LossPoint, TrainReport
 from ragtune.registry.evalsummary import EvalSummary
 from ragtune.registry.promote import PromotionDecision, promote
-from ragtune.registry.register import ModelVersionInfo, register_model
+from ragtune.registry.register import ModelVersionInfo, adapter_sha256, register_model
 from ragtune.registry.tracking import (
     MetricValue,
     client_for,
@@ -188,6 +189,17 @@ def pipeline_lineage(documents_dir: Path, git_revision: str | None = None) -> di
     return lineage
 
 
+def check_scored_adapter(metrics: EvalMetrics, metrics_path: Path, adapter_dir: Path) -> None:
+    """Refuse to register an adapter other than the one the evaluation scored (one line naming both)."""
+    registered = adapter_sha256(adapter_dir)
+    if metrics.adapter_sha256 != registered:
+        scored = metrics.adapter_sha256 or "no adapter digest (an evaluation without adapter_sha256)"
+        raise InputError(
+            f"{metrics_path}: scored {scored}, but {adapter_dir} is adapter {registered};"
+            " evaluate this adapter or register the one that was scored"
+        )
+
+
 def run_registry(
     config: RagtuneConfig,
     train_dir: Path,
@@ -217,6 +229,7 @@ def run_registry(
     manifest = read_adapter_meta(adapter_dir).model_dump(mode="json")  # fail before anything is logged
     evaluation = EvaluationDir(eval_dir)
     eval_report = evaluation.read_report(EvalMetrics)
+    check_scored_adapter(eval_report, evaluation.report_path, adapter_dir)
     summary = EvalSummary.from_metrics(eval_report)
     train_report = read_train_report(train_dir)
     synth_report = read_synth_report(dataset_dir)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from ragtune.core.facts import split_sentences
+
 # Repair names (stable strings: counted in the report, recorded in provenance).
 LEAD_IN = "stripped_lead_in"
 QUESTION_MARK = "question_mark"
@@ -37,7 +39,6 @@ _QUESTION_WORD = re.compile(
     r"|would|will|may|might|must|has|have|had)\b",
     re.IGNORECASE,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*(?=\s|$)")
 _INLINE_ID = re.compile(r"\s*[\[(](?:chunk\s*)?(?:id\s*)?[0-9a-f]{6,}(?:\s*,\s*[0-9a-f]{6,})*[\])]", re.I)
 _CLOSING = (".", "!", "?", '."', ".)", "?)", '?"')
 
@@ -54,30 +55,18 @@ def strip_lead_in(text: str) -> tuple[str, list[str]]:
     return _capitalise(text[match.end() :].lstrip()), [LEAD_IN]
 
 
-def sentences(text: str) -> list[str]:
-    """``text`` split after each ``.``, ``!`` or ``?`` (closing quotes and brackets stay attached)."""
-    parts: list[str] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        parts.append(text[start : match.end()].strip())
-        start = match.end()
-    if text[start:].strip():
-        parts.append(text[start:].strip())
-    return [p for p in parts if p]
-
-
 def drop_repeated_sentences(text: str) -> tuple[str, list[str]]:
     """Keep the first of sentences that occur more than once (case- and space-insensitively)."""
     seen: set[str] = set()
     kept: list[str] = []
-    for sentence in sentences(text):
+    for sentence in split_sentences(text):
         key = " ".join(sentence.casefold().split())
         if key in seen:
             continue
         seen.add(key)
         kept.append(sentence)
     joined = " ".join(kept)
-    return (joined, [REPEATED_SENTENCE]) if joined != " ".join(sentences(text)) else (text, [])
+    return (joined, [REPEATED_SENTENCE]) if joined != " ".join(split_sentences(text)) else (text, [])
 
 
 def close_truncated(text: str, min_chars: int) -> tuple[str, list[str]]:
@@ -89,7 +78,7 @@ def close_truncated(text: str, min_chars: int) -> tuple[str, list[str]]:
     stripped = text.rstrip()
     if not stripped or stripped.endswith(_CLOSING):
         return text, []
-    parts = sentences(stripped)
+    parts = split_sentences(stripped)
     if len(parts) < 2:
         return text, []
     closed = " ".join(parts[:-1])

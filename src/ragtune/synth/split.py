@@ -1,27 +1,50 @@
-"""Train/eval split: stratified by category, with no leak of near-duplicates across the split.
+"""The generalization split: eval items ask about sources held out before any answer is written.
 
-Items are first grouped (union-find) so that items from the same source chunk, and items whose
-questions or answers are near-duplicates (cosine at or above the dedup threshold), share a group;
-a group goes wholly to one side. ``evaluate.holdout`` widens the groups: ``sections`` joins every
-item of one document section, ``documents`` every item of one document, so the eval split asks
-about text the model never trained on (``items``, the default, holds out single items). ``eval``
-gets ``eval_fraction`` of the items, apportioned over the categories by size; each category sends
-whole groups, in an order seeded by ``run.seed`` and the group's item ids, so the assignment is
-stable across reruns.
+``synth.holdout`` names the unit held out: ``chunks`` (single source chunks, chosen per category
+so every category is represented), ``sections`` or ``documents`` (whole ones, chosen over the
+corpus). :func:`choose_held_out` picks units in an order seeded by ``run.seed`` and the unit's key
+until they carry ``eval_fraction`` of the question slots, from the whole slot plan (so every
+shard of a sharded run agrees). The synth stage then keeps the two sides apart twice:
+
+* retrieval — a training answer is written only from chunks outside the held-out units, and an
+  eval answer only from chunks inside them (:class:`Sides`), so no training answer can quote an
+  eval item's source and no eval reference rests on text trained on;
+* the split (:func:`split_held`) — an item goes to ``eval`` when its source is held out; items are
+  first grouped (union-find) by source chunk and by near-duplicate questions or answers (cosine at
+  or above the dedup threshold), and a group with any held-out member goes wholly to ``eval``.
+
+What the split cannot rule out (the same text in two documents, say) the evaluate stage measures
+as leakage.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from ragtune.core.records import InstructionItem, sha256_hex
+from ragtune.core.records import Chunk, InstructionItem, sha256_hex
 
-Holdout = Literal["items", "sections", "documents"]
+log = logging.getLogger(__name__)
+
+Holdout = Literal["chunks", "sections", "documents"]
+
+
+def unit_key(holdout: Holdout, chunk_id: str, doc_id: str, section_path: Sequence[str]) -> str:
+    """The key of the holdout unit a chunk belongs to."""
+    if holdout == "documents":
+        return f"doc:{doc_id}"
+    if holdout == "sections":
+        return f"section:{doc_id}\x1e" + "\x1f".join(section_path)
+    return f"chunk:{chunk_id}"
+
+
+def chunk_unit(holdout: Holdout, chunk: Chunk) -> str:
+    return unit_key(holdout, chunk.chunk_id, chunk.doc_id, chunk.section_path)
 
 
 @dataclass(frozen=True)
@@ -30,22 +53,22 @@ class SplitItem:
     category: str
     source_chunk_id: str
     doc_id: str = ""
-    section: str = ""
+    section_path: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, item: InstructionItem) -> SplitItem:
         """What the split needs of a kept item: its category, source chunk, document and section."""
         provenance = item.provenance
-        section = "\x1f".join(provenance.section_path)
-        return cls(item.item_id, item.category, provenance.source_chunk_id, provenance.doc_id, section)
+        return cls(
+            item.item_id,
+            item.category,
+            provenance.source_chunk_id,
+            provenance.doc_id,
+            tuple(provenance.section_path),
+        )
 
-    def unit(self, holdout: Holdout) -> str | None:
-        """The key that ties items together under ``holdout`` (``None``: only chunk and similarity)."""
-        if holdout == "documents":
-            return f"doc:{self.doc_id}"
-        if holdout == "sections":
-            return f"section:{self.doc_id}\x1e{self.section}"
-        return None
+    def unit(self, holdout: Holdout) -> str:
+        return unit_key(holdout, self.source_chunk_id, self.doc_id, self.section_path)
 
 
 class _UnionFind:
@@ -64,18 +87,13 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def leak_groups(
-    items: Sequence[SplitItem], vectors: Sequence[np.ndarray], threshold: float, holdout: Holdout = "items"
-) -> list[int]:
-    """Group number of each item: same source chunk (or holdout unit) or any near-duplicate vector
-    pair joins groups."""
+def leak_groups(items: Sequence[SplitItem], vectors: Sequence[np.ndarray], threshold: float) -> list[int]:
+    """Group number of each item: the same source chunk or any near-duplicate vector pair joins groups."""
     n = len(items)
     groups = _UnionFind(n)
-    first_of_key: dict[str, int] = {}
+    first_of_chunk: dict[str, int] = {}
     for index, item in enumerate(items):
-        for key in (f"chunk:{item.source_chunk_id}", item.unit(holdout)):
-            if key is not None:
-                groups.union(first_of_key.setdefault(key, index), index)
+        groups.union(first_of_chunk.setdefault(item.source_chunk_id, index), index)
     for matrix in vectors:
         if matrix.shape[0] != n:
             raise ValueError(f"{matrix.shape[0]} vectors for {n} items")
@@ -88,64 +106,80 @@ def leak_groups(
     return [groups.find(i) for i in range(n)]
 
 
-def _apportion(total: int, shares: dict[str, float], seed: int) -> dict[str, int]:
-    """Split ``total`` over categories in proportion to ``shares`` (largest remainder, seeded ties)."""
-    weight = sum(shares.values())
-    if total <= 0 or weight <= 0:
-        return dict.fromkeys(shares, 0)
-    exact = {name: total * share / weight for name, share in shares.items()}
-    quota = {name: math.floor(value) for name, value in exact.items()}
-    order = sorted(exact, key=lambda n: (-(exact[n] - quota[n]), sha256_hex(f"{seed}:{n}")))
-    for name in order[: total - sum(quota.values())]:
-        quota[name] += 1
-    return quota
+def _pools(sources: Sequence[tuple[str, str]], by_category: bool) -> list[dict[str, int]]:
+    """Slots per unit, one pool per category (or one pool for everything)."""
+    pools: dict[str, dict[str, int]] = {}
+    for category, unit in sources:
+        pool = pools.setdefault(category if by_category else "", {})
+        pool[unit] = pool.get(unit, 0) + 1
+    return list(pools.values())
 
 
-def split_eval(
+def _choose(pools: Sequence[dict[str, int]], fraction: float, seed: int) -> set[str]:
+    held: set[str] = set()
+    for pool in pools:
+        target = max(1, math.floor(fraction * sum(pool.values()) + 0.5))
+        taken = 0
+        for unit in sorted(pool, key=lambda u: sha256_hex(f"{seed}:{u}"))[:-1]:  # never every unit
+            if taken >= target:
+                break
+            if taken == 0 or taken + pool[unit] <= target:
+                held.add(unit)
+                taken += pool[unit]
+    return held
+
+
+def choose_held_out(
+    sources: Sequence[tuple[str, str]], holdout: Holdout, fraction: float, seed: int
+) -> frozenset[str]:
+    """The held-out units, from one ``(category, unit key)`` per question slot.
+
+    ``chunks``: per category, units in seeded order until they carry the category's share of its
+    slots (at least one unit where the category has two or more; over the whole corpus when every
+    category has a single chunk). ``sections``/``documents``: the same over the whole corpus,
+    since a category may be a single document. Never every unit of a pool.
+    """
+    if fraction <= 0:
+        return frozenset()
+    by_category = holdout == "chunks"
+    held = _choose(_pools(sources, by_category), fraction, seed)
+    if not held and by_category:
+        held = _choose(_pools(sources, False), fraction, seed)
+    return frozenset(held)
+
+
+@dataclass(frozen=True)
+class Sides:
+    """Which chunks each side may retrieve from: eval answers only held-out ones, training answers
+    only the rest."""
+
+    holdout: Holdout
+    held_units: frozenset[str]
+
+    def is_held(self, chunk: Chunk) -> bool:
+        return chunk_unit(self.holdout, chunk) in self.held_units
+
+    def allowed(self, source: Chunk, candidate: Chunk) -> bool:
+        """Whether an answer to a question about ``source`` may rest on ``candidate``."""
+        return self.is_held(source) == self.is_held(candidate)
+
+
+def split_held(
     items: Sequence[SplitItem],
     vectors: Sequence[np.ndarray],
     threshold: float,
-    eval_fraction: float,
-    seed: int,
-    holdout: Holdout = "items",
+    holdout: Holdout,
+    held_units: Collection[str],
 ) -> list[bool]:
-    """``True`` for each item that goes to ``eval`` (see the module docstring).
-
-    ``eval`` gets ``eval_fraction`` of all items (at least one when there are two or more, never
-    all), apportioned over categories by their size; whole groups are taken per category first,
-    then, where group sizes left a category short, from any category.
-    """
-    n = len(items)
-    group_of = leak_groups(items, vectors, threshold, holdout)
-    members: dict[int, list[int]] = {}
-    for index, root in enumerate(group_of):
-        members.setdefault(root, []).append(index)
-    groups = sorted(
-        members.values(), key=lambda g: sha256_hex(f"{seed}:" + ",".join(sorted(items[i].item_id for i in g)))
-    )
-    sizes: dict[str, float] = {}
-    for item in items:
-        sizes[item.category] = sizes.get(item.category, 0) + 1
-    target = math.floor(eval_fraction * n + 0.5)
-    if eval_fraction > 0 and n >= 2:
-        target = max(target, 1)
-    target = min(target, n - 1) if n else 0
-    quota = _apportion(target, sizes, seed)
-
-    is_eval = [False] * n
-    taken = 0
-    for group in groups:  # a group counts towards the category of its first item
-        category = items[group[0]].category
-        if len(group) <= quota[category]:
-            quota[category] -= len(group)
-            taken += len(group)
-            for i in group:
-                is_eval[i] = True
-    for group in groups:  # group sizes left some quota unused: fill it from any category
-        if taken >= target:
-            break
-        if not is_eval[group[0]] and taken + len(group) <= target:
-            taken += len(group)
-            for i in group:
-                is_eval[i] = True
-    return is_eval
+    """``True`` for each item that goes to ``eval``: its group (see :func:`leak_groups`) holds an
+    item whose source unit is held out."""
+    group_of = leak_groups(items, vectors, threshold)
+    held_groups = {group_of[i] for i, item in enumerate(items) if item.unit(holdout) in held_units}
+    if items and held_units and not held_groups:
+        log.warning(
+            "synth: no item about the %d held-out %s was kept, so eval.jsonl is empty; raise"
+            " synth.eval_fraction or synth.questions_per_category",
+            len(held_units),
+            holdout,
+        )
+    return [group in held_groups for group in group_of]

@@ -10,7 +10,8 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
    budget, refusal, pointing at its source ("the passage"), length, not a question; then exact
    and near-duplicate questions (the first kept) — before answering, so duplicates cost no answer
    call;
-3. retrieval of ``top_k`` chunks over the whole corpus per question;
+3. retrieval of ``top_k`` chunks per question, from its own side of the holdout only
+   (:mod:`.holdout`: units held out for eval are chosen from the slot plan first);
 4. one answer per question from that context only (``answer`` template), with citations, repaired
    likewise (lead-in, inline chunk ids, repeated sentences, a sentence cut off by the token cap);
    rejected: LLM failure, refusal / "not in the context", pointing at its source, length;
@@ -20,7 +21,7 @@ Steps (each slot — one chunk, one question type — ends kept or rejected with
    said (``synth.retry_rejected``; not for LLM failures, the budget or an empty retrieval): a new
    question when the question failed, else a new answer to the same question; the retry passes
    the same filters, and its questions are deduplicated against every question already kept;
-7. a split stratified by category with no source chunk or near-duplicate on both sides, then
+7. the split: items about held-out sources (and their near-duplicates) to eval (:mod:`.split`), then
    ``train.jsonl``, ``eval.jsonl`` (chat), Alpaca twins, ``rejected.jsonl``, ``README.md`` (the
    dataset card) and ``synth_report.json``.
 
@@ -71,6 +72,9 @@ from ragtune.index import Retriever, load_retriever
 from ragtune.synth import filters
 from ragtune.synth.categories import Category, Slot, build_categories, plan_slots
 from ragtune.synth.dataset import card_front_matter, make_item, token_counter_for, token_stats, write_alpaca
+from ragtune.synth.holdout import held_out_sides, retrieve_on_side
+from ragtune.synth.paraphrase import TEMPLATE as PARAPHRASE_TEMPLATE
+from ragtune.synth.paraphrase import Paraphraser, write_knowledge_set
 from ragtune.synth.prompts import (
     AnswerReply,
     JudgeReply,
@@ -83,7 +87,7 @@ from ragtune.synth.prompts import (
 )
 from ragtune.synth.repairs import repair_answer, repair_question
 from ragtune.synth.report import RejectedItem
-from ragtune.synth.split import SplitItem, split_eval
+from ragtune.synth.split import Sides, SplitItem, split_held
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +215,7 @@ class _Synthesis:
         self.prompt_refs = self.templates.refs()  # the prompts; the card template is loaded next
         self.card_template = self.templates.get("card.md")
         self.by_id: dict[str, Candidate] = {}
+        self.sides = Sides(self.settings.holdout, frozenset())
 
     def track(self, candidates: Sequence[Candidate]) -> None:
         """Remember this run's candidates by slot id (the retry's dedup looks earlier ones up)."""
@@ -351,7 +356,13 @@ class _Synthesis:
 
     def retrieve(self, candidates: list[Candidate]) -> None:
         alive = [c for c in candidates if c.alive]
-        results = self.retriever.search_many([c.question for c in alive], self.settings.top_k)
+        results = retrieve_on_side(
+            self.retriever,
+            self.sides,
+            [c.slot.chunk for c in alive],
+            [c.question for c in alive],
+            self.settings.top_k,
+        )
         for candidate, hits in zip(alive, results, strict=True):
             candidate.contexts = [hit.chunk for hit in hits]
             candidate.scores["retrieval_top"] = round(hits[0].score, 4) if hits else 0.0
@@ -492,6 +503,20 @@ class _Synthesis:
         self.retrieve(reask)
         self.answer_and_check(again, question_vectors)
 
+    def paraphraser(self) -> Paraphraser:
+        """The knowledge eval set's rewording, with this run's generator, embedder and question checks."""
+        s = self.settings
+        return Paraphraser(
+            generator=self.generator,
+            template=self.templates.get(PARAPHRASE_TEMPLATE),
+            embed=self.embed,
+            check=lambda text: text_problem(text, s.min_question_chars, s.max_question_chars),
+            settings=s,
+            seed=self.config.run.seed,
+            temperature=self.endpoint.temperature,
+            max_tokens=min(s.question_max_tokens, self.endpoint.max_tokens),
+        )
+
     def item(self, candidate: Candidate) -> InstructionItem:
         contexts = [
             ContextChunk(chunk_id=c.chunk_id, sha256=sha256_hex(c.text), text=c.text)
@@ -567,6 +592,7 @@ def run_synth(
             run.generator.name,
             run.groundedness_method,
         )
+        run.sides = held_out_sides(slots, s.holdout, s.eval_fraction, config.run.seed)
         candidates = [Candidate(slot) for slot in slots if in_shard(slot.slot_id, shard)]
         run.track(candidates)
         run.ask_questions(candidates)
@@ -575,7 +601,8 @@ def run_synth(
         run.answer_and_check(candidates, question_vectors)
         if s.retry_rejected:
             run.retry(candidates, question_vectors)
-        return _write_outputs(run, categories, candidates, question_vectors, out_dir, started)
+        # the knowledge eval set rewords the final training set: the unsharded run writes it
+        return _write_outputs(run, categories, candidates, question_vectors, out_dir, started, shard is None)
     finally:
         retriever.close()
 
@@ -606,6 +633,7 @@ def _write_outputs(
     question_vectors: dict[str, np.ndarray],
     out_dir: Path,
     started: float,
+    with_knowledge: bool = True,
 ) -> SynthReport:
     config, s = run.config, run.settings
     kept = [c for c in candidates if c.alive]
@@ -617,13 +645,12 @@ def _write_outputs(
     question_matrix = (
         np.stack([question_vectors[c.slot.slot_id] for c in kept]) if kept else np.zeros((0, 1), np.float32)
     )
-    is_eval = split_eval(
+    is_eval = split_held(
         [SplitItem.of(i) for i in items],
         [question_matrix, answer_vectors] if kept else [],
         s.dedup_threshold,
-        s.eval_fraction,
-        config.run.seed,
-        holdout=config.evaluate.holdout,
+        s.holdout,
+        run.sides.held_units,
     )
     train = [item for item, held in zip(items, is_eval, strict=True) if not held]
     evaluation = [item for item, held in zip(items, is_eval, strict=True) if held]
@@ -634,6 +661,9 @@ def _write_outputs(
     write_jsonl(out_dir / REJECTED_FILE, rejected)
     write_alpaca(out_dir / TRAIN_ALPACA_FILE, train)
     write_alpaca(out_dir / EVAL_ALPACA_FILE, evaluation)
+    knowledge, knowledge_rejected = write_knowledge_set(
+        run.paraphraser(), DatasetDir(out_dir), train, with_knowledge
+    )
 
     per_category = {c.name: CategoryCounts(chunks=len(c.chunks)) for c in categories if c.chunks}
     for candidate in candidates:
@@ -688,7 +718,10 @@ def _write_outputs(
             "train_alpaca": TRAIN_ALPACA_FILE,
             "eval_alpaca": EVAL_ALPACA_FILE,
             "card": CARD_FILE,
-        },
+        }
+        | ({"eval_knowledge": DatasetDir.EVAL_KNOWLEDGE} if with_knowledge else {}),
+        eval_knowledge=len(knowledge),
+        knowledge_rejected_by_reason=dict(knowledge_rejected.most_common()),
         elapsed_s=round(time.perf_counter() - started, 3),
     )
     card = run.card_template.render(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -160,6 +161,12 @@ def training_arguments(
         deepspeed=str(deepspeed_config_path(stage)) if stage != "off" else None,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        # Several processes without CUDA or DeepSpeed (torchrun across CPU-only TrainJob nodes):
+        # accelerate makes them one DDP group over gloo only when told to use the CPU, else each
+        # trains on its own. (DeepSpeed's CPU accelerator starts its own group: never with use_cpu.)
+        use_cpu=stage == "off"
+        and not torch.cuda.is_available()
+        and int(os.environ.get("WORLD_SIZE", "1")) > 1,
     )
 
 

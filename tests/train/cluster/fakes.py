@@ -1,8 +1,10 @@
-"""FAKE Kubernetes API objects for the PyTorchJob runner: plain classes that record calls and replay a script.
+"""FAKE Kubernetes API objects for the job runner: plain classes that record calls and replay a script.
 
 They stand in for ``kubernetes.client.CustomObjectsApi`` / ``CoreV1Api`` with the same method names
 and keyword arguments the runner uses (``test_job.py`` checks the real classes have them). No
-operator runs: the job's status conditions and the Master's log are whatever the test scripts.
+controller runs: the job's status conditions and node 0's log are whatever the test scripts. Every
+body created is checked against the published models first (``schemas.py``), so the fake refuses
+what the real API server would, and API discovery answers only for the resources in ``served``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
+from tests.train.cluster.schemas import validate_job
+
+BOTH = frozenset({("trainer.kubeflow.org", "v1alpha1", "trainjobs"), ("kubeflow.org", "v1", "pytorchjobs")})
 
 
 def condition(kind: str, message: str = "", status: str = "True") -> dict[str, Any]:
@@ -31,7 +37,11 @@ class FakeCustomObjects:
         create_error: int | None = None,
         existing: dict[str, Any] | None = None,
         on_create: Callable[[dict[str, Any]], None] | None = None,
+        served: frozenset[tuple[str, str, str]] = BOTH,
+        runtimes: frozenset[str] = frozenset({"torch-distributed"}),
     ) -> None:
+        self.served = served
+        self.runtimes = runtimes
         self.statuses = list(statuses)
         self.create_error = create_error
         self.existing = existing  # the job found on a 409, before any delete
@@ -50,6 +60,7 @@ class FakeCustomObjects:
         if self.create_error is not None:
             error, self.create_error = self.create_error, None
             raise ApiException(status=error, reason="Conflict" if error == 409 else "Error")
+        validate_job(body)
         self.created.append(body)
         if self.on_create is not None:
             self.on_create(body)
@@ -69,6 +80,23 @@ class FakeCustomObjects:
         self.gets += 1
         return {"metadata": {"name": name, "namespace": namespace}, "status": state}
 
+    def get_api_resources(self, group: str, version: str, **kwargs: Any) -> SimpleNamespace:
+        """API discovery of one group/version: 404 when nothing of it is served."""
+        plurals = [p for g, v, p in self.served if (g, v) == (group, version)]
+        if not plurals:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(resources=[SimpleNamespace(name=p) for p in plurals])
+
+    def get_cluster_custom_object(
+        self, group: str, version: str, plural: str, name: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        self.calls.append(
+            ("get-cluster", {"group": group, "version": version, "plural": plural, "name": name})
+        )
+        if name not in self.runtimes:
+            raise ApiException(status=404, reason="Not Found")
+        return {"metadata": {"name": name}}
+
     def delete_namespaced_custom_object(
         self, group: str, version: str, namespace: str, plural: str, name: str, **kwargs: Any
     ) -> dict[str, Any]:
@@ -80,14 +108,18 @@ class FakeCustomObjects:
 
 
 def pod(
-    name: str, restarts: int = 0, exit_code: int | None = None, reason: str | None = None
+    name: str,
+    restarts: int = 0,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    container: str = "pytorch",
 ) -> SimpleNamespace:
     terminated = None if exit_code is None else SimpleNamespace(exit_code=exit_code, reason=reason)
-    container = SimpleNamespace(
-        name="pytorch", restart_count=restarts, state=SimpleNamespace(terminated=terminated)
+    state = SimpleNamespace(
+        name=container, restart_count=restarts, state=SimpleNamespace(terminated=terminated)
     )
     return SimpleNamespace(
-        metadata=SimpleNamespace(name=name), status=SimpleNamespace(container_statuses=[container])
+        metadata=SimpleNamespace(name=name), status=SimpleNamespace(container_statuses=[state])
     )
 
 

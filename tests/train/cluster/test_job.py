@@ -91,11 +91,13 @@ def test_the_container_runs_torchrun_on_the_launcher_with_gpus_and_shm() -> None
     assert launcher[6:8] == ["-m", "ragtune.train.launch"]
     module_args = launcher[8:]
     assert dict(zip(module_args[::2], module_args[1::2], strict=True)) == {
-        "--config-json": "/workspace/config.json",
-        "--dataset": "/workspace/dataset",
-        "--out": "/workspace/out",
+        "--config-json": "$(RAGTUNE_NODE_WORKDIR)/config.json",
+        "--dataset": "$(RAGTUNE_NODE_WORKDIR)/dataset",
+        "--out": "$(RAGTUNE_NODE_WORKDIR)/out",
         "--stage": "zero3",
     }
+    assert command[command.index("--workdir") + 1] == "$(RAGTUNE_NODE_WORKDIR)"
+    assert "--node-rank=$(RANK)" in command[: command.index("--")]
     assert container["ports"] == [{"name": "pytorchjob-port", "containerPort": 23456, "protocol": "TCP"}]
     assert container["resources"] == {"limits": {"nvidia.com/gpu": "4"}}
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -280,7 +282,7 @@ def test_runner_raises_with_the_failure_message_exit_code_and_training_error() -
     message = str(raised.value)
     assert message.startswith("PyTorchJob ragtune/ragtune-train-abc failed: ")
     assert "because 1 Master replica(s) failed" in message
-    assert "master container exit code 2 (Error)" in message
+    assert "node 0 container exit code 2 (Error)" in message
     assert "training said: error: /workspace/dataset/train.jsonl: no usable example" in message
     assert not api.deleted  # a failed job stays for `kubectl describe`; cleanPodPolicy None keeps its pods
 
@@ -349,7 +351,7 @@ def test_runner_rides_out_transient_api_errors_but_not_forbidden_ones() -> None:
     result, lines = _run(Flaky(503), NoLogs([]))
     assert result == "Succeeded"
     assert any("reading its status failed (HTTP 503 Busy); trying again" in line for line in lines)
-    assert any("cannot read the Master pod's log (HTTP 403 Forbidden)" in line for line in lines)
+    assert any("cannot read node 0's log (HTTP 403 Forbidden)" in line for line in lines)
 
     with pytest.raises(PyTorchJobError, match="cannot read PyTorchJob ragtune/ragtune-train-abc: HTTP 403"):
         _run(Flaky(403), FakeCore([([], None)]))
@@ -371,6 +373,8 @@ def test_the_fakes_use_methods_the_real_kubernetes_client_has() -> None:
         (CustomObjectsApi, FakeCustomObjects, "create_namespaced_custom_object"),
         (CustomObjectsApi, FakeCustomObjects, "get_namespaced_custom_object"),
         (CustomObjectsApi, FakeCustomObjects, "delete_namespaced_custom_object"),
+        (CustomObjectsApi, FakeCustomObjects, "get_api_resources"),
+        (CustomObjectsApi, FakeCustomObjects, "get_cluster_custom_object"),
         (CoreV1Api, FakeCore, "list_namespaced_pod"),
         (CoreV1Api, FakeCore, "read_namespaced_pod_log"),
     ]:

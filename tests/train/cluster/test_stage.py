@@ -7,6 +7,7 @@ in this process with the job's own arguments, with a small Python stand-in for t
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ragtune.train.cluster import node
 from ragtune.train.cluster.job import CONFIG_ENV
 from ragtune.train.cluster.stage import (
     ClusterTraining,
+    check_dataset,
     current_namespace,
     deepspeed_stage,
     job_env,
@@ -148,42 +150,55 @@ def s3_config(s3_env: S3Server) -> RagtuneConfig:
     return config
 
 
+def _node_container(job: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """(command, env) of node rank 0, whichever kind the job is."""
+    if job["kind"] == "TrainJob":
+        return list(job["spec"]["trainer"]["command"]), job["spec"]["trainer"]["env"]
+    (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+    return list(container["command"]), container["env"]
+
+
+def _expand(args: list[str], env: dict[str, str]) -> list[str]:
+    """Kubernetes' ``$(VAR)`` expansion of a container command."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg) for arg in args]
+
+
+@pytest.mark.parametrize("api", ["trainjob", "pytorchjob"])
 def test_train_on_cluster_stages_the_dataset_runs_the_job_and_fetches_the_adapter(
-    s3_config: RagtuneConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    api: str, s3_config: RagtuneConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    config = s3_config.model_copy(deep=True)
+    config.train.cluster.api = api  # type: ignore[assignment]
+    config.train.cluster.gpus_per_node = 8
     name = job_name("minio://mlpipeline/v2/artifacts/ragtune/run-1/synth/dataset")
     pods: dict[str, Any] = {}
 
-    def run_master(job: dict[str, Any]) -> None:
-        """The fake operator: run node 0 with the Master's own command, env and a stand-in launcher."""
-        (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+    def run_node_0(job: dict[str, Any]) -> None:
+        """The fake controller: run node 0's own command (env, $(VAR)s) with a stand-in launcher."""
+        command, env = _node_container(job)
         pods["job"] = job
-        for entry in container["env"]:
+        for entry in env:
             if "value" in entry:
                 monkeypatch.setenv(entry["name"], entry["value"])
-        monkeypatch.setenv("RANK", "0")
-        args = container["command"][3:]
-        at = args.index("--workdir") + 1
-        args[at] = str(tmp_path / "master")
-        args = [*args[: args.index("--") + 1], sys.executable, "-c", FAKE_TRAINING, str(tmp_path / "master")]
+        injected = {"RAGTUNE_NODE_WORKDIR": str(tmp_path / "node0"), "RANK": "0", "PET_NODE_RANK": "0"}
+        args = _expand(command[3:], injected)
+        args = [*args[: args.index("--") + 1], sys.executable, "-c", FAKE_TRAINING, str(tmp_path / "node0")]
         assert node.main(args) == 0
 
-    api = FakeCustomObjects(
-        [status(condition("Running")), status(condition("Succeeded"))], on_create=run_master
+    fake = FakeCustomObjects(
+        [status(condition("Running")), status(condition("Succeeded"))], on_create=run_node_0
     )
-    core = FakeCore([([pod(f"{name}-master-0")], "training\n")])
-    options = ClusterTraining(
-        image="ragtune-train:test", namespace="ragtune", num_nodes=2, gpus_per_node=8, poll_s=0
-    )
+    core = FakeCore([([pod(f"{name}-node-0-0")], "training\n")])
+    options = ClusterTraining(image="ragtune-train:test", namespace="ragtune", poll_s=0)
     out = tmp_path / "adapter-artifact"
 
     result = train_on_cluster(
-        s3_config,
+        config,
         _dataset(tmp_path / "dataset"),
         out,
         options,
         name,
-        api=api,
+        api=fake,
         core=core,
         log_line=lambda _: None,
     )
@@ -192,14 +207,72 @@ def test_train_on_cluster_stages_the_dataset_runs_the_job_and_fetches_the_adapte
     assert (out / "adapter" / "adapter_model.safetensors").read_bytes() == b"weights"
     assert json.loads((out / "metrics.json").read_text())["adapter_dir"] == str(out / "adapter")
     assert not (out / "checkpoints").exists()
-    staged = open_storage(work_uri(s3_config, name), s3_config.storage)
+    staged = open_storage(work_uri(config, name), config.storage)
     assert staged.list("dataset/") == ["dataset/eval.jsonl", "dataset/train.jsonl"]
-    (container,) = pods["job"]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
-    command = container["command"]
-    assert command[command.index("--work-uri") + 1] == f"s3://ragtune-cache/pytorchjobs/{name}"
+    job = pods["job"]
+    command, _ = _node_container(job)
+    assert command[command.index("--work-uri") + 1] == f"s3://ragtune-cache/{api}s/{name}"
+    assert command[command.index("--dataset-uri") + 1] == f"s3://ragtune-cache/{api}s/{name}/dataset/"
     assert "--nnodes=2" in command and "--nproc_per_node=8" in command
     assert command[command.index("--stage") + 1] == "zero2"  # auto on GPU nodes
-    assert pods["job"]["metadata"]["labels"]["ragtune.io/run"] == "psychiatry-demo"
+    assert job["metadata"]["labels"]["ragtune.io/run"] == "psychiatry-demo"
+    assert fake.deleted == [name]  # train.cluster.cleanup: delete, after the outputs were fetched
+
+
+def test_a_cluster_without_the_api_fails_in_one_line_before_anything_is_created(
+    s3_config: RagtuneConfig, tmp_path: Path
+) -> None:
+    options = ClusterTraining(image="i", namespace="ragtune", poll_s=0)
+    only_v1 = FakeCustomObjects([status()], served=frozenset({("kubeflow.org", "v1", "pytorchjobs")}))
+    with pytest.raises(
+        ConfigError,
+        match=r"serves kubeflow.org/v1 pytorchjobs, not trainer.kubeflow.org/v1alpha1 trainjobs: set train.cluster.api: pytorchjob",
+    ):
+        train_on_cluster(
+            s3_config,
+            _dataset(tmp_path / "d"),
+            tmp_path / "o",
+            options,
+            "ragtune-train-x",
+            api=only_v1,
+            core=FakeCore([]),
+        )
+    neither = FakeCustomObjects([status()], served=frozenset())
+    with pytest.raises(ConfigError, match=r"serves neither .* install Kubeflow Trainer v2") as raised:
+        train_on_cluster(
+            s3_config,
+            _dataset(tmp_path / "d"),
+            tmp_path / "o",
+            options,
+            "ragtune-train-x",
+            api=neither,
+            core=FakeCore([]),
+        )
+    assert "\n" not in str(raised.value)
+    no_runtime = FakeCustomObjects([status()], runtimes=frozenset({"deepspeed-distributed"}))
+    with pytest.raises(ConfigError, match="no ClusterTrainingRuntime 'torch-distributed'"):
+        train_on_cluster(
+            s3_config,
+            _dataset(tmp_path / "d"),
+            tmp_path / "o",
+            options,
+            "ragtune-train-x",
+            api=no_runtime,
+            core=FakeCore([]),
+        )
+    assert not (only_v1.created or neither.created or no_runtime.created)
+
+
+def test_a_dataset_the_nodes_cannot_read_is_one_line_naming_it(s3_config: RagtuneConfig) -> None:
+    with pytest.raises(
+        InputError, match=r"^dataset /data/run-1: the training nodes cannot read a local path"
+    ):
+        check_dataset(s3_config, "/data/run-1")
+    with pytest.raises(InputError, match=r"^dataset s3://ragtune-cache/nothing/: no files there"):
+        check_dataset(s3_config, "s3://ragtune-cache/nothing/")
+    with pytest.raises(InputError, match=r"^dataset s3://no-such-bucket/d/: "):
+        check_dataset(s3_config, "s3://no-such-bucket/d/")
+    check_dataset(s3_config, "/data/run-1".replace("/data", "s3://x"), read=False)  # only its form
 
 
 def test_train_on_cluster_needs_an_s3_cache(tmp_path: Path) -> None:
@@ -213,8 +286,13 @@ def test_train_on_cluster_needs_an_s3_cache(tmp_path: Path) -> None:
 
 
 def test_the_pods_get_config_and_credentials_by_secret_reference() -> None:
-    config = build_config({"storage": {"access_key_env": "MINIO_KEY"}, "train": {"hf_token_env": "HF_TOKEN"}})
-    options = ClusterTraining(image="i", namespace="n", gpus_per_node=0, s3_secret="s3", hf_secret="hf")
+    config = build_config(
+        {
+            "storage": {"access_key_env": "MINIO_KEY"},
+            "train": {"hf_token_env": "HF_TOKEN", "cluster": {"gpus_per_node": 0}},
+        }
+    )
+    options = ClusterTraining(image="i", namespace="n", s3_secret="s3", hf_secret="hf")
 
     env = {e["name"]: e for e in job_env(config, options)}
 
@@ -226,7 +304,7 @@ def test_the_pods_get_config_and_credentials_by_secret_reference() -> None:
     }
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert env["DS_ACCELERATOR"]["value"] == "cpu"
-    literal = (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR", "RAGTUNE_MODEL_DOWNLOADS")
+    literal = (CONFIG_ENV, "NCCL_DEBUG", "DS_ACCELERATOR", "RAGTUNE_MODEL_DOWNLOADS", "RAGTUNE_NODE_WORKDIR")
     assert all("value" not in e for n, e in env.items() if n not in literal)
     # the credential grants come from the cluster's ConfigMap, never from the run's config
     assert env["RAGTUNE_ENDPOINTS"]["valueFrom"]["configMapKeyRef"] == {
@@ -282,6 +360,6 @@ def test_run_cluster_training_is_the_component_body(tmp_path: Path, monkeypatch:
     )
 
     assert result == "Succeeded" and calls["incluster"] is True
-    assert calls["options"].namespace == "team-a" and calls["options"].num_nodes == 3
+    assert calls["options"].namespace == "team-a" and calls["config"].train.cluster.nodes == 3
     assert calls["name"] == job_name("minio://b/run/dataset")
     assert calls["dataset"] == tmp_path / "d" and calls["config"].run.name == "x"

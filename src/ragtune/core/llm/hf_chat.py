@@ -67,6 +67,10 @@ class HFChat(TransformersChat):
                 self._loaded = (model, tokenizer)
             return self._loaded
 
+    def weights(self) -> tuple[Any, Any]:
+        """``(model, tokenizer)``, loaded on first use: for scoring by likelihood beside answering."""
+        return self._model()
+
     def release(self) -> None:
         """Drop the model so the next one fits in memory; it is reloaded if asked again."""
         with self._lock:

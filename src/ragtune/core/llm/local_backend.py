@@ -45,6 +45,9 @@ _LOADED: dict[str, tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
 _LOAD_LOCK = threading.Lock()
 _GENERATE_LOCK = threading.Lock()  # one generate at a time per process: the model is shared
 
+TokenCallback = Callable[[int, list[int]], None]
+"""``(row, tokens generated so far)``, called after each new token of a row."""
+
 
 def load_local_model(name: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model and tokenizer for ``name``, loaded once per process."""
@@ -107,8 +110,12 @@ class TransformersChat(ChatModel):
     async def _complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMFailure]:
         return list(await asyncio.to_thread(self.generate_batch, requests))
 
-    def generate_batch(self, requests: list[ChatRequest]) -> list[ChatResponse]:
-        """Generate replies for ``requests`` together (they share temperature and ``max_tokens``).
+    def generate_batch(
+        self, requests: list[ChatRequest], on_token: TokenCallback | None = None
+    ) -> list[ChatResponse]:
+        """Generate replies for ``requests`` together (they share a temperature; each row stops at its
+        own ``max_tokens``). ``on_token(row, tokens)`` sees every row's tokens as they grow (a server
+        streams from it); it runs on the generating thread, so it must be quick.
 
         The reply is ``prefill + continuation``; without a prefill it is trimmed. JSON rows stop once
         their object closes; rows prefilled into a string value ({"question": ") are constrained:
@@ -134,7 +141,9 @@ class TransformersChat(ChatModel):
         stop_ids.discard(None)
 
         def finished(row: int, tokens: list[int]) -> bool:
-            if tokens[-1] in stop_ids:
+            if on_token is not None:
+                on_token(row, tokens)
+            if tokens[-1] in stop_ids or len(tokens) >= requests[row].max_tokens:
                 return True
             if self.stop_repeats and repeats_itself(tokens):
                 return True
@@ -158,7 +167,7 @@ class TransformersChat(ChatModel):
                 suffixes["input_ids"],
                 suffixes["attention_mask"],
                 prefix_ids=ids[0][:shared],
-                max_new_tokens=first.max_tokens,
+                max_new_tokens=max(r.max_tokens for r in requests),
                 temperature=first.temperature,
                 seed=(self.seed + batch_seed) % (2**31),
                 threads=threads,
@@ -290,7 +299,7 @@ def decode_rows(
             keep: list[int] = []
             for position, (row, token) in enumerate(zip(active.tolist(), next_tokens.tolist(), strict=True)):
                 out[row].append(int(token))
-                if len(out[row]) < max_new_tokens and not finished(row, out[row]):
+                if not finished(row, out[row]) and len(out[row]) < max_new_tokens:
                     keep.append(position)
             if not keep:
                 break

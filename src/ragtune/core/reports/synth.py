@@ -72,3 +72,7 @@ class SynthReport(BaseModel):
     answer_tokens: TokenStats
     files: dict[str, str]
     elapsed_s: float
+    eval_knowledge: int = Field(0, description="Reworded training questions kept in eval_knowledge.jsonl.")
+    knowledge_rejected_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="Rewordings not kept, by reason (see ragtune.synth.paraphrase)."
+    )

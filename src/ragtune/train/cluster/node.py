@@ -1,13 +1,15 @@
 """Entry point of every PyTorchJob pod: ``python -m ragtune.train.cluster.node --work-uri URI -- torchrun ...``.
 
 1. reads the resolved config from ``$RAGTUNE_JOB_CONFIG_JSON`` into ``<workdir>/config.json``;
-2. copies ``<work-uri>/dataset/`` into ``<workdir>/dataset`` (each node has its own disk), and
+2. copies the dataset (``--dataset-uri``, default ``<work-uri>/dataset/``) into ``<workdir>/dataset``
+   (each node has its own disk), and
    the newest checkpoint all ``--num-nodes`` nodes uploaded to ``<work-uri>/checkpoints/`` into
    ``<workdir>/out/checkpoints`` (a rescheduled pod resumes there; see ``checkpoints.py``);
 3. runs the launcher command given after ``--`` (torchrun on ``ragtune.train.launch``), forwarding
    SIGTERM/SIGINT to it so a deleted job stops training, while copying each new complete
    checkpoint to ``<work-uri>/checkpoints/`` every ``--checkpoint-sync-s`` seconds;
-4. on node rank 0 (``$RANK``, set by the operator), whose global rank 0 writes the outputs, copies
+4. on node rank 0 (``--node-rank``: ``$(RANK)`` of a PyTorchJob, ``$(PET_NODE_RANK)`` of a TrainJob),
+   whose global rank 0 writes the outputs, copies
    ``<workdir>/out`` (without ``checkpoints/``) to ``<work-uri>/output/`` when training succeeded,
    and ``train_error.txt`` there when it did not.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 
 from ragtune.core.artifacts import ModelDir
-from ragtune.core.config import config_from_json
+from ragtune.core.config import RagtuneConfig, config_from_json
 from ragtune.core.errors import RagtuneError
 from ragtune.core.storage import Storage, open_storage
 from ragtune.train.cluster import checkpoints
@@ -66,6 +68,13 @@ def push_outputs(out_dir: Path, storage: Storage) -> list[str]:
     return keys
 
 
+def _dataset_source(storage: Storage, dataset_uri: str, config: RagtuneConfig) -> tuple[Storage, str]:
+    """Where the dataset is read: ``--dataset-uri`` when given, else ``dataset/`` of the work URI."""
+    if not dataset_uri:
+        return storage, DATASET_PREFIX
+    return open_storage(dataset_uri, config.storage), ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" not in args:
@@ -79,7 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-uri", required=True, help="s3:// prefix holding dataset/ and receiving output/."
     )
+    parser.add_argument(
+        "--dataset-uri",
+        default="",
+        help="Folder or s3:// prefix of the dataset (default <work-uri>/dataset/).",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(WORKDIR), help="Local folder of this node.")
+    parser.add_argument(
+        "--node-rank", type=int, default=None, help="This node's rank (default: $RANK, else 0)."
+    )
     parser.add_argument(
         "--num-nodes", type=int, default=1, help="Nodes of the job (a shared checkpoint needs all of them)."
     )
@@ -93,19 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     command = args[split + 1 :]
     if not command:
         parser.error("no launcher command after --")
-    rank = int(os.environ.get("RANK", "0"))
+    rank = options.node_rank if options.node_rank is not None else int(os.environ.get("RANK", "0"))
     try:
         config = config_from_json(os.environ.get(CONFIG_ENV, "{}"))
         storage = open_storage(options.work_uri, config.storage)
         workdir: Path = options.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json(), encoding="utf-8")
-        files = storage.download_dir(DATASET_PREFIX, workdir / "dataset")
+        dataset, prefix = _dataset_source(storage, options.dataset_uri, config)
+        files = dataset.download_dir(prefix, workdir / "dataset")
         if not files:
             raise RagtuneError(
-                f"{storage.uri_for(DATASET_PREFIX)}: no dataset files (the component stages them there)"
+                f"{dataset.uri_for(prefix)}: no dataset files (the launcher stages them there)"
             )
-        print(f"node {rank}: {len(files)} dataset file(s) from {storage.uri_for(DATASET_PREFIX)}", flush=True)
+        print(f"node {rank}: {len(files)} dataset file(s) from {dataset.uri_for(prefix)}", flush=True)
         local_checkpoints = ModelDir(workdir / "out").checkpoints_dir
         resumed = checkpoints.restore(storage, local_checkpoints, options.num_nodes)
         if resumed:

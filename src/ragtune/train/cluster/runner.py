@@ -1,8 +1,11 @@
-"""Create a PyTorchJob, follow its status conditions, stream its Master pod's log, report how it ended.
+"""Create a training job (TrainJob or PyTorchJob), follow its status conditions, stream node 0's log,
+report how it ended.
 
+One path for both kinds: a :class:`~ragtune.train.cluster.apis.TrainingApi` says the group, version,
+plural, the condition that means success, and which pod and container hold node rank 0's log.
 Uses the ``kubernetes`` client (``CustomObjectsApi`` for the job, ``CoreV1Api`` for pods and logs);
-the RBAC it needs is in ``manifests/base/rbac.yaml`` (pytorchjobs create/get/delete, pods and
-pods/log get/list). The log is re-read on each poll and only new lines are passed on: simple and
+the RBAC it needs is in ``manifests/base/rbac.yaml`` (trainjobs/pytorchjobs create/get/delete,
+pods and pods/log get/list). The log is re-read on each poll and only new lines are passed on: simple and
 robust to restarts, at the cost of re-reading it (a training log is small).
 """
 
@@ -14,31 +17,35 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ragtune.core.errors import RagtuneError
-from ragtune.train.cluster.job import CONTAINER_NAME, GROUP, PLURAL, VERSION, master_selector
+from ragtune.train.cluster.apis import PYTORCHJOB, TrainingApi
 
 if TYPE_CHECKING:
     from kubernetes.client import CoreV1Api, CustomObjectsApi
 
-SUCCEEDED = "Succeeded"
+SUCCEEDED = "Succeeded"  # what run_job returns, whatever the kind calls it
 FAILED = "Failed"
 PENDING = "Pending"  # no condition yet: the operator has not seen the job
 _TAIL = 30
 _TRANSIENT = {429, 500, 502, 503, 504}  # the API server is busy or restarting: poll again
 
 
-class PyTorchJobError(RagtuneError):
-    """The PyTorchJob failed, vanished or did not finish in time; the message says which and why."""
+class TrainingJobError(RagtuneError):
+    """The training job failed, vanished or did not finish in time; the message says which and why."""
 
 
-def job_condition(job: Mapping[str, Any]) -> tuple[str, str]:
-    """(type, message) of the job's current condition: Failed/Succeeded win, else the newest true one."""
+PyTorchJobError = TrainingJobError  # the name before TrainJobs
+
+
+def job_condition(job: Mapping[str, Any], succeeded: str = SUCCEEDED) -> tuple[str, str]:
+    """(type, message) of the job's current condition: Failed/``succeeded`` win (reported as
+    Failed/Succeeded), else the newest true one."""
     conditions = [
         c for c in (job.get("status") or {}).get("conditions") or [] if str(c.get("status")) == "True"
     ]
-    for final in (FAILED, SUCCEEDED):
+    for final, reported in ((FAILED, FAILED), (succeeded, SUCCEEDED)):
         for condition in conditions:
             if condition.get("type") == final:
-                return final, str(condition.get("message") or condition.get("reason") or "")
+                return reported, str(condition.get("message") or condition.get("reason") or "")
     if not conditions:
         return PENDING, ""
     newest = conditions[-1]
@@ -59,12 +66,13 @@ def _describe(err: Exception) -> str:
 
 @dataclass
 class _MasterLog:
-    """Passes on the new lines of the Master pod's ``pytorch`` container log at each poll."""
+    """Passes on the new lines of node rank 0's training container log at each poll."""
 
     core: Any
     namespace: str
     job_name: str
     log: Callable[[str], None]
+    api: TrainingApi = PYTORCHJOB
     pod: str | None = None
     restarts: int = 0
     printed: int = 0
@@ -75,7 +83,7 @@ class _MasterLog:
         from kubernetes.client.exceptions import ApiException
 
         pods = self.core.list_namespaced_pod(
-            namespace=self.namespace, label_selector=master_selector(self.job_name)
+            namespace=self.namespace, label_selector=self.api.log_selector(self.job_name)
         )
         items = list(getattr(pods, "items", None) or [])
         if not items:
@@ -83,7 +91,11 @@ class _MasterLog:
         pod = items[0]
         name = str(pod.metadata.name)
         status = next(
-            (s for s in (getattr(pod.status, "container_statuses", None) or []) if s.name == CONTAINER_NAME),
+            (
+                s
+                for s in (getattr(pod.status, "container_statuses", None) or [])
+                if s.name == self.api.container
+            ),
             None,
         )
         restarts = int(getattr(status, "restart_count", 0) or 0)
@@ -97,7 +109,7 @@ class _MasterLog:
             self.terminated = f"exit code {terminated.exit_code}{reason}"
         try:
             text = self.core.read_namespaced_pod_log(
-                name=name, namespace=self.namespace, container=CONTAINER_NAME
+                name=name, namespace=self.namespace, container=self.api.container
             )
         except ApiException as err:
             if _status(err) in (400, 404):  # not started yet (ContainerCreating) or just replaced
@@ -114,58 +126,55 @@ class _MasterLog:
         return next((line.strip() for line in reversed(self.tail) if line.strip().startswith("error:")), "")
 
 
-def _create(api: Any, job: Mapping[str, Any], log: Callable[[str], None]) -> None:
+def _where(api: TrainingApi, job: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = job["metadata"]
+    return meta["name"], meta["namespace"], f"{api.kind} {meta['namespace']}/{meta['name']}"
+
+
+def _create(api: Any, kind: TrainingApi, job: Mapping[str, Any], log: Callable[[str], None]) -> None:
     from kubernetes.client.exceptions import ApiException
 
-    meta = job["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
+    name, namespace, where = _where(kind, job)
     try:
-        api.create_namespaced_custom_object(
-            group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, body=job
-        )
-        log(f"created PyTorchJob {namespace}/{name}")
+        api.create_namespaced_custom_object(body=job, **kind.call(namespace))
+        log(f"created {where}")
         return
     except ApiException as err:
         if _status(err) != 409:
-            raise PyTorchJobError(
-                f"cannot create PyTorchJob {namespace}/{name}: HTTP {err.status} {err.reason}"
-                " (is the Kubeflow Training Operator installed, and may this service account create pytorchjobs?)"
+            raise TrainingJobError(
+                f"cannot create {where}: HTTP {err.status} {err.reason}"
+                f" (is {kind.install} installed, and may this service account create {kind.plural}?)"
             ) from None
     # 409: a retry of this task. Follow the job unless it already failed; then start it afresh.
-    existing = api.get_namespaced_custom_object(
-        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name
+    state, _ = job_condition(
+        api.get_namespaced_custom_object(**kind.call(namespace, name=name)), kind.succeeded
     )
-    state, _ = job_condition(existing)
     if state != FAILED:
-        log(f"PyTorchJob {namespace}/{name} exists already ({state}); following it")
+        log(f"{where} exists already ({state}); following it")
         return
-    log(f"PyTorchJob {namespace}/{name} exists and failed; deleting it and starting again")
-    api.delete_namespaced_custom_object(
-        group=GROUP,
-        version=VERSION,
-        namespace=namespace,
-        plural=PLURAL,
-        name=name,
-        propagation_policy="Foreground",
-    )
+    log(f"{where} exists and failed; deleting it and starting again")
+    api.delete_namespaced_custom_object(**kind.call(namespace, name=name, propagation_policy="Foreground"))
     for _ in range(120):
         try:
-            api.get_namespaced_custom_object(
-                group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name
-            )
+            api.get_namespaced_custom_object(**kind.call(namespace, name=name))
         except ApiException as err:
             if _status(err) == 404:
                 break
             raise
         time.sleep(1.0)
-    api.create_namespaced_custom_object(
-        group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, body=job
-    )
-    log(f"created PyTorchJob {namespace}/{name}")
+    api.create_namespaced_custom_object(body=job, **kind.call(namespace))
+    log(f"created {where}")
 
 
-def run_pytorchjob(
+def delete_job(api: Any, kind: TrainingApi, job: Mapping[str, Any]) -> None:
+    """Delete the job and, in the background, its pods."""
+    name, namespace, _ = _where(kind, job)
+    api.delete_namespaced_custom_object(**kind.call(namespace, name=name, propagation_policy="Background"))
+
+
+def run_job(
     job: Mapping[str, Any],
+    kind: TrainingApi = PYTORCHJOB,
     poll_s: float = 15.0,
     timeout_s: float = 24 * 3600.0,
     api: CustomObjectsApi | None = None,
@@ -174,9 +183,9 @@ def run_pytorchjob(
     *,
     delete_on_timeout: bool = True,
 ) -> str:
-    """Create ``job``, stream its Master log through ``log`` until it ends; return ``"Succeeded"``.
+    """Create ``job``, stream node 0's log through ``log`` until it ends; return ``"Succeeded"``.
 
-    Raises :class:`PyTorchJobError` with the operator's message (plus the Master container's exit
+    Raises :class:`TrainingJobError` with the controller's message (plus node 0's container exit
     code and the training error line, when known) if the job fails, disappears, or is not done
     after ``timeout_s`` (then it is deleted, so it frees its GPUs, unless ``delete_on_timeout`` is
     False). ``api``/``core`` default to clients from the loaded kube config.
@@ -189,10 +198,9 @@ def run_pytorchjob(
 
         api = api or client.CustomObjectsApi()
         core = core or client.CoreV1Api()
-    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
-    where = f"PyTorchJob {namespace}/{name}"
-    _create(api, job, log)
-    master = _MasterLog(core, namespace, name, log)
+    name, namespace, where = _where(kind, job)
+    _create(api, kind, job, log)
+    master = _MasterLog(core, namespace, name, log, kind)
     deadline = time.monotonic() + timeout_s
     last = ""
     log_unreadable = False
@@ -200,16 +208,14 @@ def run_pytorchjob(
         state: str | None = None
         try:
             state, message = job_condition(
-                api.get_namespaced_custom_object(
-                    group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name
-                )
+                api.get_namespaced_custom_object(**kind.call(namespace, name=name)), kind.succeeded
             )
         except (ApiException, urllib3.exceptions.HTTPError) as err:
             status = _status(err)
             if status == 404:
-                raise PyTorchJobError(f"{where} was deleted while it ran") from None
+                raise TrainingJobError(f"{where} was deleted while it ran") from None
             if status is not None and status not in _TRANSIENT:
-                raise PyTorchJobError(
+                raise TrainingJobError(
                     f"cannot read {where}: HTTP {status} {getattr(err, 'reason', '')}"
                 ) from None
             log(f"{where}: reading its status failed ({_describe(err)}); trying again")
@@ -221,27 +227,37 @@ def run_pytorchjob(
                 master.poll()
             except (ApiException, urllib3.exceptions.HTTPError) as err:
                 if not log_unreadable:  # the log is a convenience; the job's status decides
-                    log(
-                        f"{where}: cannot read the Master pod's log ({_describe(err)}); following its status only"
-                    )
+                    log(f"{where}: cannot read node 0's log ({_describe(err)}); following its status only")
                     log_unreadable = True
             if state == SUCCEEDED:
                 return state
             if state == FAILED:
-                details = [message or "no message from the operator"]
+                details = [message or "no message from the controller"]
                 if master.terminated:
-                    details.append(f"master container {master.terminated}")
+                    details.append(f"node 0 container {master.terminated}")
                 if master.training_error():
                     details.append(f"training said: {master.training_error()}")
-                raise PyTorchJobError(f"{where} failed: " + "; ".join(details))
+                raise TrainingJobError(f"{where} failed: " + "; ".join(details))
         if time.monotonic() >= deadline:
             action = "not deleted"
             if delete_on_timeout:
-                api.delete_namespaced_custom_object(
-                    group=GROUP, version=VERSION, namespace=namespace, plural=PLURAL, name=name
-                )
+                api.delete_namespaced_custom_object(**kind.call(namespace, name=name))
                 action = "deleted it"
-            raise PyTorchJobError(
+            raise TrainingJobError(
                 f"{where} did not finish within {timeout_s:.0f}s (last condition {last or PENDING}); {action}"
             )
         time.sleep(poll_s)
+
+
+def run_pytorchjob(
+    job: Mapping[str, Any],
+    poll_s: float = 15.0,
+    timeout_s: float = 24 * 3600.0,
+    api: CustomObjectsApi | None = None,
+    core: CoreV1Api | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    delete_on_timeout: bool = True,
+) -> str:
+    """:func:`run_job` for a PyTorchJob."""
+    return run_job(job, PYTORCHJOB, poll_s, timeout_s, api, core, log, delete_on_timeout=delete_on_timeout)

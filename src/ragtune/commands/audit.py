@@ -12,8 +12,16 @@ from typing import Annotated
 
 import typer
 
-from ragtune.cli_options import ConfigOption, SetOption
+from ragtune.commands import load_cli_config
 from ragtune.core.errors import RagtuneError
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (run.seed draws the sample).", show_default=False),
+]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key (repeatable).", show_default=False)
+]
 
 DEFAULT_INDEX = "ingest"  # where `ragtune synthesize` parses and indexes the corpus when given no --index
 
@@ -65,7 +73,6 @@ def _page(
     dataset: Path, out: Path, sample: int, rejected: int, index: Path, config: Path | None, flags: list[str]
 ) -> None:
     from ragtune.core.artifacts import IndexDir
-    from ragtune.core.config import load_config, parse_set_flags
     from ragtune.synth.audit import write_audit_page
 
     if not IndexDir(index).chunks_path.is_file():
@@ -73,7 +80,7 @@ def _page(
             f"{IndexDir(index).chunks_path}: not found; the audit shows each item's chunks, so --index must "
             "name the folder `ragtune index` wrote for this dataset"
         )
-    cfg = load_config(config, overrides=parse_set_flags(flags))
+    cfg = load_cli_config(config, flags)
     page = write_audit_page(
         dataset,
         index,

@@ -1,0 +1,15 @@
+"""Bodies of ``ragtune`` commands that live outside ``cli.py``; ``cli.py`` registers them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
+from ragtune.core.endpoints import export_grants
+
+
+def load_cli_config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
+    """The config of ``--config`` and ``--set``; this process and its tasks see the user's endpoint grants."""
+    config = load_config(path, overrides=parse_set_flags(flags or []))
+    export_grants(config.security)
+    return config
