@@ -183,6 +183,8 @@ def test_train_requests_are_run_parameters_that_fit_a_64_gib_node(
     assert float(inputs["train_cpu"]["defaultValue"]) <= 7  # an 8-vCPU node keeps room for daemons
     memory = inputs["train_memory"]["defaultValue"]
     assert memory.endswith("Gi") and int(memory[:-2]) <= 56  # 64 GiB minus kubelet/system reserve
+
+
 def test_serving_manifests_render_only_when_asked_and_promoted(
     spec: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
