@@ -82,16 +82,6 @@ class Outcome:
         return 60 * self.kept / self.seconds if self.seconds else math.nan
 
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sensible at small n and at 0 or n successes)."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def prefix_overlap(prompts: list[list[int]]) -> float:
     """Mean share of each prompt's tokens that the previous prompt starts with as well."""
     shares = []
@@ -246,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from ragtune.core.config import load_config
+    from ragtune.core.stats import wilson_interval
 
     with tempfile.TemporaryDirectory(prefix="synth-local-") as tmp:
         workdir = Path(tmp)
@@ -269,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for o in outcomes:
-        low, high = wilson(o.kept, o.slots)
+        low, high = wilson_interval(o.kept, o.slots)
         share = f"{o.kept / o.slots:.2f} [{low:.2f}, {high:.2f}]" if o.slots else "n/a"
         judged = f"{o.judged_grounded:.2f} ({o.judged_n})"
         print(

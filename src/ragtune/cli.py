@@ -18,6 +18,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ragtune.commands import audit as audit_commands
 from ragtune.commands import load_cli_config
 from ragtune.commands import serve as serve_commands
 from ragtune.core.artifacts import DocumentsDir, IndexDir
@@ -433,6 +434,7 @@ app.command("train-job")(train_job)
 # serve and deploy: bodies in ragtune/commands/serve.py
 app.command("serve")(serve_commands.serve)
 app.command("deploy")(serve_commands.deploy)
+app.command("audit")(audit_commands.audit)  # body in ragtune/commands/audit.py
 
 
 def main() -> None:

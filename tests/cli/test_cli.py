@@ -57,6 +57,7 @@ def test_help_lists_every_command() -> None:
         "compile",
         "upload",
         "submit",
+        "audit",
     ):
         assert command in output
 

@@ -4,21 +4,14 @@ page out and measures it; a screenshot is kept beside the page for a human look.
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from ragtune.evaluate.metrics import compute_metrics
 from ragtune.evaluate.report import render_report
+from tests.chromium import lay_out, needs_chromium
 from tests.evaluate.helpers import ITEMS
 from tests.evaluate.test_metrics_report import SETTINGS, WEAK, row
 
-CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-WIDTH = 1300
 LONG_MODEL = "hf:" + "HuggingFaceTB/SmolLM2-135M-Instruct+adapter:" + "0123456789abcdef" * 6
 LONG_NAME = "contender-with-a-rather-long-name-" + "x" * 40
 
@@ -37,30 +30,7 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-def _layout(html: str, folder: Path) -> dict[str, object]:
-    assert CHROMIUM is not None
-    page = folder / "report.html"
-    page.write_text(html.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={WIDTH},2400"]
-    done = subprocess.run(
-        [*flags, "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    subprocess.run(
-        [*flags, f"--screenshot={folder / 'report.png'}", page.as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    match = re.search(r'<pre id="layout">(.*?)</pre>', done.stdout)
-    assert match, f"chromium printed no layout (rc {done.returncode}): {done.stderr[-2000:]}"
-    return json.loads(match.group(1).replace("&quot;", '"'))
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install -y chromium)")
+@needs_chromium
 def test_report_tables_fit_the_page_width_with_long_model_ids(tmp_path: Path) -> None:
     rows = [
         row(0, "base", 4, model=LONG_MODEL),
@@ -73,7 +43,9 @@ def test_report_tables_fit_the_page_width_with_long_model_ids(tmp_path: Path) ->
     metrics = compute_metrics(
         rows, [], contender_names=["base", "tuned", LONG_NAME], judge=WEAK, settings=SETTINGS
     )
-    layout = _layout(render_report(metrics, ITEMS, rows), tmp_path)
+    page = tmp_path / "report.html"
+    page.write_text(render_report(metrics, ITEMS, rows), encoding="utf-8")
+    layout = lay_out(page, MEASURE)
     assert (tmp_path / "report.png").stat().st_size > 0
     assert layout["wide"] == [], layout
     assert layout["page"] <= layout["width"], layout

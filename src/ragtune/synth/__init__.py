@@ -5,6 +5,8 @@
 ``synth_report.json``. The pieces: :mod:`.categories` (categories and question slots),
 :mod:`.prompts` (versioned Jinja2 prompts, requests and reply schemas),
 :mod:`.filters`, :mod:`.split`, :mod:`.dataset` and :mod:`.stage` (the steps in order).
+After the stage, :mod:`.audit` renders a page for a person to read and mark sampled items beside
+their chunks, and :mod:`.audit_marks` turns the marks into error rates of the filters.
 """
 
 from ragtune.core.reports.synth import SynthReport
