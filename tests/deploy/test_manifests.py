@@ -654,10 +654,10 @@ def test_the_synced_overlay_deploys_no_placeholder_secret() -> None:
     assert used <= set(externals), f"no ExternalSecret for {sorted(used - set(externals))}"
     for external in externals.values():
         assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": "ragtune"}
-    # the pipeline's Secrets too (pipelines/ragtune_pipeline.py STAGE_SECRETS)
-    from pipelines.ragtune_pipeline import STAGE_SECRETS
+    # the pipeline's Secrets too (pipelines/ragtune_pipeline.py SERVICE_SECRETS)
+    from pipelines.ragtune_pipeline import SERVICE_SECRETS
 
-    for secrets in STAGE_SECRETS.values():
+    for secrets in SERVICE_SECRETS.values():
         for secret, keys in secrets.items():
             keys_there = {d["secretKey"] for d in externals[secret]["spec"]["data"]}
             assert set(keys) <= keys_there, f"{secret}: {sorted(set(keys) - keys_there)}"

@@ -96,9 +96,19 @@ def test_each_task_gets_only_the_secrets_its_stage_uses(spec: tuple[dict[str, An
         "exec-synthesize-dataset": {"ragtune-s3", "ragtune-llm", "ragtune-weaviate"},
         "exec-train-adapter": {"ragtune-s3", "ragtune-hf"},
         "exec-train-pytorchjob": {"ragtune-s3"},
-        "exec-evaluate-adapter": {"ragtune-s3", "ragtune-llm", "ragtune-hf"},
+        "exec-evaluate-adapter": {
+            "ragtune-s3",
+            "ragtune-llm",
+            "ragtune-weaviate",
+            "ragtune-mlflow",
+            "ragtune-hf",
+        },
         "exec-register-model": {"ragtune-s3", "ragtune-mlflow"},
     }
+    # the PyTorchJob branch's own evaluate and register executors get the same
+    wanted["exec-evaluate-adapter-2"] = wanted["exec-evaluate-adapter"]
+    wanted["exec-register-model-2"] = wanted["exec-register-model"]
+    assert {e for e, s in platform.items() if "secretAsEnv" in s} <= set(wanted)
     for executor, secrets in wanted.items():
         given = {entry["secretName"]: entry for entry in platform[executor].get("secretAsEnv", [])}
         assert set(given) == secrets, executor
