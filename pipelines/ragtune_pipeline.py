@@ -56,7 +56,7 @@ STAGE_OPENS: dict[str, tuple[str, ...]] = {
     "train": ("s3", "hf"),  # an s3:// or gated hub base model
     "train-pytorchjob": ("s3",),  # stages data; its pods get S3/HF by Secret reference
     "evaluate": ("s3", "llm", "weaviate", "mlflow", "hf"),  # base model, judge, RAG index, champion
-    "register": ("s3", "mlflow"),
+    "register": ("mlflow",),  # the server proxies artifacts to its store (--artifacts-destination)
 }
 
 

@@ -19,20 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.conftest import free_port
+from tests.conftest import free_port, unavailable
 
 START_TIMEOUT_S = 120.0
 #: moto answers this many requests without auth: the IAM user, its policy and its key.
 FREE_ACTIONS = 3
-
-
-def unavailable(reason: str) -> None:
-    """A test server or tool is missing: a failure in CI (``CI=true``), a skip elsewhere."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI needs this, and it is not available: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -77,7 +68,8 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, what: str) 
 
 
 @contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running in ``log``'s folder, its output in ``log``; stopped when the block ends."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
     try:
@@ -117,7 +109,7 @@ def auth_s3(folder: Path) -> Iterator[AuthS3]:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    with _process(command, env, folder / "moto.log") as process:
+    with server_process(command, env, folder / "moto.log") as process:
         url = f"http://127.0.0.1:{port}"
         _wait_for(f"{url}/moto-api/", process, folder / "moto.log", "moto S3 server")
         access, secret = _iam_key(url)
@@ -151,7 +143,7 @@ def auth_mlflow(folder: Path, s3: AuthS3, bucket: str = "mlflow") -> Iterator[Au
         *("--artifacts-destination", f"s3://{bucket}/artifacts"),
         *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
     ]
-    with _process(command, env, folder / "mlflow.log") as process:
+    with server_process(command, env, folder / "mlflow.log") as process:
         url = f"http://127.0.0.1:{port}"
         _wait_for(f"{url}/health", process, folder / "mlflow.log", "mlflow server (basic auth)")
         yield AuthMlflow(url=url, username="admin", password=password)

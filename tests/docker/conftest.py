@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.auth_servers import unavailable
+from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("RAGTUNE_TEST_IMAGE") or "ghcr.io/ragtune/ragtune:0.1.0"  # make image-cpu's tag

@@ -10,10 +10,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from ragtune.evaluate.metrics import compute_metrics
 from ragtune.evaluate.report import render_report
+from tests.conftest import unavailable
 from tests.evaluate.helpers import ITEMS
 from tests.evaluate.test_metrics_report import SETTINGS, WEAK, row
 
@@ -60,8 +59,9 @@ def _layout(html: str, folder: Path) -> dict[str, object]:
     return json.loads(match.group(1).replace("&quot;", '"'))
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (apt-get install -y chromium)")
 def test_report_tables_fit_the_page_width_with_long_model_ids(tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        unavailable("needs headless Chromium (apt-get install -y chromium)")
     rows = [
         row(0, "base", 4, model=LONG_MODEL),
         row(1, "base", 6, model=LONG_MODEL),

@@ -103,7 +103,7 @@ def test_each_task_gets_only_the_secrets_its_stage_uses(spec: tuple[dict[str, An
             "ragtune-mlflow",
             "ragtune-hf",
         },
-        "exec-register-model": {"ragtune-s3", "ragtune-mlflow"},
+        "exec-register-model": {"ragtune-mlflow"},
     }
     # the PyTorchJob branch's own evaluate and register executors get the same
     wanted["exec-evaluate-adapter-2"] = wanted["exec-evaluate-adapter"]
