@@ -28,6 +28,7 @@ import codecs
 import contextlib
 import importlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -40,6 +41,7 @@ from ragtune.core.config import RagtuneConfig
 from ragtune.core.endpoints import ENDPOINTS_ENV
 from ragtune.core.errors import RagtuneError
 
+log = logging.getLogger(__name__)
 CONTAINER_RECORDS = "containers.json"
 MODEL_CACHE_VOLUME = "ragtune-model-cache"
 MODEL_CACHE_MOUNT = "/var/cache/ragtune"  # created in docker/Dockerfile, owned by uid 10001
@@ -107,6 +109,34 @@ def cluster_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     environ = dict(os.environ) if environ is None else dict(environ)
     environ.setdefault(ENDPOINTS_ENV, "[]")
     return environ
+
+
+def credential_names(config: RagtuneConfig) -> set[str]:
+    """The env vars the config names in its ``*_env`` fields (API keys, S3 credentials, HF token)."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key.endswith("_env") and isinstance(value, str):
+                    names.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config.model_dump())
+    return names
+
+
+def unmounted_credentials(
+    config: RagtuneConfig, contracts: Mapping[str, TaskContract], environ: Mapping[str, str]
+) -> list[str]:
+    """Credentials the config names and this shell holds that no task's pod would get: a run that
+    needs one fails here as it would in the cluster, so say so before the first task."""
+    mounted = {var for contract in contracts.values() for var in contract.env}
+    return sorted(name for name in credential_names(config) if environ.get(name) and name not in mounted)
 
 
 def task_args(contract: TaskContract, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -296,5 +326,11 @@ def docker_tasks(config: RagtuneConfig) -> Iterator[list[dict[str, Any]]]:
         read_write.append(Path(config.cache.uri))
     local.init(runner=local.DockerRunner(**runner_options()), pipeline_root=str(root), raise_on_error=True)
     setup = TaskSetup(CPU_IMAGE, task_volumes(read_only, read_write), compiled_contracts())
+    if missing := unmounted_credentials(config, setup.contracts, setup.environ):
+        log.warning(
+            "--runner docker: %s set here, but no Secret of the compiled pipeline provides it: tasks "
+            "run without it, as pods would (name the Secrets' keys in the config's *_env fields)",
+            ", ".join(missing),
+        )
     with tasks_in_image(setup) as records:
         yield records

@@ -180,6 +180,14 @@ def test_a_task_gets_its_pods_secrets_and_configmap_keys_and_its_limits() -> Non
     )
 
 
+def test_a_credential_only_a_renamed_variable_holds_is_named_before_the_run() -> None:
+    from pipelines.task_contract import compiled_contracts
+
+    config = build_config({"llm": {"generator": {"api_key_env": "GEN_KEY"}}})
+    environ = {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret", "OPENAI_API_KEY": ""}
+    assert docker_runner.unmounted_credentials(config, compiled_contracts(), environ) == ["GEN_KEY"]
+
+
 def test_container_logs_are_relayed_as_whole_lines(capsys: pytest.CaptureFixture[str]) -> None:
     # Progress refreshes (\r), lines split across chunks, a UTF-8 character split across chunks.
     docker_runner.relay_lines([b"10%\r20%\r", b"done\nnext ", b"caf\xc3", b"\xa9\n", b"no newline"])
