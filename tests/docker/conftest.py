@@ -13,11 +13,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.auth_servers import AuthMlflow, AuthS3, auth_mlflow, auth_s3
 from tests.conftest import unavailable
+from tests.llm.fake_openai import FakeOpenAI
+from tests.pipelines.test_local_run import quick_demo_config, responder
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("RAGTUNE_TEST_IMAGE") or "ghcr.io/ragtune/ragtune:0.1.0"  # make image-cpu's tag
@@ -102,3 +109,58 @@ def run_in_containers(cwd: Path, config: Path, image: str, env: dict[str, str] |
     runs = sorted((cwd / "runs").glob("ragtune-*"))
     assert len(runs) == 1, runs
     return runs[0]
+
+
+LLM_KEY = "sk-ragtune-contract-test"
+CACHE_BUCKET = "ragtune-cache"
+
+
+def _contract_config(tmp: Path, s3: AuthS3, mlflow: AuthMlflow, llm_url: str) -> Path:
+    path = quick_demo_config(tmp, llm_url)
+    config = yaml.safe_load(path.read_text())
+    config["storage"] = {"endpoint": s3.endpoint, "secure": False}
+    config["cache"] = {"uri": f"s3://{CACHE_BUCKET}/cache"}
+    config["registry"]["tracking_uri"] = mlflow.url
+    config["security"] = {
+        "endpoints": [
+            {"name": "s3", "url": s3.url, "secrets": sorted(s3.env())},
+            {"name": "mlflow", "url": mlflow.url, "secrets": sorted(mlflow.env())},
+            {"name": "llm", "url": llm_url, "secrets": ["OPENAI_API_KEY"]},
+        ]
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _refused_without_credentials(s3: AuthS3, mlflow: AuthMlflow) -> None:
+    """The servers really check: otherwise a missing credential would go unnoticed."""
+    from minio import Minio
+    from minio.error import S3Error
+
+    with pytest.raises(S3Error):
+        Minio(s3.endpoint, access_key="wrong", secret_key="wrong", secure=False).list_buckets()
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(f"{mlflow.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+
+
+@pytest.fixture(scope="session")
+def contract_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AuthMlflow]]:
+    """The one graph run of the container tests: `ragtune run --runner docker` on the sample corpus
+    (generator and judge the suite's fake server, so the run is quick and its outcome known;
+    parsing, MiniLM + FAISS, LoRA training of SmolLM2, evaluation and the registry are real),
+    against services that check credentials. Yields the run folder and the MLflow server."""
+    tmp = tmp_path_factory.mktemp("contract")
+    servers = tmp / "servers"
+    servers.mkdir()
+    with (
+        auth_s3(servers) as s3,
+        auth_mlflow(servers, s3) as mlflow,
+        FakeOpenAI(responder=responder, api_key=LLM_KEY) as llm,
+    ):
+        _refused_without_credentials(s3, mlflow)
+        s3.make_bucket(CACHE_BUCKET)
+        config = _contract_config(tmp, s3, mlflow, llm.url)
+        env = {**s3.env(), **mlflow.env(), "OPENAI_API_KEY": LLM_KEY}
+        # Nothing of these may reach a task except through its spec's Secrets.
+        env |= {"WEAVIATE_API_KEY": "unused-weaviate-key", "HF_TOKEN": "unused-hf-token"}
+        yield run_in_containers(tmp, config, image, env), mlflow

@@ -13,72 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pipelines.docker_runner import CONTAINER_RECORDS
-from tests.auth_servers import AuthMlflow, AuthS3, auth_mlflow, auth_s3
-from tests.docker.conftest import run_in_containers
-from tests.llm.fake_openai import FakeOpenAI
-from tests.pipelines.test_local_run import quick_demo_config, responder
+from tests.auth_servers import AuthMlflow
 
 pytestmark = pytest.mark.docker
-
-LLM_KEY = "sk-ragtune-contract-test"
-CACHE_BUCKET = "ragtune-cache"
-
-
-def _contract_config(tmp: Path, s3: AuthS3, mlflow: AuthMlflow, llm_url: str) -> Path:
-    path = quick_demo_config(tmp, llm_url)
-    config = yaml.safe_load(path.read_text())
-    config["storage"] = {"endpoint": s3.endpoint, "secure": False}
-    config["cache"] = {"uri": f"s3://{CACHE_BUCKET}/cache"}
-    config["registry"]["tracking_uri"] = mlflow.url
-    config["security"] = {
-        "endpoints": [
-            {"name": "s3", "url": s3.url, "secrets": sorted(s3.env())},
-            {"name": "mlflow", "url": mlflow.url, "secrets": sorted(mlflow.env())},
-            {"name": "llm", "url": llm_url, "secrets": ["OPENAI_API_KEY"]},
-        ]
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _refused_without_credentials(s3: AuthS3, mlflow: AuthMlflow) -> None:
-    """The servers really check: otherwise a missing credential would go unnoticed."""
-    from minio import Minio
-    from minio.error import S3Error
-
-    with pytest.raises(S3Error):
-        Minio(s3.endpoint, access_key="wrong", secret_key="wrong", secure=False).list_buckets()
-    with pytest.raises(urllib.error.HTTPError, match="401"):
-        urllib.request.urlopen(f"{mlflow.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
-
-
-@pytest.fixture(scope="module")
-def contract_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AuthMlflow]]:
-    tmp = tmp_path_factory.mktemp("contract")
-    servers = tmp / "servers"
-    servers.mkdir()
-    with (
-        auth_s3(servers) as s3,
-        auth_mlflow(servers, s3) as mlflow,
-        FakeOpenAI(responder=responder, api_key=LLM_KEY) as llm,
-    ):
-        _refused_without_credentials(s3, mlflow)
-        s3.make_bucket(CACHE_BUCKET)
-        config = _contract_config(tmp, s3, mlflow, llm.url)
-        env = {**s3.env(), **mlflow.env(), "OPENAI_API_KEY": LLM_KEY}
-        # Nothing of these may reach a task except through its spec's Secrets.
-        env |= {"WEAVIATE_API_KEY": "unused-weaviate-key", "HF_TOKEN": "unused-hf-token"}
-        yield run_in_containers(tmp, config, image, env), mlflow
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
@@ -119,3 +62,38 @@ def test_every_container_got_its_specs_env_and_limits_and_nothing_more(
     assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID"} <= set(
         evaluate["env_names"]
     )
+
+
+def test_a_local_mlflow_store_the_host_wrote_stays_writable_for_the_task_containers(
+    image: str, tmp_path: Path
+) -> None:
+    """`make demo`, then `--runner docker` on the same run.root: the container (uid 10001) writes the
+    sqlite store the host user created, as the register task does."""
+    import subprocess
+
+    import mlflow
+
+    from pipelines.docker_runner import share_with_tasks
+
+    root = tmp_path / "runs"
+    (root / "mlflow").mkdir(parents=True)
+    root.chmod(0o755)
+    (root / "mlflow").chmod(0o755)
+    store = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
+    mlflow.MlflowClient(store).create_experiment("made-by-the-host")  # as a subprocess run does
+    (root / "mlflow" / "mlflow.db").chmod(0o644)
+    script = f"import mlflow; mlflow.MlflowClient({store!r}).create_experiment('made-in-a-container')"
+
+    def in_container() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", "--group-add", str(os.getgid()),
+             "-v", f"{root}:{root}", image, "python", "-c", script],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    assert "readonly database" in in_container().stderr  # the failure the issue reported
+    share_with_tasks(root)  # what `ragtune run --runner docker` does before the first task
+    done = in_container()
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {e.name for e in mlflow.MlflowClient(store).search_experiments()}
+    assert {"made-by-the-host", "made-in-a-container"} <= names
