@@ -179,6 +179,51 @@ def connect(
         return Client(**kwargs)
 
 
+#: The oldest KFP backend that runs the compiled YAML: its platform spec takes node selectors and
+#: tolerations from pipeline parameters (``nodeSelectorJson``/``tolerationJson`` of kfp-kubernetes),
+#: which older v2 drivers ignore or reject. Stated in docs/deploy.md (Prerequisites).
+MIN_KFP_BACKEND = (2, 5, 0)
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def backend_version(client: kfp.Client) -> str:
+    """The KFP API server's release (``tag_name`` of ``/apis/v1beta1/healthz``).
+
+    kfp 2.17's ``get_kfp_healthz`` reads the v2beta1 healthz, which carries no version; the v1beta1
+    one, which every KFP 1.x/2.x API server serves, does. Asked with the client's own credentials.
+    """
+    api_client = client._healthz_api.api_client  # kfp.Client keeps its authenticated ApiClient here
+    with _api("reading the KFP backend's version (/apis/v1beta1/healthz)"):
+        data = api_client.call_api(
+            "/apis/v1beta1/healthz",
+            "GET",
+            response_type="object",
+            auth_settings=["Bearer"],
+            _return_http_data_only=True,
+        )
+    return str((data or {}).get("tag_name") or "") if isinstance(data, dict) else ""
+
+
+def require_backend(client: kfp.Client) -> str:
+    """The backend's version, or a one-line error when it is older than :data:`MIN_KFP_BACKEND`
+    (or does not say which it is): the run would fail on the cluster, not here."""
+    found = backend_version(client)
+    floor = ".".join(map(str, MIN_KFP_BACKEND))
+    match = _VERSION.match(found)
+    if match is None:
+        raise ConfigError(
+            f"the KFP backend reports version {found or 'none'!r}; the compiled pipeline needs KFP {floor} "
+            "or newer (parameterised node selectors and tolerations): check the cluster's KFP release"
+        )
+    version = tuple(int(part or 0) for part in match.groups())
+    if version < MIN_KFP_BACKEND:
+        raise ConfigError(
+            f"the KFP backend is {found}; the compiled pipeline needs KFP {floor} or newer "
+            "(parameterised node selectors and tolerations): upgrade Kubeflow Pipelines"
+        )
+    return found
+
+
 def pipeline_parameters(package_path: Path) -> dict[str, Any]:
     """The root parameters a compiled pipeline declares (name -> its inputDefinitions entry)."""
     try:
@@ -252,6 +297,7 @@ def upload(
     """
     package = str(package_path)
     pipeline_parameters(package_path)  # a clear error for a missing or foreign file
+    require_backend(client)
     with _api(f"looking up pipeline {pipeline_name!r}"):
         pipeline_id = client.get_pipeline_id(pipeline_name)
     created_pipeline = pipeline_id is None
@@ -361,6 +407,7 @@ def submit(
     account the run's pods use (e.g. ``ragtune-pipeline``, which may launch PyTorchJobs).
     """
     declared = pipeline_parameters(package_path)
+    require_backend(client)
     arguments = dict(params)
     if git_revision is not None:
         revision = resolve_revision(git_revision)

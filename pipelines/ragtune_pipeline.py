@@ -38,19 +38,35 @@ MLFLOW_SECRET = {
         "MLFLOW_TRACKING_PASSWORD": "MLFLOW_TRACKING_PASSWORD",
     }
 }
-# Each task gets only the Secrets its stage uses (issue 10): a compromised or misconfigured stage
-# cannot read another service's credentials. GROBID takes none. The config task reads nothing.
-STAGE_SECRETS: dict[str, dict[str, dict[str, str]]] = {
-    "config": {},
-    "parse": {**S3_SECRET},  # corpus and parse cache on S3
-    "index": {**S3_SECRET, **LLM_SECRET, **WEAVIATE_SECRET},  # cache, an OpenAI embedder, Weaviate
-    "synthesize": {**S3_SECRET, **LLM_SECRET, **WEAVIATE_SECRET},  # cache, generator/judge, retrieval
-    "train": {**S3_SECRET, **HF_SECRET},  # an s3:// or gated hub base model
-    "train-pytorchjob": {**S3_SECRET},  # stages data; its pods get S3/HF by Secret reference
-    "evaluate": {**S3_SECRET, **LLM_SECRET, **HF_SECRET},  # base model, judge and contenders
-    "register": {**S3_SECRET, **MLFLOW_SECRET},
-    "deploy": {**MLFLOW_SECRET},  # reads the version's adapter metadata through the MLflow server
+SERVICE_SECRETS: dict[str, dict[str, dict[str, str]]] = {
+    "s3": S3_SECRET,
+    "llm": LLM_SECRET,
+    "weaviate": WEAVIATE_SECRET,
+    "hf": HF_SECRET,
+    "mlflow": MLFLOW_SECRET,
 }
+# What each stage opens: the one table that decides a task's Secrets (issues 10, 17). Each task
+# gets only these, so a compromised or misconfigured stage cannot read another service's
+# credentials. tests/pipelines/test_stage_clients.py runs the stages, records the clients they
+# construct and compares with the compiled spec. GROBID takes no credential; config opens nothing.
+STAGE_OPENS: dict[str, tuple[str, ...]] = {
+    "config": (),
+    "parse": ("s3",),  # corpus and parse cache on S3
+    "index": ("s3", "llm", "weaviate"),  # cache, an OpenAI embedder, Weaviate
+    "synthesize": ("s3", "llm", "weaviate"),  # cache, generator/judge, retrieval
+    "train": ("s3", "hf"),  # an s3:// or gated hub base model
+    "train-pytorchjob": ("s3",),  # stages data; its pods get S3/HF by Secret reference
+    "evaluate": ("s3", "llm", "weaviate", "mlflow", "hf"),  # base model, judge, RAG index, champion
+    "register": ("mlflow",),  # the server proxies artifacts to its store (--artifacts-destination)
+    "deploy": ("mlflow",),  # resolves the version and its adapter URI through the MLflow server
+}
+
+
+def stage_secrets(stage: str) -> dict[str, dict[str, str]]:
+    """Secret name -> {key: env var} for the services ``stage`` opens (``STAGE_OPENS``)."""
+    return {name: keys for service in STAGE_OPENS[stage] for name, keys in SERVICE_SECRETS[service].items()}
+
+
 # In-cluster endpoints as RAGTUNE_* overrides (ConfigMap ragtune-endpoints, same keys as env vars).
 ENDPOINT_KEYS = [
     "MLFLOW_TRACKING_URI",
@@ -106,7 +122,7 @@ def _in_cluster(task: dsl.PipelineTask, cpu: Any, memory: Any, stage: str) -> ds
     embedded defaults), endpoints and their credential grants, the pod label and the model download volume."""
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
     _fail_closed(task, stage)
-    for name, keys in STAGE_SECRETS[stage].items():
+    for name, keys in stage_secrets(stage).items():
         kubernetes.use_secret_as_env(task, secret_name=name, secret_key_to_env=keys, optional=True)
     kubernetes.use_config_map_as_env(
         task,
@@ -311,6 +327,8 @@ def ragtune_pipeline(
             dataset=synthesized.outputs["dataset"],
             num_gpus=gpu_count,
             accelerator_type=gpu_type,
+            cpu_request=train_cpu,
+            memory_request=train_memory,
         )
         _in_cluster(trained, train_cpu, train_memory, "train")
         trained.set_display_name("train").set_accelerator_type(gpu_type).set_accelerator_limit(gpu_count)

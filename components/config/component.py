@@ -48,6 +48,7 @@ def resolve_config(
     """
     import os
 
+    import ragtune  # noqa: F401  first: from an installed wheel, `components` imports through ragtune
     from components.config.fields import CONFIG_PARAMETERS
     from ragtune.core.config import config_from_json
 

@@ -22,7 +22,7 @@ from ragtune.commands import audit as audit_commands
 from ragtune.commands import load_cli_config
 from ragtune.commands import serve as serve_commands
 from ragtune.core.artifacts import DocumentsDir, IndexDir
-from ragtune.core.config import RagtuneConfig, load_config, parse_set_flags
+from ragtune.core.config import RagtuneConfig
 from ragtune.core.errors import RagtuneError
 
 EXIT_PARTIAL = 3
@@ -88,8 +88,9 @@ def _main(
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def _config(path: Path | None, flags: list[str] | None) -> RagtuneConfig:
-    return load_cli_config(path, flags)  # this process and the local runner's tasks see the user's grants
+def _config(path: Path | None, flags: list[str] | None, extra: dict[str, Any] | None = None) -> RagtuneConfig:
+    """The config every command uses: file, env, ``--set`` flags (then ``extra``), grants exported."""
+    return load_cli_config(path, flags, extra)
 
 
 def _print_json(data: Any) -> None:
@@ -119,10 +120,8 @@ def run(
     """Run the whole pipeline locally through KFP's local runner; outputs go under run.root."""
     from pipelines.local_run import run_locally
 
-    overrides = parse_set_flags(set_ or []) | ({"corpus.uri": corpus} if corpus else {})
-    result = run_locally(
-        load_config(config, overrides=overrides), verbose=verbose, console=console.file, runner=runner
-    )
+    loaded = _config(config, set_, {"corpus.uri": corpus} if corpus else None)
+    result = run_locally(loaded, verbose=verbose, console=console.file, runner=runner)
     console.print(
         f"[bold green]pipeline finished[/] in {result.seconds:.0f}s; outputs in [bold]{result.run_dir}[/]",
         soft_wrap=True,

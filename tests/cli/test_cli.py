@@ -147,6 +147,30 @@ def test_run_without_corpus_keeps_the_configs(config_file: Path, monkeypatch: py
     assert code == 1 and "parse-documents.log" in one_error_line(output)
 
 
+def test_run_exports_the_configs_credential_grants_like_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` loads its config through the same function as the other commands: the tasks (and the
+    docker runner's RAGTUNE_ENDPOINTS) see the user's security.endpoints."""
+    import os
+
+    from pipelines import local_run
+
+    monkeypatch.setenv("RAGTUNE_ENDPOINTS", "")  # unset for ragtune, and restored after the test
+    grant = {"name": "s3", "url": "http://127.0.0.1:9000", "secrets": ["AWS_ACCESS_KEY_ID"]}
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump({"security": {"endpoints": [grant]}}))
+    seen: list[str | None] = []
+
+    def fake_run_locally(config: RagtuneConfig, **_: object) -> local_run.LocalRun:
+        seen.append(os.environ.get("RAGTUNE_ENDPOINTS"))
+        raise local_run.RagtuneError("stop here")
+
+    monkeypatch.setattr(local_run, "run_locally", fake_run_locally)
+    invoke("run", "--config", str(path))
+    assert seen and json.loads(seen[0] or "[]") == [grant]
+
+
 # --- parse
 def test_parse_writes_documents_and_says_how_many(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"

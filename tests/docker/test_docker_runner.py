@@ -48,9 +48,9 @@ def test_a_container_is_described_from_what_the_engine_reports() -> None:
     ]
     container = SimpleNamespace(
         attrs={
-            "Config": {"Image": "img:1", "User": "10001:10001"},
+            "Config": {"Image": "img:1", "User": "10001:10001", "Env": ["A=secret-value", "B=x"]},
             "Image": "sha256:abc",
-            "HostConfig": {"ReadonlyRootfs": True, "Tmpfs": {"/tmp": "rw"}},
+            "HostConfig": {"ReadonlyRootfs": True, "Tmpfs": {"/tmp": "rw"}, "Memory": 4096, "NanoCpus": 0},
             "Mounts": [{"Destination": "/r", "Source": "/r", "RW": True, "Type": "bind"}],
         },
         diff=lambda: [{"Path": "/r", "Kind": 1}],
@@ -66,6 +66,9 @@ def test_a_container_is_described_from_what_the_engine_reports() -> None:
         "tmpfs": ["/tmp"],
         "mounts": [{"destination": "/r", "source": "/r", "rw": True, "type": "bind"}],
         "rootfs_changes": ["/r"],
+        "env_names": ["A", "B"],  # names only: no value is written down
+        "memory_limit": 4096,
+        "nano_cpus": None,
     }
 
 
@@ -73,17 +76,42 @@ def test_the_task_handler_is_swapped_only_while_the_run_lasts() -> None:
     from kfp.local import docker_task_handler
 
     original = docker_task_handler.DockerTaskHandler
-    with docker_runner.tasks_in_image("img:1", {}) as records:
+    with docker_runner.tasks_in_image(docker_runner.TaskSetup("img:1", {}, {})) as records:
         swapped = docker_task_handler.DockerTaskHandler
         assert swapped is not original and issubclass(swapped, original)
         assert records == []
     assert docker_task_handler.DockerTaskHandler is original
 
 
-def test_the_run_root_becomes_group_writable(tmp_path: Path) -> None:
+def test_the_run_root_and_what_a_subprocess_run_left_there_become_group_writable(tmp_path: Path) -> None:
+    """Both runners take turns on one run.root: the host's sqlite MLflow store stays writable for uid 10001."""
     root = tmp_path / "runs"
+    (root / "mlflow").mkdir(parents=True)
+    store = root / "mlflow" / "mlflow.db"
+    store.write_text("")
+    store.chmod(0o644)
     docker_runner.share_with_tasks(root)
     assert root.stat().st_mode & 0o2070 == 0o2070
+    assert (root / "mlflow").stat().st_mode & 0o2070 == 0o2070
+    assert store.stat().st_mode & 0o060 == 0o060
+
+
+def test_a_run_root_it_cannot_share_is_one_line_saying_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "runs"
+    (root / "mlflow").mkdir(parents=True)
+    (root / "mlflow" / "mlflow.db").write_text("")
+
+    def refuse(self: Path, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(Path, "chmod", refuse)
+    with pytest.raises(
+        RagtuneError, match=r"cannot be made writable for the task containers .*chmod -R g\+rwX"
+    ) as err:
+        docker_runner.share_with_tasks(root)
+    assert "\n" not in str(err.value)
 
 
 def test_no_engine_is_a_clear_error_before_any_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,13 +149,43 @@ def test_cli_offers_only_the_two_runners() -> None:
     assert "'kubernetes' is not one of 'subprocess', 'docker'" in result.stdout + result.stderr
 
 
-def test_only_the_variables_the_config_names_reach_the_tasks() -> None:
+def test_a_task_gets_its_pods_secrets_and_configmap_keys_and_its_limits() -> None:
+    """From the compiled spec: evaluate gets MLflow's credentials, parse does not; nothing else of the shell."""
+    from pipelines.task_contract import compiled_contracts
+
+    contracts = compiled_contracts()
+    environ = {
+        "AWS_ACCESS_KEY_ID": "ak",
+        "AWS_SECRET_ACCESS_KEY": "sk",
+        "MLFLOW_TRACKING_USERNAME": "u",
+        "MLFLOW_TRACKING_PASSWORD": "p",
+        "HOME": "/root",
+        "RAGTUNE_CACHE__URI": "s3://c/",
+    }
+    evaluate = docker_runner.task_args(contracts["evaluate-adapter"], environ)
+    assert "HOME" not in evaluate["environment"]
+    assert set(evaluate["environment"]) == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+        "RAGTUNE_CACHE__URI",
+        "RAGTUNE_ENDPOINTS",
+    }
+    assert evaluate["mem_limit"] == contracts["evaluate-adapter"].memory_limit == 16 * 2**30
+    parse = docker_runner.task_args(contracts["parse-documents"], environ)["environment"]
+    assert "MLFLOW_TRACKING_PASSWORD" not in parse and parse["AWS_ACCESS_KEY_ID"] == "ak"
+    assert (
+        "RAGTUNE_ENDPOINTS" not in docker_runner.task_args(contracts["shard-indexes"], environ)["environment"]
+    )
+
+
+def test_a_credential_only_a_renamed_variable_holds_is_named_before_the_run() -> None:
+    from pipelines.task_contract import compiled_contracts
+
     config = build_config({"llm": {"generator": {"api_key_env": "GEN_KEY"}}})
-    environ = {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret", "HOME": "/root", "UNRELATED": "x"}
-    forwarded = docker_runner.forwarded_env(config, environ)
-    assert forwarded == {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret"}
-    options = docker_runner.runner_options(forwarded)
-    assert options["environment"]["GEN_KEY"] == "sk-gen" and "HOME" not in options["environment"]
+    environ = {"GEN_KEY": "sk-gen", "AWS_SECRET_ACCESS_KEY": "s3-secret", "OPENAI_API_KEY": ""}
+    assert docker_runner.unmounted_credentials(config, compiled_contracts(), environ) == ["GEN_KEY"]
 
 
 def test_container_logs_are_relayed_as_whole_lines(capsys: pytest.CaptureFixture[str]) -> None:

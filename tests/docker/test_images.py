@@ -1,9 +1,9 @@
 """The CPU image is real: it builds here without a registry, and the whole graph runs inside it.
 
-One module-scoped build and one `ragtune run --runner docker` on the sample corpus (generator and
-judge are the suite's fake OpenAI-compatible server, so the run is quick and its outcome known;
-parsing, MiniLM + FAISS, LoRA training of SmolLM2, evaluation and the MLflow registry are real and
-run in containers). Then the checks read what the engine reported about every container.
+One session-scoped build and one `ragtune run --runner docker` on the sample corpus, shared with
+test_contract.py (`contract_run` in conftest.py: the cache on an S3 server and the registry on an
+MLflow server, both checking credentials). Then the checks read what the engine reported about
+every container.
 
 Run with `pytest -m docker` (`.ci/run` does, after `make test`). Needs root-capable Docker and
 debootstrap (`apt-get install -y docker.io debootstrap`).
@@ -16,7 +16,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,106 +25,47 @@ import pytest
 from kfp.dsl.constants import WORKSPACE_MOUNT_PATH
 
 from pipelines.docker_runner import CONTAINER_RECORDS, MODEL_CACHE_MOUNT
-from tests.pipelines.test_local_run import quick_demo_config, responder
 
 pytestmark = pytest.mark.docker
 
+
+def __getattr__(name: str) -> Any:
+    """`from tests.docker.test_images import image` keeps working for modules written against the
+    old layout: the fixture lives in conftest.py now. A module attribute would make pytest register
+    a second session fixture here (a second image build); this hook is invisible to collection."""
+    if name == "image":
+        from tests.docker import conftest
+
+        return conftest.image
+    raise AttributeError(name)
+
+
 REPO = Path(__file__).resolve().parents[2]
-# make image-cpu's tag, components/images.py's default; RAGTUNE_TEST_IMAGE builds and tests another tag
-IMAGE = os.environ.get("RAGTUNE_TEST_IMAGE", "ghcr.io/ragtune/ragtune:0.1.0")
-LOCAL_BASE = "ragtune-base:bookworm"
 UID = "10001"
 
 
-def _engine_or_reason() -> str | None:
-    """None when a Docker engine answers, else why not."""
-    from pipelines.docker_runner import docker_client
-    from ragtune.core.errors import RagtuneError
-
-    try:
-        docker_client().close()
-    except RagtuneError as err:
-        return str(err)
-    return None
-
-
-def _sh(args: list[str], log: Path, timeout: int, env: dict[str, str] | None = None) -> None:
-    """Run a build step from the repo root; its output goes to ``log``, its tail into the failure."""
-    with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.run(
-            args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env, check=False
-        )
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
-def engine() -> None:
-    reason = _engine_or_reason()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI needs the Docker engine for the container tests: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Base (debootstrap), wheelhouse and CPU image, through the same scripts `make` runs."""
-    logs = tmp_path_factory.mktemp("build")
-    env = {**os.environ, "PYTHON": sys.executable}
-    _sh(["docker/base-image.sh", LOCAL_BASE], logs / "base.log", 900)
-    _sh(["docker/wheelhouse.sh", "dist/wheelhouse"], logs / "wheelhouse.log", 1800, env)
-    _sh(
-        ["docker/build-image.sh", "docker/Dockerfile", IMAGE, "dist/wheelhouse"],
-        logs / "image.log",
-        2400,
-        {**env, "BASE_IMAGE": LOCAL_BASE},
-    )
-    return IMAGE
-
-
-@pytest.fixture(scope="module")
-def docker_run(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """`ragtune run --runner docker` on the sample corpus; yields the run folder."""
-    from tests.llm.fake_openai import FakeOpenAI
-
-    tmp = tmp_path_factory.mktemp("docker-run")
-    with FakeOpenAI(responder=responder) as server:  # on 127.0.0.1: tasks use the host network
-        path = quick_demo_config(tmp, server.url)
-        log = tmp / "run.log"
-        with log.open("w", encoding="utf-8") as out:
-            proc = subprocess.run(
-                [sys.executable, "-m", "ragtune.cli", "run", "--runner", "docker", "--config", str(path)],
-                cwd=tmp,
-                env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}", "RAGTUNE_IMAGE": image},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=2400,
-                check=False,
-            )
-    assert proc.returncode == 0, log.read_text()[-6000:]
-    runs = sorted((tmp / "runs").glob("ragtune-*"))
-    assert len(runs) == 1, runs
-    yield runs[0]
+def docker_run(contract_run: tuple[Path, Any]) -> Path:
+    """The session's one `ragtune run --runner docker` (tests/docker/conftest.py `contract_run`)."""
+    return contract_run[0]
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
     return json.loads((run / CONTAINER_RECORDS).read_text(encoding="utf-8"))
 
 
-def test_every_task_ran_in_the_image_as_uid_10001_with_a_read_only_root(docker_run: Path) -> None:
+def test_every_task_ran_in_the_image_as_uid_10001_with_a_read_only_root(docker_run: Path, image: str) -> None:
     import docker
 
     records = _records(docker_run)
     tasks = {p.parent.name for p in docker_run.rglob("executor_output.json")}  # loop tasks sit deeper
     assert tasks >= {"parse-documents", "index-documents", "synthesize-dataset", "train-adapter"}
     assert {r["task"] for r in records} == tasks, "a task ran without a container record, or vice versa"
-    image_id = docker.from_env().images.get(IMAGE).id
+    image_id = docker.from_env().images.get(image).id
     for record in records:
         where = f"task {record['task']}"
         assert record["exit_code"] == 0, where
-        assert (record["image"], record["image_id"]) == (IMAGE, image_id), where
+        assert (record["image"], record["image_id"]) == (image, image_id), where
         assert record["user"].split(":")[0] == UID, where
         assert record["read_only_root"] is True, where
         assert record["tmpfs"] == ["/tmp"], where
@@ -151,17 +91,6 @@ def test_nothing_was_written_outside_the_mounted_folders(docker_run: Path) -> No
         allowed = {*mounts, "/tmp"} | {str(p) for d in mounts for p in Path(d).parents}
         stray = set(record["rootfs_changes"]) - allowed
         assert not stray, f"task {record['task']} changed its root filesystem: {sorted(stray)}"
-
-
-def test_the_registered_model_version_is_in_the_runs_mlflow_store(docker_run: Path) -> None:
-    from ragtune.core.config import load_config
-    from ragtune.registry.tracking import client_for
-
-    decision = json.loads((docker_run / "register-model" / "decision" / "decision.json").read_text())
-    config = load_config(docker_run.parent.parent / "ragtune.yaml")
-    version = client_for(config).get_model_version(decision["model_name"], str(decision["version"]))
-    assert version.name == decision["model_name"] and int(version.version) == int(decision["version"])
-    assert version.status == "READY"
 
 
 def _pem_blocks(text: str) -> set[str]:

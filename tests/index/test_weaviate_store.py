@@ -7,17 +7,14 @@ import json
 import os
 import uuid as uuidlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
 import weaviate
 from weaviate.auth import _APIKey
 from weaviate.classes.config import VectorDistances, Vectorizers
-from weaviate.exceptions import WeaviateQueryError
 from weaviate.util import generate_uuid5
 
 from ragtune.core.config import VectorStoreConfig
@@ -27,138 +24,16 @@ from ragtune.index import load_retriever, run_index
 from ragtune.index.store import VectorStoreError, WeaviateStore, create_store, open_store
 from tests.conftest import declare_endpoint
 from tests.index.corpus import TOPICS, make_config, topic_chunks, topics_document, write_documents
+from tests.index.weaviate_fake import FakeClient, connect_to_custom_for
 
 COLLECTION = "RagtuneAllMiniLML6V2D384"
-
-
-class FakeBatch:
-    def __init__(self, collection: FakeCollection) -> None:
-        self.collection = collection
-
-    def add_object(self, properties: dict[str, Any], vector: list[float], uuid: str) -> None:
-        self.collection.added.append({"properties": properties, "vector": vector, "uuid": uuid})
-        self.collection.objects[str(uuid)] = (properties, np.asarray(vector, dtype=np.float32))
-
-
-class FakeBatching:
-    def __init__(self, collection: FakeCollection) -> None:
-        self.collection = collection
-        self.failed_objects: list[Any] = []
-        self.sizes: list[int] = []
-
-    @contextmanager
-    def fixed_size(self, batch_size: int = 100, concurrent_requests: int = 2) -> Iterator[FakeBatch]:
-        self.sizes.append(batch_size)
-        yield FakeBatch(self.collection)
-
-
-class FakeQuery:
-    """Ranks the stored objects by cosine similarity, like a self-provided-vector collection."""
-
-    def __init__(self, collection: FakeCollection) -> None:
-        self.collection = collection
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.fail = False
-
-    def _ranked(self, vector: list[float], limit: int) -> list[tuple[dict[str, Any], float]]:
-        query = np.asarray(vector, dtype=np.float32)
-        scored = [(props, float(vec @ query)) for props, vec in self.collection.objects.values()]
-        return sorted(scored, key=lambda item: -item[1])[:limit]
-
-    def near_vector(self, near_vector: list[float], **kwargs: Any) -> Any:
-        self.calls.append(("near_vector", {"near_vector": near_vector, **kwargs}))
-        if self.fail:
-            raise WeaviateQueryError("connection refused", "gRPC")
-        objects = [
-            SimpleNamespace(
-                properties={"chunk_id": props["chunk_id"]},
-                metadata=SimpleNamespace(distance=1.0 - cos, score=None),
-            )
-            for props, cos in self._ranked(near_vector, kwargs["limit"])
-        ]
-        return SimpleNamespace(objects=objects)
-
-    def hybrid(self, query: str, **kwargs: Any) -> Any:
-        self.calls.append(("hybrid", {"query": query, **kwargs}))
-        objects = [
-            SimpleNamespace(
-                properties={"chunk_id": props["chunk_id"]},
-                metadata=SimpleNamespace(distance=None, score=0.5 + cos / 2),
-            )
-            for props, cos in self._ranked(kwargs["vector"], kwargs["limit"])
-        ]
-        return SimpleNamespace(objects=objects)
-
-
-class FakeData:
-    def __init__(self, collection: FakeCollection) -> None:
-        self.collection = collection
-        self.deletes: list[int] = []
-
-    def delete_many(self, where: Any) -> Any:
-        assert (where.target, where.operator.value) == ("_id", "ContainsAny")
-        gone = [str(u) for u in where.value if str(u) in self.collection.objects]
-        for uuid in gone:
-            del self.collection.objects[uuid]
-        self.deletes.append(len(where.value))
-        return SimpleNamespace(failed=0, successful=len(gone), matches=len(gone))
-
-
-class FakeCollection:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.objects: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
-        self.added: list[dict[str, Any]] = []
-        self.batch = FakeBatching(self)
-        self.query = FakeQuery(self)
-        self.data = FakeData(self)
-
-    def iterator(self, return_properties: list[str]) -> Iterator[Any]:
-        for uuid, (props, _) in list(self.objects.items()):
-            yield SimpleNamespace(
-                uuid=uuidlib.UUID(uuid), properties={k: props[k] for k in return_properties}
-            )
-
-
-class FakeCollections:
-    def __init__(self) -> None:
-        self.created: list[tuple[str, dict[str, Any]]] = []
-        self.by_name: dict[str, FakeCollection] = {}
-
-    def exists(self, name: str) -> bool:
-        return name in self.by_name
-
-    def create(self, name: str, **kwargs: Any) -> FakeCollection:
-        self.created.append((name, kwargs))
-        self.by_name[name] = FakeCollection(name)
-        return self.by_name[name]
-
-    def use(self, name: str) -> FakeCollection:
-        return self.by_name[name]
-
-
-class FakeClient:
-    """What ``weaviate.connect_to_custom`` returns, minus the network."""
-
-    def __init__(self) -> None:
-        self.collections = FakeCollections()
-        self.closed = 0
-        self.connect_kwargs: dict[str, Any] = {}
-
-    def close(self) -> None:
-        self.closed += 1
 
 
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch) -> FakeClient:
     """Replace the client's network layer: every connect returns this one in-memory client."""
     client = FakeClient()
-
-    def connect_to_custom(**kwargs: Any) -> FakeClient:
-        client.connect_kwargs = kwargs
-        return client
-
-    monkeypatch.setattr(weaviate, "connect_to_custom", connect_to_custom)
+    monkeypatch.setattr(weaviate, "connect_to_custom", connect_to_custom_for(client))
     return client
 
 
@@ -457,3 +332,16 @@ def test_real_weaviate_prune_deletes_a_changed_documents_lost_chunks(
     assert total == len(chunks) - 2 + 1  # the other corpus's chunk stays
     found = [cid for cid, _ in store.search(vectors[1], k=len(chunks))]
     assert chunks[1].chunk_id not in found and "other-0" in found
+
+
+def test_the_fake_rejects_what_the_real_client_would(fake_client: FakeClient) -> None:
+    """A fake that accepted anything would let a misspelt keyword pass here and fail on a cluster."""
+    collection = fake_client.collections.create("C")
+    with pytest.raises(TypeError, match="near_vector"):
+        collection.query.near_vector(vector=[0.1], limit=1)  # the real keyword is near_vector
+    with pytest.raises(TypeError, match="fixed_size"), collection.batch.fixed_size(size=10):
+        pass
+    with pytest.raises(TypeError, match="connect_to_custom"):
+        weaviate.connect_to_custom(http_host="h", http_port=80, http_secure=False)  # no gRPC settings
+    with pytest.raises(TypeError, match="create"):
+        fake_client.collections.create("D", vectoriser_config=None)

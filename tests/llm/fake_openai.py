@@ -143,6 +143,7 @@ class FakeOpenAI:
     embedding_dim: int = 16
     model: str = "fake-model"
     capacity: int | None = None
+    api_key: str | None = None  # set: a request without "Authorization: Bearer <api_key>" gets 401
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -305,6 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
+        if (
+            self.fake.api_key is not None
+            and self.headers.get("Authorization") != f"Bearer {self.fake.api_key}"
+        ):
+            self.rfile.read(length)
+            self._error(401, "invalid or missing API key")
+            return
         raw = self.rfile.read(length) if length else b""
         try:
             body = json.loads(raw or b"{}")

@@ -50,6 +50,7 @@ class Request:
 class State:
     token: str | None = None
     multi_user: bool = False
+    version: str = "2.5.0"  # the release /apis/v1beta1/healthz reports (tag_name)
     requests: list[Request] = field(default_factory=list)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -141,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, dict[str, Any]]:
         state = self.state
         filt = query.get("filter")
+        if (method, path) == ("GET", "/apis/v1beta1/healthz"):
+            return 200, {"commit_sha": "0" * 40, "tag_name": state.version, "multi_user": state.multi_user}
         if (method, path) == ("GET", f"{API}/healthz"):
             return 200, {"multi_user": state.multi_user, "pipeline_store": "database"}
         if (method, path) == ("GET", f"{API}/pipelines"):
@@ -238,5 +241,5 @@ class FakeKfpServer(LoopbackServer):
 
     state: State
 
-    def __init__(self, token: str | None = None, multi_user: bool = False) -> None:
-        super().__init__(_Handler, State(token=token, multi_user=multi_user))
+    def __init__(self, token: str | None = None, multi_user: bool = False, version: str = "2.5.0") -> None:
+        super().__init__(_Handler, State(token=token, multi_user=multi_user, version=version))

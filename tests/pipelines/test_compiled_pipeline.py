@@ -96,9 +96,21 @@ def test_each_task_gets_only_the_secrets_its_stage_uses(spec: tuple[dict[str, An
         "exec-synthesize-dataset": {"ragtune-s3", "ragtune-llm", "ragtune-weaviate"},
         "exec-train-adapter": {"ragtune-s3", "ragtune-hf"},
         "exec-train-pytorchjob": {"ragtune-s3"},
-        "exec-evaluate-adapter": {"ragtune-s3", "ragtune-llm", "ragtune-hf"},
-        "exec-register-model": {"ragtune-s3", "ragtune-mlflow"},
+        "exec-evaluate-adapter": {
+            "ragtune-s3",
+            "ragtune-llm",
+            "ragtune-weaviate",
+            "ragtune-mlflow",
+            "ragtune-hf",
+        },
+        "exec-register-model": {"ragtune-mlflow"},
     }
+    # the PyTorchJob branch's own evaluate and register executors get the same
+    wanted["exec-evaluate-adapter-2"] = wanted["exec-evaluate-adapter"]
+    wanted["exec-register-model-2"] = wanted["exec-register-model"]
+    # the deploy step resolves the version's adapter URI through the MLflow server
+    wanted["exec-render-serving"] = wanted["exec-render-serving-2"] = {"ragtune-mlflow"}
+    assert {e for e, s in platform.items() if "secretAsEnv" in s} <= set(wanted)
     for executor, secrets in wanted.items():
         given = {entry["secretName"]: entry for entry in platform[executor].get("secretAsEnv", [])}
         assert set(given) == secrets, executor
@@ -202,3 +214,22 @@ def test_serving_manifests_render_only_when_asked_and_promoted(
         (render,) = components[promoted["componentRef"]["name"]]["dag"]["tasks"].values()
         decision = render["inputs"]["artifacts"]["decision"]["componentInputArtifact"]
         assert decision.endswith(f"{register}-decision")
+
+
+def test_every_run_parameter_a_task_reads_reaches_the_dag_it_runs_in(
+    spec: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    """A task inside a condition or loop may read a run parameter (an input, or a resource such as
+    the train task's CPU request) only if that DAG declares it: kfp passes nothing else down, and the
+    task fails at run time with "Parent pipeline input argument ... not found"."""
+    pipeline, _ = spec
+    dags = {name: c for name, c in pipeline["components"].items() if "dag" in c}
+    missing = [
+        f"{dag_name}/{task_name}: {source['componentInputParameter']}"
+        for dag_name, dag in dags.items()
+        for task_name, task in dag["dag"]["tasks"].items()
+        for source in task.get("inputs", {}).get("parameters", {}).values()
+        if source.get("componentInputParameter")
+        not in (None, *dag.get("inputDefinitions", {}).get("parameters", {}))
+    ]
+    assert dags and not missing, missing

@@ -13,6 +13,7 @@ No ``from __future__ import annotations`` here: kfp reads component annotations 
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -384,3 +385,31 @@ def test_short_revisions_and_branches_are_resolved_to_the_full_hash(tmp_path: Pa
         kfp_client.resolve_revision("no-such-branch", tmp_path)
     with pytest.raises(ConfigError, match="invalid git revision"):
         kfp_client.resolve_revision("--upload-pack=evil", tmp_path)
+
+
+@pytest.mark.parametrize("version", ["2.4.1", "1.8.5", "dev"])
+def test_upload_and_submit_refuse_a_backend_older_than_the_floor(
+    client: Client, server: FakeKfpServer, package: Path, version: str
+) -> None:
+    """The compiled YAML needs parameterised node selectors and tolerations (KFP 2.5): checked first."""
+    server.state.version = version
+    floor = ".".join(map(str, kfp_client.MIN_KFP_BACKEND))
+    for attempt in (
+        lambda: kfp_client.upload(client, package, "ragtune", "rev-a", "ragtune graph"),
+        lambda: kfp_client.submit(client, package, {}, "exp"),
+    ):
+        with pytest.raises(ConfigError, match=rf"{re.escape(version)}.*needs KFP {floor} or newer") as err:
+            attempt()
+        assert "\n" not in str(err.value)
+    assert not server.state.calls("POST", f"{API}/pipelines/upload")
+    assert not server.state.runs
+    assert all(
+        r.headers.get("Authorization") == f"Bearer {TOKEN}"
+        for r in server.state.calls("GET", "/apis/v1beta1/healthz")
+    )
+
+
+def test_a_backend_at_or_above_the_floor_is_accepted(client: Client, server: FakeKfpServer) -> None:
+    for version in ("2.5.0", "v2.14.3", "2.15.0-rc.1"):
+        server.state.version = version
+        assert kfp_client.require_backend(client) == version

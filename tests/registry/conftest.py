@@ -34,7 +34,8 @@ from ragtune.core.reports.evaluation import (
 )
 from ragtune.core.reports.synth import SynthReport, TokenStats
 from ragtune.core.reports.train import LossPoint, TrainReport
-from tests.conftest import S3Server, free_port
+from tests.auth_servers import server_process
+from tests.conftest import S3Server, free_port, unavailable
 
 BUCKET = "mlflow-artifacts"
 ARTIFACT_PREFIX = "mlflow"
@@ -119,17 +120,8 @@ def _mlflow_process(
         "--workers",
         "1",
     ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=root)
-    try:
+    with server_process(command, env, log_path) as process:
         yield _ServerProcess(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +137,7 @@ def mlflow_server(
     while not _healthy(server.url):
         if server.process.poll() is not None or time.monotonic() > deadline:
             tail = server.log_path.read_text(errors="replace")[-1500:]
-            pytest.skip(f"mlflow server did not start (exit {server.process.poll()}): {tail}")
+            unavailable(f"mlflow server did not start (exit {server.process.poll()}): {tail}")
         time.sleep(0.3)
     return MlflowServer(url=server.url, bucket=BUCKET, prefix=ARTIFACT_PREFIX, s3=s3_server)
 

@@ -21,7 +21,7 @@ def test_a_new_champion_gets_its_manifests_rendered(
     config.serve.base_model_uri = "hf://example-org/tiny-llama"
     dataset, train, evaluation = _stage_outputs(tmp_path)
     (train / "adapter").symlink_to(tiny_adapter.adapter_dir, target_is_directory=True)
-    write_eval(evaluation, tuned=6.0, base=5.0, ci_low=0.3, ci_high=1.7)
+    write_eval(evaluation, tuned=6.0, base=5.0, ci_low=0.3, ci_high=1.7, adapter=tiny_adapter.adapter_dir)
     decision = run_registry(config, train, evaluation, dataset, LINEAGE, "pipe-deploy", tmp_path / "decision")
     assert decision.alias == "champion"
 

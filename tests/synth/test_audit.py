@@ -188,12 +188,6 @@ def _support(
     }
 
 
-class _CheckedRejected(RejectedItem):
-    """A rejected slot as the faithfulness check will write it: its support in a ``provenance`` dict."""
-
-    provenance: dict[str, Any]
-
-
 def _with_support(item: InstructionItem, support: list[dict[str, Any]]) -> InstructionItem:
     checked = [SentenceSupport(**entry) for entry in support]
     provenance = item.provenance.model_copy(update={"answer_mode": "extractive", "support": checked})
@@ -297,7 +291,7 @@ def test_page_with_support_data_highlights_each_supporting_sentence(dataset: Pat
 def test_a_rejected_slot_with_support_data_is_highlighted_too(dataset: Path) -> None:
     chunks = {c.chunk_id: c for c in IndexDir(dataset / "ingest").read()}
     support = [_support("They peak within minutes.", True, "c-panic", "peaks within minutes")]
-    checked = _CheckedRejected(**REJECTED[1].model_dump(), provenance={"support": support})
+    checked = REJECTED[1].model_copy(update={"provenance": {"support": support}})
     entry = rejected_entry(checked, chunks)
     assert entry.sentences is not None and entry.sentences[0].highlighted_in == "context 1"
     assert [span.text for span in entry.chunks[0].spans if span.sentences] == ["peaks within minutes"]
