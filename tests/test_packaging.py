@@ -19,14 +19,15 @@ from tests.conftest import unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs in the installed copy only: every sys.path entry that could provide the checkout's
-# `pipelines`/`components`/`ragtune` is dropped first.
+# Runs in the installed copy only: the checkout (its root and src/, which an editable install puts
+# on sys.path) and the working directory are dropped first. Only the checkout's own entries go: an
+# editable install also leaves a copy of the force-included folders in site-packages/ragtune/, and
+# dropping site-packages for that would drop kfp too.
 INSTALLED_IMPORTS = """
 import sys
 from pathlib import Path
-target = sys.argv[1]
-sys.path[:] = [target] + [p for p in sys.path if p and not any(
-    (Path(p) / name).exists() for name in ("pipelines", "components", "ragtune"))]
+target, repo = sys.argv[1], Path(sys.argv[3]).resolve()
+sys.path[:] = [target] + [p for p in sys.path if p and Path(p).resolve() not in (repo, repo / "src")]
 import ragtune, pipelines.compiler, components.config.fields
 from pipelines.compiler import compile_pipeline
 for module in (ragtune, pipelines.compiler, components.config.fields):
@@ -70,7 +71,7 @@ def test_the_installed_graph_imports_and_compiles_from_inside_ragtune(wheel: Pat
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [sys.executable, "-c", INSTALLED_IMPORTS, str(target), str(tmp_path / "compiled.yaml")],
+        [sys.executable, "-c", INSTALLED_IMPORTS, str(target), str(tmp_path / "compiled.yaml"), str(REPO)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
