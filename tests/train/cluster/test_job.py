@@ -11,6 +11,7 @@ import pytest
 from kubernetes.client import CoreV1Api, CustomObjectsApi
 
 from ragtune.core.errors import ConfigError
+from ragtune.train.cluster.apis import PYTORCHJOB
 from ragtune.train.cluster.job import (
     build_pytorchjob,
     master_selector,
@@ -18,7 +19,7 @@ from ragtune.train.cluster.job import (
     training_command,
     value_env,
 )
-from ragtune.train.cluster.runner import PyTorchJobError, job_condition, run_pytorchjob
+from ragtune.train.cluster.runner import TrainingJobError, job_condition, run_job
 from tests.train.cluster.fakes import FakeCore, FakeCustomObjects, condition, pod, status
 
 WORK_URI = "s3://ragtune-cache/pytorchjobs/ragtune-train-abc"
@@ -192,8 +193,9 @@ DONE_LOG = RUNNING_LOG + "step 20 loss 1.7\nnode 0: 5 output file(s)\n"
 
 def _run(api: FakeCustomObjects, core: FakeCore, **kwargs: Any) -> tuple[str, list[str]]:
     lines: list[str] = []
-    result = run_pytorchjob(
+    result = run_job(
         _job(),
+        PYTORCHJOB,
         poll_s=0,
         timeout_s=kwargs.pop("timeout_s", 60),
         api=api,
@@ -276,7 +278,7 @@ def test_runner_raises_with_the_failure_message_exit_code_and_training_error() -
         [([pod("m-0")], "node 0: 2 dataset file(s)\n"), ([pod("m-0", exit_code=2, reason="Error")], log)]
     )
 
-    with pytest.raises(PyTorchJobError) as raised:
+    with pytest.raises(TrainingJobError) as raised:
         _run(api, core)
 
     message = str(raised.value)
@@ -292,7 +294,7 @@ def test_runner_times_out_and_deletes_the_job() -> None:
     core = FakeCore([([pod("m-0")], "step 1\n")])
 
     with pytest.raises(
-        PyTorchJobError, match=r"did not finish within 0s \(last condition Running\); deleted it"
+        TrainingJobError, match=r"did not finish within 0s \(last condition Running\); deleted it"
     ):
         _run(api, core, timeout_s=0)
     assert api.deleted == ["ragtune-train-abc"]
@@ -326,7 +328,7 @@ def test_runner_reports_a_job_deleted_while_it_ran() -> None:
 
             raise ApiException(status=404, reason="Not Found")
 
-    with pytest.raises(PyTorchJobError, match="was deleted while it ran"):
+    with pytest.raises(TrainingJobError, match="was deleted while it ran"):
         _run(Vanishing([status()]), FakeCore([([], None)]))
 
 
@@ -353,7 +355,7 @@ def test_runner_rides_out_transient_api_errors_but_not_forbidden_ones() -> None:
     assert any("reading its status failed (HTTP 503 Busy); trying again" in line for line in lines)
     assert any("cannot read node 0's log (HTTP 403 Forbidden)" in line for line in lines)
 
-    with pytest.raises(PyTorchJobError, match="cannot read PyTorchJob ragtune/ragtune-train-abc: HTTP 403"):
+    with pytest.raises(TrainingJobError, match="cannot read PyTorchJob ragtune/ragtune-train-abc: HTTP 403"):
         _run(Flaky(403), FakeCore([([], None)]))
 
 

@@ -223,43 +223,31 @@ def test_a_cluster_without_the_api_fails_in_one_line_before_anything_is_created(
     s3_config: RagtuneConfig, tmp_path: Path
 ) -> None:
     options = ClusterTraining(image="i", namespace="ragtune", poll_s=0)
+
+    def launch(api: FakeCustomObjects) -> None:
+        train_on_cluster(
+            s3_config,
+            _dataset(tmp_path / "d"),
+            tmp_path / "o",
+            options,
+            "ragtune-train-x",
+            api=api,
+            core=FakeCore([]),
+        )
+
     only_v1 = FakeCustomObjects([status()], served=frozenset({("kubeflow.org", "v1", "pytorchjobs")}))
     with pytest.raises(
         ConfigError,
         match=r"serves kubeflow.org/v1 pytorchjobs, not trainer.kubeflow.org/v1alpha1 trainjobs: set train.cluster.api: pytorchjob",
     ):
-        train_on_cluster(
-            s3_config,
-            _dataset(tmp_path / "d"),
-            tmp_path / "o",
-            options,
-            "ragtune-train-x",
-            api=only_v1,
-            core=FakeCore([]),
-        )
+        launch(only_v1)
     neither = FakeCustomObjects([status()], served=frozenset())
     with pytest.raises(ConfigError, match=r"serves neither .* install Kubeflow Trainer v2") as raised:
-        train_on_cluster(
-            s3_config,
-            _dataset(tmp_path / "d"),
-            tmp_path / "o",
-            options,
-            "ragtune-train-x",
-            api=neither,
-            core=FakeCore([]),
-        )
+        launch(neither)
     assert "\n" not in str(raised.value)
     no_runtime = FakeCustomObjects([status()], runtimes=frozenset({"deepspeed-distributed"}))
     with pytest.raises(ConfigError, match="no ClusterTrainingRuntime 'torch-distributed'"):
-        train_on_cluster(
-            s3_config,
-            _dataset(tmp_path / "d"),
-            tmp_path / "o",
-            options,
-            "ragtune-train-x",
-            api=no_runtime,
-            core=FakeCore([]),
-        )
+        launch(no_runtime)
     assert not (only_v1.created or neither.created or no_runtime.created)
 
 

@@ -33,9 +33,6 @@ class TrainingJobError(RagtuneError):
     """The training job failed, vanished or did not finish in time; the message says which and why."""
 
 
-PyTorchJobError = TrainingJobError  # the name before TrainJobs
-
-
 def job_condition(job: Mapping[str, Any], succeeded: str = SUCCEEDED) -> tuple[str, str]:
     """(type, message) of the job's current condition: Failed/``succeeded`` win (reported as
     Failed/Succeeded), else the newest true one."""
@@ -247,17 +244,3 @@ def run_job(
                 f"{where} did not finish within {timeout_s:.0f}s (last condition {last or PENDING}); {action}"
             )
         time.sleep(poll_s)
-
-
-def run_pytorchjob(
-    job: Mapping[str, Any],
-    poll_s: float = 15.0,
-    timeout_s: float = 24 * 3600.0,
-    api: CustomObjectsApi | None = None,
-    core: CoreV1Api | None = None,
-    log: Callable[[str], None] = print,
-    *,
-    delete_on_timeout: bool = True,
-) -> str:
-    """:func:`run_job` for a PyTorchJob."""
-    return run_job(job, PYTORCHJOB, poll_s, timeout_s, api, core, log, delete_on_timeout=delete_on_timeout)
