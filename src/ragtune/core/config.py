@@ -309,6 +309,23 @@ class SynthConfig(Section):
         le=1,
         description="A rewording whose word-bigram Jaccard overlap with the original reaches this is rejected.",
     )
+    paraphrase_min_similarity: float = Field(
+        0.7,
+        ge=-1,
+        le=1,
+        description=(
+            "A rewording whose embedding cosine with the original question is below this is rejected:"
+            " it no longer asks for the same fact."
+        ),
+    )
+    paraphrase_attempts: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Rewordings asked per training item, each with another seed, until one passes every check"
+            " (one at generator temperature 0, where another seed gives the same reply)."
+        ),
+    )
     holdout: Literal["chunks", "sections", "documents"] = Field(
         "chunks",
         description=(

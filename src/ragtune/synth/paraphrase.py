@@ -10,8 +10,13 @@ answer is kept as the reference. A rewording is rejected when
   refusal, pointing at its source, a loop, not a question);
 * its wording is a near-duplicate of the original: the Jaccard overlap of their word bigrams is at
   or above ``synth.paraphrase_max_overlap`` (a model that memorised the sentence would still pass);
+* it asks something else: its embedding cosine with the original question is below
+  ``synth.paraphrase_min_similarity`` (a drifted topic, or a copied worked example of the template);
 * it no longer asks for the answer: question–answer embedding cosine below
   ``synth.relevance_threshold``, the check every training item passed.
+
+A rejected rewording is asked again with the next seed, up to ``synth.paraphrase_attempts`` times;
+the report counts each item that never passed by the reason of its last attempt.
 
 Kept ones are written to ``eval_knowledge.jsonl`` with ``provenance.paraphrase_of`` naming the
 training item; the counts go into ``synth_report.json``. No leakage check applies to this set:
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TEMPLATE = "paraphrase"
 NEAR_DUPLICATE_WORDING = "near_duplicate_wording"
+CHANGED_MEANING = "changed_meaning"
 _WORD = re.compile(r"\w+")
 
 TextCheck = Callable[[str], tuple[str, str] | None]
@@ -82,21 +88,27 @@ class Paraphraser:
     check: TextCheck
     settings: SynthConfig
     seed: int
+    seed_step: int
     temperature: float
     max_tokens: int
 
-    def request(self, question: str) -> ChatRequest:
+    @property
+    def attempts(self) -> int:
+        """``synth.paraphrase_attempts``, or one at temperature 0 (another seed, the same reply)."""
+        return self.settings.paraphrase_attempts if self.temperature > 0 else 1
+
+    def request(self, question: str, attempt: int = 0) -> ChatRequest:
         return ChatRequest(
             messages=[{"role": "user", "content": self.template.render(question=question)}],
             prefill=QUESTION_PREFILL,
             json_mode=True,
-            seed=self.seed,
+            seed=self.seed + attempt * self.seed_step,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
         )
 
     def problem(self, original: InstructionItem, question: str) -> str | None:
-        """Why ``question`` is no rewording of ``original`` for this set (its reason), or None."""
+        """Why ``question``'s text is no rewording of ``original`` for this set (its reason), or None."""
         found = self.check(question)
         if found is not None:
             return found[0]
@@ -106,35 +118,71 @@ class Paraphraser:
             return NEAR_DUPLICATE_WORDING
         return None
 
-    def reword(self, items: Sequence[InstructionItem]) -> tuple[list[InstructionItem], Counter[str]]:
-        """The kept rewordings of ``items`` as eval items, and the rejections by reason."""
-        replies = self.generator.structured_many(
-            [self.request(item.question) for item in items], QuestionReply, desc="synth: paraphrases"
+    def meaning_problems(self, candidates: Sequence[tuple[InstructionItem, str]]) -> list[str | None]:
+        """Per candidate: does it still ask the original's question, and does the answer still answer it?"""
+        if not candidates:
+            return []
+        n = len(candidates)
+        vectors = self.embed(
+            [q for _, q in candidates]
+            + [i.question for i, _ in candidates]
+            + [i.answer for i, _ in candidates]
         )
-        rejected: Counter[str] = Counter()
+        problems: list[str | None] = []
+        for new, old, answer in zip(vectors[:n], vectors[n : 2 * n], vectors[2 * n :], strict=True):
+            if filters.cosine(new, old) < self.settings.paraphrase_min_similarity:
+                problems.append(CHANGED_MEANING)
+            elif filters.cosine(new, answer) < self.settings.relevance_threshold:
+                problems.append(filters.IRRELEVANT)
+            else:
+                problems.append(None)
+        return problems
+
+    def attempt(
+        self, items: Sequence[InstructionItem], attempt: int
+    ) -> tuple[list[InstructionItem], dict[str, str]]:
+        """One rewording per item: the kept eval items, and the reason each other item failed by id."""
+        replies = self.generator.structured_many(
+            [self.request(item.question, attempt) for item in items],
+            QuestionReply,
+            desc=f"synth: paraphrases (attempt {attempt + 1})",
+        )
+        failed: dict[str, str] = {}
         candidates: list[tuple[InstructionItem, str]] = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, LLMFailure):
-                rejected[
+                failed[item.item_id] = (
                     filters.MALFORMED if reply.reason.startswith(MALFORMED) else filters.LLM_FAILURE
-                ] += 1
+                )
                 continue
             question = " ".join(reply.question.split())
             reason = self.problem(item, question)
             if reason is None:
                 candidates.append((item, question))
             else:
-                rejected[reason] += 1
+                failed[item.item_id] = reason
         kept = []
-        if candidates:
-            questions = self.embed([q for _, q in candidates])
-            answers = self.embed([item.answer for item, _ in candidates])
-            for (item, question), qv, av in zip(candidates, questions, answers, strict=True):
-                if filters.cosine(qv, av) < self.settings.relevance_threshold:
-                    rejected[filters.IRRELEVANT] += 1
-                else:
-                    kept.append(knowledge_item(item, question, self.template.ref))
-        return kept, rejected
+        for (item, question), reason in zip(candidates, self.meaning_problems(candidates), strict=True):
+            if reason is None:
+                kept.append(knowledge_item(item, question, self.template.ref))
+            else:
+                failed[item.item_id] = reason
+        return kept, failed
+
+    def reword(self, items: Sequence[InstructionItem]) -> tuple[list[InstructionItem], Counter[str]]:
+        """The kept rewordings of ``items`` as eval items, and the rejections by their last reason.
+
+        An item whose rewording fails is asked again with the next seed, up to ``attempts`` times.
+        """
+        kept: list[InstructionItem] = []
+        pending, failed = list(items), dict[str, str]()
+        for attempt in range(self.attempts):
+            if not pending:
+                break
+            found, failed = self.attempt(pending, attempt)
+            kept += found
+            pending = [item for item in pending if item.item_id in failed]
+        return kept, Counter(failed[item.item_id] for item in pending)
 
 
 def knowledge_item(original: InstructionItem, question: str, template_ref: str) -> InstructionItem:

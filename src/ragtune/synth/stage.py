@@ -683,6 +683,7 @@ class _Synthesis:
             check=lambda text: text_problem(text, s.min_question_chars, s.max_question_chars),
             settings=s,
             seed=self.config.run.seed,
+            seed_step=RETRY_SEED_STEP,
             temperature=self.endpoint.temperature,
             max_tokens=min(s.question_max_tokens, self.endpoint.max_tokens),
         )
