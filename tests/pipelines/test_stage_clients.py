@@ -169,6 +169,7 @@ def _run_graph(config_json: str, out: Artifacts, recorder: Recorder, monkeypatch
     from kfp.dsl import HTML, Artifact, Dataset, Metrics, Model
 
     from components.config.component import resolve_config
+    from components.deploy.component import render_serving
     from components.evaluate.component import evaluate_adapter
     from components.index.component import index_documents
     from components.parse.component import parse_documents
@@ -211,10 +212,11 @@ def _run_graph(config_json: str, out: Artifacts, recorder: Recorder, monkeypatch
             resolved, dataset, index, model, "", evaluation, out(HTML, "evaluate", "report.html"),
             out(Metrics, "evaluate", "metrics"),
         )  # fmt: skip
+    decision = out(Dataset, "register", "decision")
     with recorder.running("register-model"):
-        register_model.python_func(
-            resolved, documents, dataset, model, evaluation, "run-1", "", out(Dataset, "register", "decision")
-        )
+        register_model.python_func(resolved, documents, dataset, model, evaluation, "run-1", "", decision)
+    with recorder.running("render-serving"):  # in the graph only when it became champion; run regardless
+        render_serving.python_func(resolved, decision, out(Dataset, "deploy", "serving"))
 
 
 def _run_pytorchjob(
@@ -321,11 +323,6 @@ def test_every_executor_mounts_exactly_the_credentials_its_task_uses(recorded: d
         component = _component_task(f"comp-{task}")
         if component == "shard-indexes":
             continue  # plain Python on an integer: no config, nothing opened, no pod settings
-        if component == "render-serving":
-            # Not run here: it downloads the version's adapter metadata, and MLflow 3.17 fetches
-            # proxied artifacts through a presigned URL that moto's IAM-checking S3 refuses. Its
-            # Secrets (MLflow only) are pinned in test_compiled_pipeline; tests/serve runs it.
-            continue
         assert component in recorded, f"{contract.executor}: its component never ran here"
         needed = set().union(set(), *(CREDENTIALS[s] for s in recorded[component]))
         mounted = {var for var, source in contract.env.items() if source.kind == "secret"}

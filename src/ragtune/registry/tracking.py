@@ -4,7 +4,8 @@ The parent run is found again by its ``ragtune.pipeline_run_id`` tag, so a retri
 pipeline keeps logging into the run it started. Each stage logs into a nested run (tagged
 ``mlflow.parentRunId`` and ``ragtune.stage``), found again the same way. Everything goes through an
 explicit :class:`~mlflow.MlflowClient` for the configured URI: no global MLflow state is touched, so
-two configs in one process never mix.
+two configs in one process never mix (one environment default aside: downloads from a server stream
+through it, see :data:`PROXIED_DOWNLOADS`).
 
 Secrets: the config only names environment variables, and params come from it; still, any key that
 looks like a secret (``*_key``, ``*token``, ``*password``, ``*secret``) is dropped, and every logged
@@ -66,11 +67,23 @@ def mlflow_root(config: RagtuneConfig) -> Path:
     return (Path(config.run.root).expanduser() / "mlflow").resolve()
 
 
+#: MLflow >= 3.17 clients download proxied artifacts from a presigned object-store URL whenever the
+#: server's artifact store can sign one. A task whose pod may reach only MLflow (register, render-serving,
+#: a serving pod: no object-store egress or credentials) cannot follow it, and an S3 that checks
+#: credentials may refuse it (moto's IAM mode does); streaming through the server works for all.
+PROXIED_DOWNLOADS = ("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
+
+
 def tracking_uri(config: RagtuneConfig) -> str:
-    """The configured URI, or the local sqlite store under ``<run.root>/mlflow`` (created here)."""
+    """The configured URI, or the local sqlite store under ``<run.root>/mlflow`` (created here).
+
+    For a server, artifact downloads stream through it unless the environment chose otherwise
+    (:data:`PROXIED_DOWNLOADS`).
+    """
     if config.registry.tracking_uri:
         if config.registry.tracking_uri.startswith(("http://", "https://")):  # MLflow sends its env creds
             check_credentials(config.registry.tracking_uri, MLFLOW_CREDENTIAL_ENVS)
+            os.environ.setdefault(*PROXIED_DOWNLOADS)
         return config.registry.tracking_uri
     root = mlflow_root(config)
     root.mkdir(parents=True, exist_ok=True)
