@@ -18,7 +18,7 @@ help:
 	@echo "make test   - install, then run the test suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - run the benchmarks in benchmarks/ (all but quality.py)"
-	@echo "make quality - the ~45-minute check that tuning beats the base model (benchmarks/quality.py)"
+	@echo "make quality - the ~50-minute check of whether tuning beats the base model (benchmarks/quality.py)"
 	@echo "make compile - regenerate pipelines/compiled/ragtune_pipeline.yaml"
 	@echo "make wheelhouse - download every wheel the CPU image installs into dist/wheelhouse/"
 	@echo "make base-image - debootstrap a local Debian base image (where FROM python:... cannot be pulled)"
