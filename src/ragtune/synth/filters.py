@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ragtune.core.llm import BUDGET_EXHAUSTED, LLMFailure
+from ragtune.core.llm import MALFORMED as MALFORMED_PREFIX
+
 # Rejection reasons (stable strings: they are counted in the report and the dataset card).
 LLM_FAILURE = "llm_failure"
 MALFORMED = "malformed"
@@ -72,6 +75,15 @@ _STOPWORDS_TEXT = """a about above after again against all also am an and any ar
     than that the their them then there these they this those through to too under until up very was we
     were what when where which while who whom why will with would you your"""
 STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+def failure_reason(failure: LLMFailure) -> str:
+    """The rejection reason for a request the model could not answer: budget, malformed or failure."""
+    if failure.reason == BUDGET_EXHAUSTED:
+        return BUDGET
+    if failure.reason.startswith(MALFORMED_PREFIX):
+        return MALFORMED
+    return LLM_FAILURE
 
 
 def refusal_phrase(text: str) -> str | None:

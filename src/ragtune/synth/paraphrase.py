@@ -36,7 +36,7 @@ import numpy as np
 
 from ragtune.core.artifacts import DatasetDir
 from ragtune.core.config import SynthConfig
-from ragtune.core.llm import MALFORMED, ChatModel, ChatRequest, LLMFailure
+from ragtune.core.llm import ChatModel, ChatRequest, LLMFailure
 from ragtune.core.records import InstructionItem, sha256_hex
 from ragtune.core.templates import Template
 from ragtune.synth import filters
@@ -151,9 +151,7 @@ class Paraphraser:
         candidates: list[tuple[InstructionItem, str]] = []
         for item, reply in zip(items, replies, strict=True):
             if isinstance(reply, LLMFailure):
-                failed[item.item_id] = (
-                    filters.MALFORMED if reply.reason.startswith(MALFORMED) else filters.LLM_FAILURE
-                )
+                failed[item.item_id] = filters.failure_reason(reply)
                 continue
             question = " ".join(reply.question.split())
             reason = self.problem(item, question)

@@ -54,8 +54,6 @@ from ragtune.core.errors import RagtuneError
 from ragtune.core.facts import Lexicon, build_lexicon
 from ragtune.core.fsutil import atomic_write_text
 from ragtune.core.llm import (
-    BUDGET_EXHAUSTED,
-    MALFORMED,
     ChatModel,
     ChatRequest,
     LLMFailure,
@@ -145,14 +143,6 @@ def resolve_answer_mode(config: RagtuneConfig) -> str:
     if mode == "auto":
         return GENERATE if generator_endpoint(config).base_url else EXTRACTIVE
     return mode
-
-
-def _failure_reason(failure: LLMFailure) -> str:
-    if failure.reason == BUDGET_EXHAUSTED:
-        return filters.BUDGET
-    if failure.reason.startswith(MALFORMED):
-        return filters.MALFORMED
-    return filters.LLM_FAILURE
 
 
 def text_problem(text: str, min_chars: int, max_chars: int) -> tuple[str, str] | None:
@@ -311,7 +301,7 @@ class _Synthesis:
         answered: list[tuple[Candidate, S]] = []
         for candidate, reply in zip(candidates, replies, strict=True):
             if isinstance(reply, LLMFailure):
-                reason = _failure_reason(reply)
+                reason = filters.failure_reason(reply)
                 raw = reply.raw if reason == filters.MALFORMED else None
                 self.reject(candidate, stage, reason, detail=reply.reason, raw=raw)
             else:
